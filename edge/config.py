@@ -1,0 +1,237 @@
+"""Validated configuration of the vision pipeline (pydantic models) and the YAML loader.
+
+Every model forbids unknown keys, so a typo such as ``confidnce: 0.3`` is rejected with the key path
+instead of being silently ignored. ``load_config`` turns pydantic's errors into one readable message that
+names the file, the key path (``lines[1].a``) and the problem.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from roadside.edge.errors import RoadsideError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Point = tuple[float, float]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+#: Vehicle categories of the product. Custom models may add their own (see DetectorConfig.classes).
+VEHICLE_CATEGORIES = ("car", "bus", "truck", "motorcycle", "bicycle")
+
+
+class ConfigError(RoadsideError, ValueError):
+    """A configuration file or value is invalid; the message names the place and the problem."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite_point(p: Point) -> Point:
+    if not all(math.isfinite(v) for v in p):
+        raise ValueError("coordinates must be finite numbers")
+    return p
+
+
+class LineConfig(Strict):
+    """A count line: the straight segment from ``a`` to ``b`` in source-frame pixels.
+
+    Crossing from the side where cross(b-a, p-a) < 0 to the side where it is > 0 is ``forward``.
+    """
+
+    id: Identifier
+    a: Point
+    b: Point
+    name: str | None = None
+    #: Optional labels used by the controller and reports (approach, lane, movement).
+    approach: str | None = None
+    movement: str | None = None
+
+    @field_validator("a", "b")
+    @classmethod
+    def _finite(cls, v: Point) -> Point:
+        return _finite_point(v)
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> "LineConfig":
+        if math.dist(self.a, self.b) < 2:
+            raise ValueError(f"line {self.id!r}: a and b are the same point (a segment needs length)")
+        return self
+
+
+class ZoneConfig(Strict):
+    """A polygon (source-frame pixels) whose occupancy and dwell times are reported."""
+
+    id: Identifier
+    polygon: list[Point] = Field(min_length=3)
+    name: str | None = None
+    approach: str | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _finite(cls, v: list[Point]) -> list[Point]:
+        for p in v:
+            _finite_point(p)
+        return v
+
+    @model_validator(mode="after")
+    def _has_area(self) -> "ZoneConfig":
+        xs = [p[0] for p in self.polygon]
+        ys = [p[1] for p in self.polygon]
+        area = 0.5 * abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs))))
+        if area < 1:
+            raise ValueError(f"zone {self.id!r}: the polygon has no area")
+        return self
+
+
+class DetectorConfig(Strict):
+    #: Path to an ONNX file. None: the product's default model (see roadside.models).
+    model: str | None = None
+    #: Model family; ``auto`` recognises it from the model's metadata and output shapes.
+    family: Literal["auto", "ultralytics", "yolox", "picodet", "nanodet"] = "auto"
+    #: Minimum score for a detection to reach the tracker (the tracker's low threshold applies on top).
+    confidence: float = Field(0.1, ge=0.0, le=1.0)
+    #: IoU above which overlapping boxes are merged. Suppression runs across all vehicle categories,
+    #: so one vehicle gets one box even when the model says both "car" and "truck".
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    #: Vehicle category -> the model's class names (or integer ids) that map to it.
+    classes: dict[Identifier, list[str | int]] = Field(
+        default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES}
+    )
+    #: onnxruntime intra-op threads; 0 lets onnxruntime decide.
+    threads: int = Field(2, ge=0, le=64)
+    #: onnxruntime execution providers, in order of preference; unavailable ones fall back to CPU.
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[str | int]]) -> dict[str, list[str | int]]:
+        if not v:
+            raise ValueError("at least one vehicle category is needed")
+        for cat, names in v.items():
+            if not names:
+                raise ValueError(f"category {cat!r} maps to no model class")
+        return v
+
+
+class TrackerConfig(Strict):
+    """ByteTrack parameters (see edge/tracker.py)."""
+
+    #: Detections at or above this score take part in the first association and may start tracks.
+    high_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    #: Detections between this and high_threshold are only used to continue existing tracks.
+    low_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    #: Minimum score for an unmatched detection to start a new track.
+    new_track_threshold: float = Field(0.4, ge=0.0, le=1.0)
+    #: Minimum IoU for an association (first, high-score pass).
+    match_iou: float = Field(0.2, gt=0.0, le=1.0)
+    #: Minimum IoU for the second, low-score pass and for unconfirmed tracks.
+    second_match_iou: float = Field(0.5, gt=0.0, le=1.0)
+    #: Consecutive matched frames before a new track is confirmed (unconfirmed tracks never count).
+    min_hits: int = Field(3, ge=1, le=30)
+    #: Seconds a lost track is kept for re-association before it is removed.
+    lost_buffer_s: float = Field(1.0, ge=0.0, le=60.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TrackerConfig":
+        if self.low_threshold > self.high_threshold:
+            raise ValueError("low_threshold must not exceed high_threshold")
+        return self
+
+
+class CountingConfig(Strict):
+    #: Point of a box that must cross a count line: bottom-centre by default (the vehicle's ground contact).
+    anchor: Literal["bottom_center", "center", "top_center"] = "bottom_center"
+    #: Distance (pixels) an anchor must be from a line before its side is trusted. Jitter around the
+    #: line within this band neither counts nor changes the remembered side.
+    hysteresis_px: float = Field(2.0, ge=0.0, le=100.0)
+    #: Interval bins (seconds) reported alongside the totals, e.g. [1, 900].
+    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0])
+
+    @field_validator("bins_s")
+    @classmethod
+    def _positive_bins(cls, v: list[float]) -> list[float]:
+        for s in v:
+            if not (s > 0 and math.isfinite(s)):
+                raise ValueError(f"bin length {s} must be a positive number of seconds")
+        return sorted(set(v))
+
+
+class VisionConfig(Strict):
+    """Everything from pixels to counts for one camera view."""
+
+    lines: list[LineConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    counting: CountingConfig = Field(default_factory=CountingConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "VisionConfig":
+        for kind, items in (("line", self.lines), ("zone", self.zones)):
+            seen: set[str] = set()
+            for it in items:
+                if it.id in seen:
+                    raise ValueError(f"{kind} id {it.id!r} is used twice")
+                seen.add(it.id)
+        return self
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
+    for e in err.errors():
+        # pydantic adds the validator kind (e.g. "function-after[...]") to locations; drop those parts
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the configuration schema; check the spelling)"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"  - {_format_loc(loc)}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, model: type[M], source: str = "configuration") -> M:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, model: type[M] = VisionConfig) -> M:  # type: ignore[assignment]
+    """Read a YAML (or JSON) file into ``model``; raise ConfigError naming the file, key and problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read configuration file: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{p}:{where}: not valid YAML: {problem}") from None
+    return parse_config(data, model, str(p))

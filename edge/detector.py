@@ -1,0 +1,183 @@
+"""onnxruntime vehicle detector: model file in, ``Detections`` in source-frame pixels out."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from roadside.edge.config import DetectorConfig
+from roadside.edge.detections import Detections
+from roadside.edge.errors import RoadsideError
+from roadside.edge.model_formats import DECODERS, ModelFormat, ModelFormatError, recognise
+
+log = logging.getLogger("roadside.detector")
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+
+
+class DetectorError(RoadsideError):
+    """The model cannot be loaded or does not fit the configuration."""
+
+
+def choose_providers(wanted: list[str]) -> list[str]:
+    """Requested providers that this onnxruntime offers, in order, always ending with CPU.
+
+    A provider that is not available is skipped with a logged warning (falling back to CPU).
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen: list[str] = []
+    for name in wanted:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full in available:
+            if full not in chosen:
+                chosen.append(full)
+        else:
+            log.warning("execution provider %s is not available in this onnxruntime (has: %s); falling back to CPU",
+                        full, ", ".join(available))
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def _normalise_name(name: str) -> str:
+    return name.strip().lower().replace("_", " ").replace("-", " ")
+
+
+def build_class_map(classes: dict[str, list[str | int]], class_names: tuple[str, ...], source: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Resolve ``detector.classes`` against the model's class names.
+
+    Returns (categories, model class column indices, category index per column).
+    """
+    by_name = {_normalise_name(n): i for i, n in enumerate(class_names)}
+    categories = list(classes)
+    cols: list[int] = []
+    col_cat: list[int] = []
+    owner: dict[int, str] = {}
+    for ci, (cat, refs) in enumerate(classes.items()):
+        for ref in refs:
+            if isinstance(ref, int):
+                if not 0 <= ref < len(class_names):
+                    raise DetectorError(f"detector.classes.{cat}: class id {ref} is outside the model's 0..{len(class_names) - 1} ({source})")
+                idx = ref
+            else:
+                idx = by_name.get(_normalise_name(ref), -1)
+                if idx < 0:
+                    shown = ", ".join(class_names[:100])
+                    raise DetectorError(f"detector.classes.{cat}: the model has no class {ref!r} ({source}); its classes are: {shown}")
+            if idx in owner and owner[idx] != cat:
+                raise DetectorError(f"detector.classes: model class {class_names[idx]!r} is mapped to both {owner[idx]!r} and {cat!r}")
+            if idx not in owner:
+                owner[idx] = cat
+                cols.append(idx)
+                col_cat.append(ci)
+    return categories, np.asarray(cols, np.int64), np.asarray(col_cat, np.int64)
+
+
+class Detector:
+    """Runs one ONNX detector and returns vehicle detections (one box per vehicle)."""
+
+    def __init__(self, model_path: str | Path, config: DetectorConfig | None = None):
+        import onnxruntime as ort
+
+        self.config = config or DetectorConfig()
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise DetectorError(f"model file not found: {self.path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.config.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.providers = choose_providers(self.config.providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
+        except Exception as e:  # onnxruntime raises several exception types for bad files
+            raise DetectorError(f"{self.path}: cannot load as an ONNX model: {e}") from None
+        self.providers = self.session.get_providers()
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise DetectorError(f"{self.path}: expected one image input, the model has {len(inputs)}: {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        meta = self.session.get_modelmeta()
+        self.metadata = dict(meta.custom_metadata_map)
+        try:
+            self.format: ModelFormat = recognise(
+                inputs[0].shape,
+                [o.shape for o in self.session.get_outputs()],
+                self.metadata,
+                meta.producer_name or "",
+                self.config.family,
+                str(self.path),
+            )
+        except ModelFormatError as e:
+            raise DetectorError(str(e)) from None
+        self.family = self.format.family
+        self.preprocess = self.format.preprocess
+        self.categories, self._cols, self._col_cat = build_class_map(self.config.classes, self.format.class_names, str(self.path))
+        self._decode = DECODERS[self.family]
+        self.name = self.metadata.get("roadside.name") or self.path.stem
+
+    # The three stages are public so that a pipeline can run pre-processing elsewhere (a decoder process).
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: tensor})
+
+    def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:
+        boxes, scores = self._decode(outputs, self._cols, self.config.confidence, self.format)
+        if len(boxes) == 0:
+            return Detections.empty()
+        best = scores.argmax(axis=1)
+        conf = scores[np.arange(len(scores)), best].astype(np.float32)
+        sx, sy, ox, oy = transform
+        h, w = frame_shape[:2]
+        boxes = boxes.astype(np.float32)
+        boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - ox) / sx, 0, w)
+        boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - oy) / sy, 0, h)
+        wh = boxes[:, 2:] - boxes[:, :2]
+        ok = (wh[:, 0] >= 2) & (wh[:, 1] >= 2)
+        boxes, conf, best, wh = boxes[ok], conf[ok], best[ok], wh[ok]
+        # One box per vehicle: suppression across all vehicle categories together.
+        keep = cv2.dnn.NMSBoxes(
+            np.concatenate([boxes[:, :2], wh], 1).tolist(), conf.tolist(), self.config.confidence, self.config.nms_iou
+        )
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        keep = keep[np.argsort(-conf[keep], kind="stable")]
+        cats = np.asarray(self.categories, dtype=object)[self._col_cat[best[keep]]]
+        return Detections(
+            xyxy=boxes[keep],
+            confidence=conf[keep],
+            class_id=self._cols[best[keep]].astype(np.int32),
+            category=cats,
+        )
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        tensor, transform = self.preprocess(frame)
+        return self.postprocess(self.infer(tensor), transform, frame.shape)
+
+    def describe(self) -> dict:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "family": self.family,
+            "recognised_by": self.format.recognised_by,
+            "input": {"name": self.input_name, "height": self.preprocess.height, "width": self.preprocess.width},
+            "preprocess": {
+                "color": self.preprocess.color, "resize": self.preprocess.resize, "pad_value": self.preprocess.pad_value,
+                "mean": list(self.preprocess.mean), "std": list(self.preprocess.std), "scale": self.preprocess.scale,
+            },
+            "outputs": [{"name": o.name, "shape": o.shape} for o in self.session.get_outputs()],
+            "classes": len(self.format.class_names),
+            "categories": {c: [self.format.class_names[int(i)] for i, ci in zip(self._cols, self._col_cat) if self.categories[ci] == c] for c in self.categories},
+            "providers": self.providers,
+            "metadata": self.metadata,
+        }
