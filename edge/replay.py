@@ -1,0 +1,130 @@
+"""``roadside replay``: run the vision pipeline over a recorded video and write counts (and a video).
+
+Output ``DIR/counts.json`` is deterministic for the same video, configuration and model: it holds no
+wall-clock values. Timing of the run goes to ``DIR/run.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from roadside.edge.config import VisionConfig
+from roadside.edge.detector import Detector
+from roadside.edge.errors import RoadsideError
+from roadside.edge.pipeline import CameraPipeline, config_hash
+from roadside.edge.video import VideoError, VideoReader
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, model: str | Path | None = None,
+               annotate: bool = False, realtime: bool = False, progress: bool | None = None) -> dict:
+    """Replay ``video``; write ``counts.json`` (and ``annotated.mp4``) into ``out_dir``; return the counts.
+
+    If decoding fails part-way, everything counted up to that frame is still written (with ``complete``
+    false and the error), and the VideoError is raised afterwards.
+    """
+    from roadside.models.store import resolve_model
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RoadsideError(f"{out}: cannot create the output folder: {e}") from None
+    model_path = resolve_model(str(model) if model is not None else config.detector.model)
+    detector = Detector(model_path, config.detector)
+    wall0 = time.perf_counter()
+    reader = VideoReader(video, preprocess=detector.preprocess)
+    info = reader.info
+    pipe = CameraPipeline(config, detector, info.fps)
+    events: list[dict] = []
+    bins: list[dict] = []
+    zone_log: list[dict] = []
+    writer = None
+    if annotate:
+        import cv2
+
+        from roadside.edge.annotate import draw
+
+        ann_path = out / "annotated.mp4"
+        writer = cv2.VideoWriter(str(ann_path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+        if not writer.isOpened():
+            reader.close()
+            raise RoadsideError(f"{ann_path}: cannot open a video writer (mp4v) for the annotated video")
+    bar = None
+    show = sys.stderr.isatty() if progress is None else progress
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=info.frame_count_hint or None, unit="frame", desc=Path(str(video)).name, file=sys.stderr)
+    error: VideoError | None = None
+    frames = 0
+    det_ms = 0.0
+    try:
+        for fr in reader:
+            if realtime:
+                delay = wall0 + fr.time_s - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            res = pipe.process(fr.index, fr.time_s, fr.image, fr.tensor, fr.transform)
+            frames += 1
+            det_ms += res.detector_ms
+            events += [e.as_dict() for e in res.events]
+            bins += res.closed_bins
+            for zid, st in res.zone_changes.items():
+                zone_log.append({"zone": zid, "frame": fr.index, "time_s": round(fr.time_s, 3), "occupied": st.occupied, "count": st.count})
+            if writer is not None:
+                occ = {z: s.count for z, s in pipe.zones.status.items()}
+                writer.write(draw(fr.image, res.tracks, config.lines, config.zones, pipe.counter.totals_dict(), occ,
+                                  f"frame {fr.index}  t={fr.time_s:.2f}s"))
+            if bar is not None:
+                bar.update(1)
+    except VideoError as e:
+        error = e
+    finally:
+        reader.close()
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.release()
+    duration = frames / info.fps
+    bins += pipe.bins.close_until(duration, final=True)
+    wall = time.perf_counter() - wall0
+    counts = {
+        "video": str(video),
+        "frames": frames,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "duration_s": round(duration, 3),
+        "model": detector.name,
+        "model_family": detector.family,
+        "config_hash": config_hash(config),
+        "complete": error is None,
+        "error": str(error) if error else None,
+        "lines": pipe.counter.totals_dict(),
+        "events": sorted(events, key=lambda e: (e["frame"], e["line"], e["track_id"])),
+        "bins": bins,
+        "zones": {
+            zid: {"changes": [z for z in zone_log if z["zone"] == zid],
+                  "completed_dwell_s": [round(d, 3) for d in pipe.zones.completed_dwells[zid]]}
+            for zid in pipe.zones.zones
+        },
+        "config": config.model_dump(mode="json"),
+    }
+    _write_json(out / "counts.json", counts)
+    _write_json(out / "run.json", {
+        "frames": frames, "wall_s": round(wall, 3), "fps_processed": round(frames / wall, 2) if wall else None,
+        "detector_ms_mean": round(det_ms / frames, 2) if frames else None, "realtime": realtime,
+        "providers": detector.providers, "model_path": str(model_path),
+    })
+    if error is not None:
+        raise error
+    return counts

@@ -1,0 +1,315 @@
+"""Video decoding in an isolated child process.
+
+Untrusted files can crash the decoder itself (``shared/data/bad_inputs``: one makes OpenCV abort the whole
+Python process). Decoding therefore runs in a child process that writes frames into a ring of
+shared-memory slots; the parent only ever sees numpy arrays. If the child dies, hangs or reports an
+error, the parent raises :class:`VideoError` naming the source, the frame reached and the decoder's own
+message. A bonus of the design: decoding (and the detector's pre-processing, which also runs in the
+child) overlaps with inference in the parent, on another core.
+
+Frames are numbered from 0 in decoding order; the container's frame count is never trusted.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from roadside.edge.errors import RoadsideError
+from roadside.edge.model_formats import Preprocess
+
+
+
+class VideoError(RoadsideError):
+    """The video cannot be opened or decoded; the message says which file, where and why."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    source: str
+    width: int
+    height: int
+    fps: float
+    #: what the container claims; informative only (often wrong)
+    frame_count_hint: int
+
+
+@dataclass
+class Frame:
+    index: int
+    time_s: float  # index / fps for files
+    image: np.ndarray  # BGR uint8, valid until the next frame is requested
+    tensor: np.ndarray | None  # detector input, when a Preprocess was given
+    transform: tuple[float, float, float, float] | None
+
+
+def _open_capture(source: str):
+    import cv2
+
+    src: str | int = int(source) if source.isdigit() else source
+    return cv2.VideoCapture(src)
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Attach to the parent's segment without letting this process's resource tracker own it
+    (Python < 3.13 registers attached segments and would unlink them when the child exits)."""
+    from multiprocessing import resource_tracker
+
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    return shm
+
+
+def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
+    """Child process: open, report info, then decode into shared-memory slots until EOF or stop.
+
+    Messages to the parent (``conn_out``): ("info", w, h, fps, count), ("frame", index, slot, transform),
+    ("eof", n), ("error", index, text). From the parent (``conn_in``): ("go", frame_shm_names,
+    tensor_shm_names), then free slot numbers, or None to stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    source, preprocess = conn_in.recv()
+    out, ctrl = conn_out, conn_in
+    free = conn_in
+    cap = None
+    try:
+        import cv2
+
+        cap = _open_capture(source)
+        if not cap.isOpened():
+            out.send(("error", 0, "cannot open: not a readable video (missing/truncated container index, unknown format or codec)"))
+            return
+        ok, first = cap.read()
+        if not ok or first is None:
+            out.send(("error", 0, "opened, but no frame could be decoded"))
+            return
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        h, w = first.shape[:2]
+        out.send(("info", w, h, float(fps) if fps and fps > 0 and fps < 1000 else 0.0, count))
+        msg = ctrl.recv()
+        if msg[0] != "go":
+            return
+        _, frame_names, tensor_names = msg
+        frames = [_attach(n) for n in frame_names]
+        tensors = [_attach(n) for n in tensor_names]
+        index = 0
+        img = first
+        while True:
+            if img.shape[:2] != (h, w) or img.ndim != 3:
+                out.send(("error", index, f"frame size changed from {w}x{h} to {img.shape[1]}x{img.shape[0]}"))
+                return
+            slot = free.recv()
+            if slot is None:
+                return
+            np.ndarray((h, w, 3), np.uint8, frames[slot].buf)[:] = img
+            transform = None
+            if preprocess is not None:
+                t, transform = preprocess(img)
+                np.ndarray(t.shape, np.float32, tensors[slot].buf)[:] = t
+            out.send(("frame", index, slot, transform))
+            index += 1
+            ok, img = cap.read()
+            if not ok or img is None:
+                out.send(("eof", index))
+                return
+    except Exception as e:  # reported to the parent, which raises VideoError
+        out.send(("error", -1, f"{type(e).__name__}: {e}"))
+    finally:
+        if cap is not None:
+            cap.release()
+
+
+def _spawn_decoder(stderr_path: str) -> tuple[subprocess.Popen, Connection, Connection]:
+    """Start ``python -m roadside.edge.video`` with two pipes (no re-import of the caller's __main__)."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    with open(stderr_path, "ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roadside.edge.video", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=err, close_fds=True,
+        )
+    os.close(to_child_r)
+    os.close(from_child_w)
+    return proc, Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
+
+
+class VideoReader:
+    """Iterate over the frames of a video file (or any OpenCV source) decoded in a child process.
+
+    ``stall_timeout_s``: no frame from the decoder for this long is an error (a hang never blocks us).
+    """
+
+    def __init__(self, source: str | Path, preprocess: Preprocess | None = None, slots: int = 6,
+                 open_timeout_s: float = 30.0, stall_timeout_s: float = 20.0):
+        self.source = str(source)
+        self.preprocess = preprocess
+        self.frames_read = 0
+        self._stall = stall_timeout_s
+        self._shm: list[shared_memory.SharedMemory] = []
+        self._proc = None
+        if "://" not in self.source and not self.source.isdigit():
+            p = Path(self.source)
+            if not p.exists():
+                raise VideoError(f"{self.source}: no such file")
+            if not p.is_file():
+                raise VideoError(f"{self.source}: not a file")
+            if p.stat().st_size == 0:
+                raise VideoError(f"{self.source}: the file is empty")
+        fd, self._stderr_path = tempfile.mkstemp(prefix="roadside-decoder-", suffix=".log")
+        os.close(fd)
+        self._proc, self._to_child, self._from_child = _spawn_decoder(self._stderr_path)
+        try:
+            self._to_child.send((self.source, preprocess))
+            msg = self._get(open_timeout_s, "opening")
+            if msg[0] == "error":
+                raise self._error(msg[1], msg[2])
+            _, w, h, fps, count = msg
+            if fps <= 0:
+                raise VideoError(f"{self.source}: the video reports no frame rate; cannot time its frames")
+            self.info = VideoInfo(self.source, w, h, fps, count)
+            fsize = w * h * 3
+            self._shm = [shared_memory.SharedMemory(create=True, size=fsize) for _ in range(slots)]
+            self._frame_bufs = self._shm[:slots]
+            self._tensor_bufs: list[shared_memory.SharedMemory] = []
+            if preprocess is not None:
+                tsize = 3 * preprocess.height * preprocess.width * 4
+                self._tensor_bufs = [shared_memory.SharedMemory(create=True, size=tsize) for _ in range(slots)]
+                self._shm += self._tensor_bufs
+            self._to_child.send(("go", [s.name for s in self._frame_bufs], [s.name for s in self._tensor_bufs]))
+            for i in range(slots):
+                self._to_child.send(i)
+        except BaseException:
+            self.close()
+            raise
+        self._held: int | None = None
+        self._done = False
+
+    # -- internals -------------------------------------------------------------------------------
+    def _decoder_log(self) -> str:
+        try:
+            text = Path(self._stderr_path).read_text(errors="replace")
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return " | ".join(lines[-3:])
+
+    def _error(self, index: int, what: str) -> VideoError:
+        where = f" at frame {index}" if index > 0 else ""
+        log = self._decoder_log()
+        return VideoError(f"{self.source}: {what}{where}" + (f" (decoder says: {log})" if log else ""))
+
+    def _get(self, timeout: float, doing: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._from_child.poll(0.2):
+                    return self._from_child.recv()
+            except (EOFError, OSError):
+                pass  # the child is gone: find out how below
+            if self._proc is not None and self._proc.poll() is not None:
+                code = self._proc.returncode
+                how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+                raise self._error(
+                    self.frames_read, f"the decoder crashed ({how}) while {doing}: the file is corrupt or uses an unsupported codec"
+                )
+            if time.monotonic() > deadline:
+                raise self._error(self.frames_read, f"the decoder gave no frame for {timeout:.0f} s while {doing} (stalled)")
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            try:
+                self._to_child.send(self._held)
+            except OSError:
+                pass  # the decoder has finished or died; the next read says which
+            self._held = None
+
+    # -- public ----------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        if self._done:
+            raise StopIteration
+        self._release_held()
+        msg = self._get(self._stall, f"decoding frame {self.frames_read}")
+        kind = msg[0]
+        if kind == "eof":
+            self._done = True
+            self.close()
+            raise StopIteration
+        if kind == "error":
+            self._done = True
+            err = self._error(msg[1] if msg[1] >= 0 else self.frames_read, msg[2])
+            self.close()
+            raise err
+        _, index, slot, transform = msg
+        self._held = slot
+        info = self.info
+        image = np.ndarray((info.height, info.width, 3), np.uint8, self._frame_bufs[slot].buf)
+        tensor = None
+        if self.preprocess is not None:
+            p = self.preprocess
+            tensor = np.ndarray((1, 3, p.height, p.width), np.float32, self._tensor_bufs[slot].buf)
+        self.frames_read = index + 1
+        return Frame(index, index / info.fps, image, tensor, transform)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                try:
+                    self._to_child.send(None)
+                except (OSError, ValueError):
+                    pass
+                try:
+                    self._proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait(timeout=5)
+            self._proc = None
+            self._to_child.close()
+            self._from_child.close()
+        for s in self._shm:
+            try:
+                s.unlink()
+            except FileNotFoundError:
+                pass
+            try:
+                s.close()
+            except BufferError:  # a caller still holds a view of the last frame; freed with it
+                pass
+        self._shm = []
+        try:
+            os.unlink(self._stderr_path)
+        except (OSError, AttributeError):
+            pass
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":  # the decoder child process (see _spawn_decoder)
+    _decoder_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
