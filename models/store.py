@@ -89,11 +89,11 @@ def installed_models() -> list[InstalledModel]:
     for p in sorted(d.glob("*.onnx")):
         if p.name.startswith("."):
             continue
-        out.append(InstalledModel(p.stem, p, _read_record(p.with_suffix(".json"))))
+        out.append(InstalledModel(p.stem, p, read_record(p.with_suffix(".json"))))
     return out
 
 
-def _read_record(path: Path) -> dict:
+def read_record(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
@@ -180,6 +180,7 @@ def _write_atomically(target: Path, chunks: Iterable[bytes]) -> tuple[Path, str,
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=_PARTIAL_SUFFIX)
     h, size = hashlib.sha256(), 0
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; installed models are readable like any package file
         with os.fdopen(fd, "wb") as f:
             for block in chunks:
                 h.update(block)
@@ -230,7 +231,10 @@ def install(
         record = {"name": name, "file": target.name, "sha256": digest, "size": size, "source": source,
                   "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if validate is not None:
-            record.update(validate(tmp))
+            try:
+                record.update(validate(tmp))
+            except RoadsideError as e:
+                raise ModelStoreError(f"{name} from {source}: the checksum matches but the file is refused: {e}. Nothing was installed") from None
         record.update(extra_record or {})
         rec_tmp, _, _ = _write_atomically(target.with_suffix(".json"), [json.dumps(record, indent=1).encode() + b"\n"])
         try:
