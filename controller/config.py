@@ -1,0 +1,373 @@
+"""Validated configuration of the signal controller (``CTRL.yaml``).
+
+The intersection is described as *phases* (signal groups: the movements or one pedestrian crossing that
+show one signal), which pairs of phases are *compatible* (may show green together), and a *sequence* of
+*stages* (sets of compatible phases that are green together; the ring). Each phase has its own timings;
+change and clearance intervals may be given directly or computed by the ITE formulas (see clearance.py).
+
+Every model forbids unknown keys; load a file with :func:`load_controller_config`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
+from roadside.edge.config import Identifier, load_config, parse_config
+
+Seconds = float
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClearanceInputs(Strict):
+    """Approach geometry from which yellow and red clearance are computed (ITE)."""
+
+    approach_speed_kmh: float = Field(gt=0, le=150)
+    grade_percent: float = Field(0.0, ge=-15, le=15)
+    #: Stop line to the far side of the last conflicting lane (m).
+    width_m: float = Field(gt=0, le=200)
+    vehicle_length_m: float = Field(6.1, gt=0, le=30)
+
+
+class ZoneRef(Strict):
+    """A presence zone of an edge camera (PresenceMessage.zones key)."""
+
+    device: Identifier | None = None  # None: the configuration's edge.device
+    camera: Identifier
+    zone: Identifier
+
+
+class LineRef(Strict):
+    """A count line of an edge camera (CountsMessage.lines key) and the direction(s) that count."""
+
+    device: Identifier | None = None
+    camera: Identifier
+    line: Identifier
+    direction: Literal["forward", "backward", "both"] = "forward"
+
+
+class PhaseDetectors(Strict):
+    #: Zones whose occupancy places a call and extends the green (actuated gaps): near the stop line.
+    presence: list[ZoneRef] = Field(default_factory=list)
+    #: Zones whose vehicle count and dwell estimate the queue (adaptive policy); often the whole approach.
+    queue: list[ZoneRef] = Field(default_factory=list)
+    #: Count lines whose counts measure the phase's flow (Webster, adaptive arrival rates).
+    counts: list[LineRef] = Field(default_factory=list)
+
+    def refs(self) -> list[ZoneRef | LineRef]:
+        return [*self.presence, *self.queue, *self.counts]
+
+
+class PhaseConfig(Strict):
+    id: Identifier
+    kind: Literal["vehicle", "pedestrian"] = "vehicle"
+    #: What the phase serves: movement labels (e.g. ``N_through``) or lane ids; documentation and audit.
+    movements: list[str] = Field(default_factory=list)
+    #: Vehicle phases: green limits (s). Pedestrian phases: set ``walk`` instead.
+    min_green: Seconds | None = Field(None, ge=1, le=120)
+    max_green: Seconds | None = Field(None, ge=1, le=300)
+    #: Passage (gap, vehicle extension) time of actuated control (s).
+    passage: Seconds = Field(2.0, ge=0.1, le=10)
+    #: Change intervals (s): give both, or ``clearance`` to compute them by the ITE formulas.
+    yellow: Seconds | None = Field(None, ge=0, le=10)
+    red_clearance: Seconds | None = Field(None, ge=0, le=10)
+    clearance: ClearanceInputs | None = None
+    #: Pedestrian phases: WALK time and pedestrian clearance (flashing DON'T WALK); the clearance may be
+    #: computed from ``crossing_length_m`` at 1.07 m/s.
+    walk: Seconds | None = Field(None, ge=1, le=60)
+    ped_clearance: Seconds | None = Field(None, ge=0, le=90)
+    crossing_length_m: float | None = Field(None, gt=0, le=100)
+    #: Lanes and saturation flow per lane (veh/h of green), for Webster and the adaptive queue model.
+    lanes: int = Field(1, ge=1, le=8)
+    saturation_flow_vph: float = Field(1800.0, gt=0, le=3000)
+    #: ``min``/``max``: the phase is called every cycle whatever the detectors say (for pedestrians: WALK
+    #: every time its stage is served).
+    recall: Literal["none", "min", "max"] = "none"
+    detectors: PhaseDetectors = Field(default_factory=PhaseDetectors)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "PhaseConfig":
+        where = f"phase {self.id!r}"
+        if self.kind == "pedestrian":
+            if self.walk is None:
+                raise ValueError(f"{where}: a pedestrian phase needs 'walk' (s)")
+            if self.ped_clearance is None and self.crossing_length_m is None:
+                raise ValueError(f"{where}: give 'ped_clearance' (s) or 'crossing_length_m'")
+            if self.min_green is not None or self.max_green is not None or self.clearance is not None:
+                raise ValueError(f"{where}: a pedestrian phase is timed by walk and ped_clearance, "
+                                 "not min_green/max_green/clearance")
+        else:
+            if self.min_green is None or self.max_green is None:
+                raise ValueError(f"{where}: a vehicle phase needs min_green and max_green (s)")
+            if self.max_green < self.min_green + 1:
+                raise ValueError(f"{where}: max_green ({self.max_green}) must exceed min_green ({self.min_green}) "
+                                 "by at least 1 s")
+            if self.walk is not None or self.ped_clearance is not None:
+                raise ValueError(f"{where}: walk/ped_clearance belong to pedestrian phases")
+            given = (self.yellow is not None, self.red_clearance is not None)
+            if self.clearance is None and given != (True, True):
+                raise ValueError(f"{where}: give 'yellow' and 'red_clearance' (s), or 'clearance' to compute them")
+            if self.clearance is not None and any(given):
+                raise ValueError(f"{where}: give either yellow/red_clearance or clearance, not both")
+            if self.yellow is not None and self.yellow < 3:
+                raise ValueError(f"{where}: yellow {self.yellow} s is shorter than 3 s")
+        return self
+
+    @cached_property
+    def timing(self) -> "PhaseTiming":
+        """The four numbers the safety envelope enforces; for pedestrians green is WALK and yellow is the
+        pedestrian clearance (flashing DON'T WALK)."""
+        if self.kind == "pedestrian":
+            assert self.walk is not None
+            fdw = self.ped_clearance if self.ped_clearance is not None else pedestrian_clearance_s(
+                float(self.crossing_length_m or 0))
+            return PhaseTiming(self.walk, self.walk + 1.0, fdw, self.red_clearance or 0.0)
+        assert self.min_green is not None and self.max_green is not None
+        if self.clearance is not None:
+            c = ite_clearance(self.clearance.approach_speed_kmh, self.clearance.grade_percent,
+                              self.clearance.width_m, self.clearance.vehicle_length_m)
+            return PhaseTiming(self.min_green, self.max_green, c.yellow_s, c.red_clearance_s)
+        assert self.yellow is not None and self.red_clearance is not None
+        return PhaseTiming(self.min_green, self.max_green, self.yellow, self.red_clearance)
+
+
+@dataclass(frozen=True)
+class PhaseTiming:
+    """What the safety envelope enforces. Pedestrians: green is WALK (timed ``walk`` to ``walk`` + 1 s),
+    yellow is the pedestrian clearance (flashing DON'T WALK)."""
+
+    min_green: float
+    max_green: float
+    yellow: float
+    red_clearance: float
+
+
+class StageConfig(Strict):
+    id: Identifier
+    #: Phases green together in this stage (they must be pairwise compatible).
+    phases: list[Identifier] = Field(min_length=1)
+
+
+class IntersectionConfig(Strict):
+    phases: list[PhaseConfig] = Field(min_length=2)
+    #: Groups of phases that may be green at the same time; every pair inside a group is compatible.
+    #: Phases not paired here conflict.
+    compatible: list[list[Identifier]] = Field(default_factory=list)
+    #: The ring: stages in their normal order. Policies that skip or reorder stages still only ever
+    #: show one of these stages.
+    stages: list[StageConfig] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "IntersectionConfig":
+        ids = [p.id for p in self.phases]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"phase id(s) {sorted(dup)} used more than once")
+        known = set(ids)
+        for gi, group in enumerate(self.compatible):
+            for pid in group:
+                if pid not in known:
+                    raise ValueError(f"compatible[{gi}]: unknown phase {pid!r}")
+        sids = [s.id for s in self.stages]
+        if len(set(sids)) != len(sids):
+            raise ValueError("stage ids must be unique")
+        pairs = self.compatible_pairs
+        used: set[str] = set()
+        for s in self.stages:
+            for pid in s.phases:
+                if pid not in known:
+                    raise ValueError(f"stage {s.id!r}: unknown phase {pid!r}")
+            if len(set(s.phases)) != len(s.phases):
+                raise ValueError(f"stage {s.id!r}: a phase is listed twice")
+            for i, a in enumerate(s.phases):
+                for b in s.phases[i + 1:]:
+                    if frozenset((a, b)) not in pairs:
+                        raise ValueError(f"stage {s.id!r}: phases {a!r} and {b!r} conflict (not listed as compatible)")
+            used.update(s.phases)
+        unused = known - used
+        if unused:
+            raise ValueError(f"phase(s) {sorted(unused)} are in no stage and would never be served")
+        return self
+
+    @cached_property
+    def compatible_pairs(self) -> frozenset[frozenset[str]]:
+        out: set[frozenset[str]] = set()
+        for group in self.compatible:
+            for i, a in enumerate(group):
+                for b in group[i + 1:]:
+                    if a != b:
+                        out.add(frozenset((a, b)))
+        return frozenset(out)
+
+    def conflicts(self, a: str, b: str) -> bool:
+        return a != b and frozenset((a, b)) not in self.compatible_pairs
+
+    def phase(self, pid: str) -> PhaseConfig:
+        for p in self.phases:
+            if p.id == pid:
+                return p
+        raise KeyError(pid)
+
+    def stage(self, sid: str) -> StageConfig:
+        for s in self.stages:
+            if s.id == sid:
+                return s
+        raise KeyError(sid)
+
+
+class FixedPlanConfig(Strict):
+    #: Green time per stage (s); the cycle is the sum of greens and the change intervals between stages.
+    greens: dict[Identifier, float] = Field(default_factory=dict)
+
+
+class WebsterConfig(Strict):
+    #: Flows are smoothed exponentially with this time constant (s) before each recomputation.
+    flow_smoothing_s: float = Field(600.0, ge=0, le=7200)
+    #: Largest change of any stage's green from one cycle to the next (s).
+    max_green_change_s: float = Field(4.0, gt=0, le=60)
+    min_cycle_s: float = Field(40.0, ge=10, le=300)
+    max_cycle_s: float = Field(120.0, ge=10, le=300)
+    #: Start-up lost time per stage (s), added to the change intervals to get the lost time L.
+    startup_lost_s: float = Field(2.0, ge=0, le=10)
+    #: Flow ratio sum Y is capped here so that the formula stays finite on oversaturated approaches.
+    max_flow_ratio: float = Field(0.9, gt=0.1, lt=1.0)
+
+    @model_validator(mode="after")
+    def _cycle(self) -> "WebsterConfig":
+        if self.max_cycle_s < self.min_cycle_s:
+            raise ValueError("max_cycle_s is less than min_cycle_s")
+        return self
+
+
+class AdaptiveConfig(Strict):
+    """The queue-estimating look-ahead policy (see policies/adaptive.py)."""
+
+    #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
+    step_s: float = Field(1.0, gt=0, le=10)
+    #: Start-up lost time of a stage (s) in the queue model.
+    startup_lost_s: float = Field(2.0, ge=0, le=10)
+    #: Weight of the longest wait (s) in choosing the next stage (anti-starvation).
+    wait_weight: float = Field(0.05, ge=0, le=10)
+    #: A stage whose oldest call has waited this long is served next whatever the queues say (s).
+    max_wait_s: float = Field(120.0, ge=10, le=600)
+    #: Vehicles to assume per lane on a phase whose queue zone is missing or unreliable.
+    default_queue_per_lane: float = Field(3.0, ge=0, le=50)
+
+
+class TimingConfig(Strict):
+    policy: Literal["fixed", "webster", "actuated", "adaptive"] = "actuated"
+    fixed: FixedPlanConfig = Field(default_factory=FixedPlanConfig)
+    webster: WebsterConfig = Field(default_factory=WebsterConfig)
+    adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
+
+
+class FailsafeConfig(Strict):
+    #: A camera with no message (counts, presence or health) for this long is stale (s).
+    stale_after_s: float = Field(15.0, gt=0, le=3600)
+    #: ``recall``: the affected phases are called every cycle and get their fixed-plan green;
+    #: ``fixed``: the whole controller runs the fixed-time plan while any phase is affected.
+    action: Literal["recall", "fixed"] = "recall"
+    #: Good data must flow this long before a phase leaves fail-safe (s).
+    recover_after_s: float = Field(5.0, ge=0, le=600)
+    #: A malformed payload from a camera puts its phases in fail-safe for this long (s).
+    malformed_hold_s: float = Field(30.0, ge=0, le=3600)
+
+
+class DetectionConfig(Strict):
+    #: The counts bin length (s) the controller uses; other bins of the same counts are ignored so
+    #: that vehicles are not counted twice.
+    counts_interval_s: float = Field(60.0, gt=0, le=3600)
+    #: Flow rates are measured over this window (s).
+    flow_window_s: float = Field(300.0, gt=0, le=7200)
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    client_id: str | None = None
+    qos: Literal[0, 1] = 1
+
+
+class ActuatorConfig(Strict):
+    #: ``mqtt``: publish every signal change to ``roadside/<site>/controller/command`` for a cabinet
+    #: adapter; ``none``: decide and publish plan/state/events only (shadow mode).
+    kind: Literal["mqtt", "none"] = "mqtt"
+
+
+class ControllerConfig(Strict):
+    site: Identifier
+    #: The edge device whose topics are read when a detector reference does not name one.
+    device: Identifier = "edge"
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    intersection: IntersectionConfig
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    failsafe: FailsafeConfig = Field(default_factory=FailsafeConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    actuator: ActuatorConfig = Field(default_factory=ActuatorConfig)
+    #: Decision period (s). Signal changes happen on these ticks; max green holds exactly when ticks
+    #: are never further apart than this.
+    tick_s: float = Field(0.5, gt=0, le=1)
+    #: Also append every audit event as one JSON line to this file.
+    audit_log: str | None = None
+
+    @model_validator(mode="after")
+    def _plan_covers_stages(self) -> "ControllerConfig":
+        inter = self.intersection
+        stage_ids = {s.id for s in inter.stages}
+        for sid in self.timing.fixed.greens:
+            if sid not in stage_ids:
+                raise ValueError(f"timing.fixed.greens: unknown stage {sid!r}")
+        return self
+
+    def device_of(self, ref: ZoneRef | LineRef) -> str:
+        return ref.device or self.device
+
+    def fixed_green(self, stage_id: str) -> float:
+        """The fixed-plan green of a stage: configured, else the largest min green of its vehicle phases
+        plus half the room up to the smallest max green (a neutral default)."""
+        if stage_id in self.timing.fixed.greens:
+            return self.timing.fixed.greens[stage_id]
+        return default_green(self.intersection, stage_id)
+
+
+def default_green(inter: IntersectionConfig, stage_id: str) -> float:
+    st = inter.stage(stage_id)
+    timings = [inter.phase(p).timing for p in st.phases if inter.phase(p).kind == "vehicle"]
+    if not timings:
+        return max(inter.phase(p).timing.min_green + inter.phase(p).timing.yellow for p in st.phases)
+    lo = max(t.min_green for t in timings)
+    hi = min(t.max_green for t in timings)
+    return lo + max(0.0, hi - lo) / 2
+
+
+def stage_minimum(inter: IntersectionConfig, stage_id: str) -> float:
+    """Shortest green a stage can have: its vehicle min greens, and WALK plus clearance of its pedestrians."""
+    st = inter.stage(stage_id)
+    need = 0.0
+    for pid in st.phases:
+        t = inter.phase(pid).timing
+        need = max(need, t.min_green + (t.yellow if inter.phase(pid).kind == "pedestrian" else 0.0))
+    return need
+
+
+def stage_maximum(inter: IntersectionConfig, stage_id: str) -> float:
+    st = inter.stage(stage_id)
+    vals = [inter.phase(p).timing.max_green for p in st.phases if inter.phase(p).kind == "vehicle"]
+    return min(vals) if vals else math.inf
+
+
+def parse_controller_config(data: object, source: str = "controller configuration") -> ControllerConfig:
+    return parse_config(data, ControllerConfig, source)
+
+
+def load_controller_config(path: str | Path) -> ControllerConfig:
+    return load_config(path, ControllerConfig)

@@ -1,0 +1,185 @@
+"""The stage sequencer: turns a policy's decisions (stay in this stage / go to that one / start a WALK)
+into the phases wanted green, and feeds them through the safety envelope.
+
+A change from stage S to stage T runs: pedestrians of S that T does not keep finish WALK and clearance
+(vehicles still green), then the vehicle phases of S that T does not keep show yellow and red clearance,
+then the phases of T start as soon as the envelope lets them. Stage T counts as *green* from the moment
+all its vehicle phases are green. Decisions for another stage are accepted only in a green stage and only
+when every phase that would end has had its min green; at max green the sequencer forces the change.
+
+The envelope guarantees safety on its own; the sequencer only makes the sequence sensible.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from roadside.controller.config import IntersectionConfig
+from roadside.controller.safety import GREEN, RED, SafetyEnvelope, Signal
+
+
+@dataclass
+class Decision:
+    #: Stage to change to; None (or the current stage) keeps the current one.
+    target: str | None = None
+    #: Why, in words an engineer can audit ("gap-out", "max-out", "scheduled", ...).
+    reason: str = ""
+    #: Pedestrian phases to give a WALK (in the current stage when green, else at the target's start).
+    walk: frozenset[str] = frozenset()
+    #: The inputs the decision used (for the audit trail).
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageChange:
+    t: float
+    from_stage: str | None
+    to_stage: str
+    reason: str
+    forced: bool
+    inputs: dict[str, Any]
+    #: Green the stage that ends actually had (s); None at power-up.
+    green_s: float | None
+
+
+@dataclass
+class StepResult:
+    signals: dict[str, Signal]
+    signals_changed: bool
+    #: A change that was accepted on this tick (the audit records it).
+    change: StageChange | None = None
+    #: The stage that became green on this tick.
+    stage_started: str | None = None
+
+
+class SignalEngine:
+    def __init__(self, inter: IntersectionConfig, tick_s: float, start: float, first_stage: str | None = None) -> None:
+        self.inter = inter
+        self.envelope = SafetyEnvelope(inter, tick_s, start)
+        self.stage_ids = [s.id for s in inter.stages]
+        self.stage_phases = {s.id: frozenset(s.phases) for s in inter.stages}
+        self.kind = {p.id: p.kind for p in inter.phases}
+        self.vehicles = {sid: frozenset(p for p in ph if self.kind[p] == "vehicle") for sid, ph in self.stage_phases.items()}
+        self.peds = {sid: frozenset(p for p in ph if self.kind[p] == "pedestrian") for sid, ph in self.stage_phases.items()}
+        # power-up behaves like a change from nothing to the first stage
+        self.current: str | None = None
+        self.target: str | None = first_stage if first_stage in self.stage_phases else self.stage_ids[0]
+        self.stage_green_since: float = start
+        self.walk_pending: set[str] = set()
+        self.walked: set[str] = set()  # pedestrian phases served in this stage visit
+        self.change_reason = "power-up"
+        self._last_signals = self.envelope.signals()
+
+    # -- what policies may look at ---------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.envelope.now
+
+    @property
+    def changing(self) -> bool:
+        return self.target is not None
+
+    def stage_elapsed(self) -> float:
+        """Green time of the current stage so far (0 while changing)."""
+        return 0.0 if self.changing else self.now - self.stage_green_since
+
+    def next_in_sequence(self, sid: str | None) -> str:
+        if sid not in self.stage_phases:
+            return self.stage_ids[0]
+        return self.stage_ids[(self.stage_ids.index(sid) + 1) % len(self.stage_ids)]
+
+    def can_change_to(self, target: str) -> bool:
+        """Every phase that would end has had its min green (pedestrians: their WALK)."""
+        if self.changing or self.current is None:
+            return False
+        ending = self.stage_phases[self.current] - self.stage_phases.get(target, frozenset())
+        return all(self.envelope.can_end(p) for p in ending)
+
+    def must_change(self) -> bool:
+        """A vehicle phase of the current stage reaches its max green on this tick."""
+        if self.changing or self.current is None:
+            return False
+        return any(self.envelope.will_max_out(p) for p in self.vehicles[self.current])
+
+    def walk_possible(self, pid: str) -> bool:
+        return (not self.changing and self.current is not None and pid in self.peds[self.current]
+                and pid not in self.walked and self.envelope.phases[pid].signal == RED)
+
+    # -- one tick ----------------------------------------------------------------------------------
+    def step(self, now: float, decision: Decision | None) -> StepResult:
+        if not isinstance(decision, Decision):
+            decision = Decision()
+        if isinstance(now, (int, float)) and math.isfinite(now) and now > self.envelope.now:
+            self.envelope.now = float(now)  # queries below see this tick's time; apply() keeps it
+        change: StageChange | None = None
+        target = decision.target if isinstance(decision.target, str) and decision.target in self.stage_phases else None
+        walk = {p for p in (decision.walk if isinstance(decision.walk, (set, frozenset)) else ()) if p in self.kind}
+        if not self.changing and self.current is not None:
+            forced = self.must_change()
+            wanted_change = target is not None and target != self.current
+            if forced and not wanted_change:
+                target = self.next_in_sequence(self.current)
+                if target == self.current:
+                    target = None
+            if target is not None and target != self.current and (forced or self.can_change_to(target)):
+                reason = decision.reason if wanted_change else ""
+                if forced:
+                    reason = f"max-out{'; ' + reason if reason else ''}"
+                change = StageChange(self.now, self.current, target, reason or "policy", forced,
+                                     dict(decision.inputs), self.now - self.stage_green_since)
+                self.target = target
+                self.change_reason = change.reason
+                self.walk_pending = {p for p in walk if p in self.peds[target]}
+            else:
+                for p in walk:
+                    if self.walk_possible(p):
+                        self.walk_pending.add(p)
+        elif self.changing:
+            self.walk_pending |= {p for p in walk if p in self.peds[self.target or ""]}
+        signals = self.envelope.apply(now, self._wanted())
+        started = self._maybe_complete_change()
+        for p in list(self.walk_pending):
+            if signals[p] == GREEN:
+                self.walk_pending.discard(p)
+                self.walked.add(p)
+        changed = signals != self._last_signals
+        self._last_signals = signals
+        return StepResult(signals, changed, change, started)
+
+    def _wanted(self) -> set[str]:
+        if not self.changing:
+            assert self.current is not None
+            return set(self.vehicles[self.current]) | self.walk_pending
+        assert self.target is not None
+        sig = self.envelope.phases
+        keep = set(self.vehicles[self.target])
+        if self.current is not None:
+            ending_peds = self.peds[self.current] - self.peds[self.target]
+            peds_done = all(sig[p].signal == RED for p in ending_peds)
+            keep |= self.vehicles[self.current] & self.vehicles[self.target]
+            if not peds_done:  # vehicles of S stay green while their pedestrians clear
+                return set(self.vehicles[self.current])
+        return keep | self.walk_pending
+
+    def _maybe_complete_change(self) -> str | None:
+        if not self.changing:
+            return None
+        assert self.target is not None
+        sig = self.envelope.phases
+        leaving = (self.stage_phases[self.current] if self.current else frozenset()) - self.stage_phases[self.target]
+        if not all(sig[p].signal == RED for p in leaving):
+            return None
+        veh = [p for p in self.vehicles[self.target] if not self.envelope.latched(p)]
+        if not all(sig[p].signal == GREEN for p in veh):
+            return None
+        self.current, self.target = self.target, None
+        self.stage_green_since = self.now
+        self.walked = set()
+        for p in list(self.walk_pending):
+            if sig[p].signal == GREEN:
+                self.walked.add(p)
+        return self.current
+
+    def signals(self) -> dict[str, Signal]:
+        return self.envelope.signals()

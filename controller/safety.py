@@ -1,0 +1,121 @@
+"""The safety envelope: the last layer between any timing decision and the signal heads.
+
+It receives, on every tick, the set of phases someone *wants* green (policies, the stage sequencer,
+manual commands; possibly nonsense) and produces the signals actually shown. Whatever it is asked, it
+guarantees:
+
+* a phase turns green only when every conflicting phase is red and has completed its red clearance;
+* a green lasts at least its min green (WALK at least ``walk``) and at most its max green, provided ticks
+  are never further apart than ``tick_s`` (it ends a green on the last tick that cannot overshoot);
+* every green ends through a full yellow (pedestrians: full clearance) and then red, shown for at least
+  one tick and for the red clearance before any conflicting phase starts;
+* a phase that maxed out is not green again until the demand for it has been dropped once.
+
+Unknown phase ids are ignored, time that goes backwards or is not finite does not advance anything.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from roadside.controller.config import IntersectionConfig, PhaseTiming
+
+Signal = Literal["green", "yellow", "red"]
+GREEN: Signal = "green"
+YELLOW: Signal = "yellow"
+RED: Signal = "red"
+
+
+@dataclass
+class PhaseSignal:
+    signal: Signal
+    since: float
+    #: Maxed out: held off until the demand for the phase is dropped once.
+    latched: bool = False
+
+
+class SafetyEnvelope:
+    def __init__(self, inter: IntersectionConfig, tick_s: float, start: float) -> None:
+        if not (math.isfinite(start) and 0 < tick_s <= 1):
+            raise ValueError("the envelope needs a finite start time and 0 < tick_s <= 1")
+        self.tick_s = tick_s
+        self.order = [p.id for p in inter.phases]
+        self.timing: dict[str, PhaseTiming] = {p.id: p.timing for p in inter.phases}
+        self.conflicting: dict[str, tuple[str, ...]] = {
+            a: tuple(b for b in self.order if inter.conflicts(a, b)) for a in self.order
+        }
+        # Power-up: everything red, and red clearance is timed from power-up.
+        self.phases: dict[str, PhaseSignal] = {p: PhaseSignal(RED, start) for p in self.order}
+        self.now = start
+
+    # -- queries -------------------------------------------------------------------------------
+    def signals(self) -> dict[str, Signal]:
+        return {p: s.signal for p, s in self.phases.items()}
+
+    def green_elapsed(self, pid: str) -> float:
+        s = self.phases[pid]
+        return self.now - s.since if s.signal == GREEN else 0.0
+
+    def will_max_out(self, pid: str) -> bool:
+        """True when the phase is green and must end on this tick to respect its max green."""
+        s = self.phases[pid]
+        return s.signal == GREEN and self.now - s.since + self.tick_s > self.timing[pid].max_green + 1e-9
+
+    def can_end(self, pid: str) -> bool:
+        s = self.phases[pid]
+        return s.signal != GREEN or self.now - s.since >= self.timing[pid].min_green - 1e-9
+
+    def cleared(self, pid: str) -> bool:
+        """True when the phase is red and its red clearance is complete."""
+        s = self.phases[pid]
+        return s.signal == RED and self.now - s.since >= self.timing[pid].red_clearance - 1e-9
+
+    def may_start(self, pid: str) -> bool:
+        return all(self.cleared(q) for q in self.conflicting[pid])
+
+    def latched(self, pid: str) -> bool:
+        return self.phases[pid].latched
+
+    # -- the one mutating call -----------------------------------------------------------------
+    def apply(self, now: float, wanted: Iterable[object]) -> dict[str, Signal]:
+        try:
+            now = float(now)
+        except (TypeError, ValueError):
+            now = self.now
+        if math.isfinite(now) and now > self.now:
+            self.now = now
+        want = set()
+        try:
+            for w in wanted:
+                if isinstance(w, str) and w in self.phases:
+                    want.add(w)
+        except TypeError:
+            pass
+        t = self.now
+        # 1. greens that end: not wanted any more (after min green), or at max green.
+        for pid in self.order:
+            s = self.phases[pid]
+            if s.signal != GREEN:
+                continue
+            timing = self.timing[pid]
+            elapsed = t - s.since
+            at_max = elapsed + self.tick_s > timing.max_green + 1e-9 or elapsed >= timing.max_green
+            if elapsed >= timing.min_green - 1e-9 and (at_max or pid not in want or s.latched):
+                if at_max and pid in want:
+                    s.latched = True
+                s.signal, s.since = YELLOW, t
+        # 2. yellows (pedestrian clearances) that are complete.
+        for pid in self.order:
+            s = self.phases[pid]
+            if s.signal == YELLOW and t - s.since >= self.timing[pid].yellow - 1e-9:
+                s.signal, s.since = RED, t
+        # 3. latches released by dropped demand; reds that may start.
+        for pid in self.order:
+            s = self.phases[pid]
+            if pid not in want:
+                s.latched = False
+            elif s.signal == RED and not s.latched and t > s.since and self.may_start(pid):
+                # (a phase shows red for at least one tick after its own yellow, even with no red clearance)
+                s.signal, s.since = GREEN, t
+        return self.signals()
