@@ -89,6 +89,19 @@ class SignalEngine:
             return self.stage_ids[0]
         return self.stage_ids[(self.stage_ids.index(sid) + 1) % len(self.stage_ids)]
 
+    def forced_target(self) -> str | None:
+        """At max-out without a policy's choice: the next stage in ring order that does not keep a phase
+        that is maxing out."""
+        assert self.current is not None
+        maxing = {p for p in self.vehicles[self.current] if self.envelope.will_max_out(p)}
+        sid = self.current
+        for _ in self.stage_ids:
+            sid = self.next_in_sequence(sid)
+            if sid != self.current and not (self.stage_phases[sid] & maxing):
+                return sid
+        nxt = self.next_in_sequence(self.current)
+        return nxt if nxt != self.current else None
+
     def can_change_to(self, target: str) -> bool:
         """Every phase that would end has had its min green (pedestrians: their WALK)."""
         if self.changing or self.current is None:
@@ -119,9 +132,7 @@ class SignalEngine:
             forced = self.must_change()
             wanted_change = target is not None and target != self.current
             if forced and not wanted_change:
-                target = self.next_in_sequence(self.current)
-                if target == self.current:
-                    target = None
+                target = self.forced_target()
             if target is not None and target != self.current and (forced or self.can_change_to(target)):
                 reason = decision.reason if wanted_change else ""
                 if forced:

@@ -157,10 +157,11 @@ def test_max_green_forces_the_change_even_if_the_policy_never_asks():
         if res.stage_started:
             stages.append((t, res.stage_started))
     assert checker.violations == []
-    assert [s for _, s in stages[:4]] == ["NS", "NSL", "EW", "NS"]
-    # NS lasts exactly its max green (40 s, ticks land on it) before the change
-    ns_start, nsl_start = stages[0][0], stages[1][0]
-    assert nsl_start - ns_start == pytest.approx(40.0, abs=1e-9)
+    # NSL would keep the maxing-out ns phase green, so the forced change skips it
+    assert [s for _, s in stages[:4]] == ["NS", "EW", "NS", "EW"]
+    # ns is green exactly its max green (40 s, ticks land on it): EW starts after its yellow + red clearance
+    ns = inter.phase("ns").timing
+    assert stages[1][0] - stages[0][0] == pytest.approx(40.0 + ns.yellow + ns.red_clearance, abs=1e-9)
 
 
 def test_the_checker_catches_a_broken_envelope(monkeypatch):

@@ -1,0 +1,28 @@
+"""Timing policies. Each one only *proposes* (stay, change to a stage, give a WALK); the stage sequencer
+and the safety envelope decide what is shown. Choose one with ``timing.policy`` in the configuration."""
+from __future__ import annotations
+
+from roadside.controller.config import ControllerConfig
+from roadside.controller.policies.base import Policy, View
+
+POLICIES = ("fixed", "webster", "actuated", "adaptive")
+
+
+def make_policy(cfg: ControllerConfig, name: str | None = None) -> Policy:
+    name = name or cfg.timing.policy
+    if name == "fixed":
+        from roadside.controller.policies.fixed import FixedTimePolicy
+        return FixedTimePolicy(cfg)
+    if name == "webster":
+        from roadside.controller.policies.webster import WebsterPolicy
+        return WebsterPolicy(cfg)
+    if name == "actuated":
+        from roadside.controller.policies.actuated import ActuatedPolicy
+        return ActuatedPolicy(cfg)
+    if name == "adaptive":
+        from roadside.controller.policies.adaptive import AdaptivePolicy
+        return AdaptivePolicy(cfg)
+    raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")
+
+
+__all__ = ["POLICIES", "Policy", "View", "make_policy"]

@@ -1,0 +1,138 @@
+"""Adaptive control: a queue-estimating look-ahead that weighs, every step, the delay of ending the
+current green now against the delay of keeping it one more step.
+
+Per phase it estimates the vehicles waiting or approaching (queue zones), the arrival rate (counts) and the
+discharge rate (saturation flow x lanes). Keeping the green ``h`` more seconds lets the ending phases serve
+``r x h`` more vehicles (r: their discharge rate while a queue remains, else their arrival rate), each of
+which would otherwise wait ``R`` (the time until this stage comes back: the greens the other queues need
+plus change intervals); it delays every vehicle waiting elsewhere by ``h``. So the green is kept while
+``r x R`` exceeds the weighted number of vehicles waiting elsewhere, and min/max greens bound it as
+always. The next stage is the one with the most weighted waiting vehicles (weight grows with the longest
+wait), and a stage whose oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called
+with a default queue, and their stage runs its fixed-plan green.
+"""
+from __future__ import annotations
+
+from roadside.controller.engine import Decision
+from roadside.controller.policies.actuated import LATE_WALK_S
+from roadside.controller.policies.base import Policy, View
+from roadside.controller.webster import change_time
+
+
+class AdaptivePolicy(Policy):
+    name = "adaptive"
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.ac = cfg.timing.adaptive
+        self.sat = {p.id: p.saturation_flow_vph * p.lanes / 3600.0 for p in self.inter.phases}
+        self.lanes = {p.id: p.lanes for p in self.inter.phases}
+        self.last_reason = ""
+
+    # -- the queue model -----------------------------------------------------------------------
+    def queue(self, view: View, pid: str) -> float:
+        inp = view.inputs[pid]
+        if inp.queue is not None and inp.reliable:
+            return inp.queue
+        return self.ac.default_queue_per_lane * self.lanes[pid] if inp.call else 0.0
+
+    def arrival_rate(self, view: View, pid: str) -> float:
+        f = view.inputs[pid].flow_vph
+        return (f or 0.0) / 3600.0
+
+    def discharge_rate(self, view: View, pid: str) -> float:
+        """Vehicles per second the phase would serve if kept green one more step."""
+        inp = view.inputs[pid]
+        if inp.queue is None or not inp.reliable:
+            busy = inp.gap_s < self.inter.phase(pid).passage
+            return self.sat[pid] if busy else self.arrival_rate(view, pid)
+        q = inp.queue
+        if q >= 1.0:
+            return min(self.sat[pid], q / self.ac.step_s)
+        return self.arrival_rate(view, pid)
+
+    def weight(self, view: View, pid: str) -> float:
+        return 1.0 + self.ac.wait_weight * view.inputs[pid].max_wait_s
+
+    def stage_need(self, view: View, sid: str, current: str) -> float:
+        """Green stage ``sid`` would need to clear what waits for it (0 when nobody waits)."""
+        new = [p for p in self.new_phases(current, sid) if self.kind[p] == "vehicle"]
+        if not self.demanded(view, current, sid):
+            return 0.0
+        clear = max((self.queue(view, p) / self.sat[p] for p in new), default=0.0)
+        return max(self.stage_min[sid], min(clear + self.ac.startup_lost_s, self.stage_max[sid]))
+
+    def score(self, view: View, current: str, sid: str) -> float:
+        return sum(self.queue(view, p) * self.weight(view, p) + (1.0 if view.inputs[p].call else 0.0)
+                   for p in self.new_phases(current, sid))
+
+    # -- the decision --------------------------------------------------------------------------
+    def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
+        cands = [s for s in self.stage_ids if s != current and self.demanded(view, current, s)]
+        if not cands:
+            return None, ""
+        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.new_phases(current, s))
+                    >= self.ac.max_wait_s]
+        if starving:
+            return starving[0], f"{starving[0]} waited over {self.ac.max_wait_s:.0f}s"
+        best = max(cands, key=lambda s: (self.score(view, current, s), -self._ring_distance(current, s)))
+        return best, f"{best} has the most waiting ({self.score(view, current, best):.1f} weighted)"
+
+    def _ring_distance(self, a: str, b: str) -> int:
+        return (self.stage_ids.index(b) - self.stage_ids.index(a)) % len(self.stage_ids)
+
+    def return_time(self, view: View, current: str, nxt: str) -> float:
+        """Estimated red time of the current stage if it ended now: every other stage that is waiting gets
+        the green it needs, with the change intervals between them."""
+        r = change_time(self.inter, current, nxt)
+        prev = nxt
+        for k in range(len(self.stage_ids)):
+            sid = self.stage_ids[(self.stage_ids.index(nxt) + k) % len(self.stage_ids)]
+            if sid == current:
+                continue
+            need = self.stage_need(view, sid, current)
+            if need > 0 or sid == nxt:
+                r += max(need, self.stage_min[sid]) + change_time(self.inter, prev, sid) * (sid != nxt)
+                prev = sid
+        return r + change_time(self.inter, prev, current) + self.ac.startup_lost_s
+
+    def decide(self, view: View) -> Decision:
+        e = view.engine
+        if e.changing or e.current is None:
+            return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))
+        cur = e.current
+        elapsed = e.stage_elapsed()
+        walk = self.walks(view, cur) if elapsed <= LATE_WALK_S else frozenset()
+        nxt, why_next = self.choose_next(view, cur)
+        if nxt is None:
+            return Decision(walk=walk)
+        used = lambda: self.inputs_used(view, self.stage_phases[cur] | self.new_phases(cur, nxt))  # noqa: E731
+        if e.must_change():
+            return Decision(nxt, f"max-out; next {why_next}", walk, used())
+        failsafe = self.failsafe_in(view, cur)
+        if failsafe:
+            if elapsed + 1e-9 >= self.fixed_green(cur):
+                return Decision(nxt, f"fail-safe recall of {', '.join(failsafe)}: fixed green "
+                                     f"{self.fixed_green(cur):.0f}s done", walk, used())
+            return Decision(walk=walk)
+        if not e.can_change_to(nxt):
+            return Decision(walk=walk)
+        ending = [p for p in self.vehicles(cur) - self.stage_phases[nxt]]
+        rate = sum(self.discharge_rate(view, p) for p in ending)
+        ret = self.return_time(view, cur, nxt)
+        others = sum(self.queue(view, p.id) * self.weight(view, p.id)
+                     for p in self.inter.phases if p.id not in self.stage_phases[cur])
+        gain, cost = rate * ret, others
+        if gain > cost:
+            return Decision(walk=walk)
+        inputs = used()
+        inputs["model"] = {"discharge_veh_s": round(rate, 3), "return_time_s": round(ret, 1),
+                           "waiting_elsewhere": round(others, 1)}
+        return Decision(nxt, f"look-ahead: keeping {cur} serves {rate:.2f} veh/s that would wait {ret:.0f}s, "
+                             f"less than the {others:.1f} weighted vehicles it delays; next {why_next}", walk, inputs)
+
+    def plan(self):
+        return {"policy": self.name,
+                "why": "queue-estimating look-ahead: extend while the vehicles served would wait longer than "
+                       "the vehicles delayed; next stage by weighted queue",
+                "parameters": self.ac.model_dump()}

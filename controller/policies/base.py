@@ -1,0 +1,72 @@
+"""What every policy sees and returns, and the helpers they share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from roadside.controller.config import ControllerConfig, stage_maximum, stage_minimum
+from roadside.controller.detection import PhaseInput
+from roadside.controller.engine import Decision, SignalEngine
+
+
+@dataclass
+class View:
+    now: float
+    engine: SignalEngine
+    inputs: dict[str, PhaseInput]
+
+
+class Policy:
+    name = "policy"
+
+    def __init__(self, cfg: ControllerConfig) -> None:
+        self.cfg = cfg
+        self.inter = cfg.intersection
+        self.stage_ids = [s.id for s in self.inter.stages]
+        self.stage_phases = {s.id: frozenset(s.phases) for s in self.inter.stages}
+        self.kind = {p.id: p.kind for p in self.inter.phases}
+        self.stage_min = {s: stage_minimum(self.inter, s) for s in self.stage_ids}
+        self.stage_max = {s: stage_maximum(self.inter, s) for s in self.stage_ids}
+
+    def decide(self, view: View) -> Decision:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def plan(self) -> dict[str, Any]:
+        """Current timings and why, for the retained ``plan`` topic."""
+        return {"policy": self.name}
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def vehicles(self, sid: str) -> frozenset[str]:
+        return frozenset(p for p in self.stage_phases[sid] if self.kind[p] == "vehicle")
+
+    def peds(self, sid: str) -> frozenset[str]:
+        return frozenset(p for p in self.stage_phases[sid] if self.kind[p] == "pedestrian")
+
+    def new_phases(self, current: str | None, sid: str) -> frozenset[str]:
+        """Phases a change from ``current`` to ``sid`` would start."""
+        return self.stage_phases[sid] - (self.stage_phases[current] if current else frozenset())
+
+    def demanded(self, view: View, current: str | None, sid: str) -> bool:
+        return any(view.inputs[p].call for p in self.new_phases(current, sid))
+
+    def walks(self, view: View, sid: str) -> frozenset[str]:
+        """Pedestrian phases of a stage that are called (or on recall or fail-safe)."""
+        return frozenset(p for p in self.peds(sid) if view.inputs[p].call)
+
+    def failsafe_in(self, view: View, sid: str) -> list[str]:
+        return [p for p in self.stage_phases[sid] if not view.inputs[p].reliable]
+
+    def fixed_green(self, sid: str) -> float:
+        return min(max(self.cfg.fixed_green(sid), self.stage_min[sid]), self.stage_max[sid])
+
+    def next_called(self, view: View, current: str) -> str | None:
+        """The next stage after ``current`` in ring order that has a call for a phase it would start."""
+        i = self.stage_ids.index(current)
+        for k in range(1, len(self.stage_ids)):
+            sid = self.stage_ids[(i + k) % len(self.stage_ids)]
+            if self.demanded(view, current, sid):
+                return sid
+        return None
+
+    def inputs_used(self, view: View, phases) -> dict[str, Any]:
+        return {p: view.inputs[p].summary() for p in sorted(phases)}

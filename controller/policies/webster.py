@@ -1,0 +1,59 @@
+"""Webster plan recomputed from the measured flows once per cycle, smoothly: flows are smoothed
+exponentially, and no stage's green moves by more than ``max_green_change_s`` per cycle."""
+from __future__ import annotations
+
+from typing import Any
+
+from roadside.controller.engine import Decision
+from roadside.controller.policies.base import View
+from roadside.controller.policies.fixed import FixedTimePolicy
+from roadside.controller.webster import smooth, webster_plan
+
+
+class WebsterPolicy(FixedTimePolicy):
+    name = "webster"
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.flows: dict[str, float | None] = {p.id: None for p in self.inter.phases if p.kind == "vehicle"}
+        self.last_update: float | None = None
+        self.cycle_s: float | None = None
+        self.why = "fixed plan until flows are measured"
+        self.last_target: dict[str, float] = {}
+
+    def decide(self, view: View) -> Decision:
+        d = super().decide(view)
+        if d.target == self.stage_ids[0]:
+            self.recompute(view)
+            d.inputs = {"plan": self.plan_greens(), "flows_vph": self.flow_summary()}
+        return d
+
+    def recompute(self, view: View) -> None:
+        ws = self.cfg.timing.webster
+        dt = view.now - self.last_update if self.last_update is not None else 0.0
+        self.last_update = view.now
+        for pid in self.flows:
+            inp = view.inputs[pid]
+            if inp.reliable and inp.flow_vph is not None:
+                self.flows[pid] = smooth(self.flows[pid], inp.flow_vph, dt, ws.flow_smoothing_s)
+        if all(f is None for f in self.flows.values()):
+            return
+        plan = webster_plan(self.inter, {k: v or 0.0 for k, v in self.flows.items()}, ws)
+        self.cycle_s = plan.cycle_s
+        self.last_target = plan.greens
+        for s, target in plan.greens.items():
+            g = self.greens[s]
+            step = max(-ws.max_green_change_s, min(ws.max_green_change_s, target - g))
+            self.greens[s] = min(max(g + step, self.stage_min[s]), self.stage_max[s])
+        self.why = (f"Webster from smoothed flows: Y={plan.flow_ratio_sum:.2f}, L={plan.lost_time_s:.0f}s, "
+                    f"C0={plan.cycle_s:.0f}s; greens move at most {ws.max_green_change_s:g}s per cycle")
+
+    def flow_summary(self) -> dict[str, float | None]:
+        return {k: None if v is None else round(v) for k, v in self.flows.items()}
+
+    def plan(self) -> dict[str, Any]:
+        out = super().plan()
+        out.update({"webster_cycle_s": None if self.cycle_s is None else round(self.cycle_s, 1),
+                    "webster_target_greens_s": {s: round(g, 1) for s, g in self.last_target.items()},
+                    "flows_vph": self.flow_summary()})
+        return out
