@@ -22,6 +22,12 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from roadside.edge.bench import main_bench
+
+    return main_bench(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
@@ -39,3 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="pace processing to the video's frame rate (default: as fast as possible)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure raw detector vs whole-pipeline throughput on a video (median of several runs)",
+        description="Prints session.run-only, raw detector and full pipeline frames/s for MODEL on VIDEO, "
+                    "and their ratio. Run it on an otherwise idle machine.",
+    )
+    p.add_argument("video")
+    p.add_argument("--model", help="ONNX file or installed model name (default: the product default)")
+    p.add_argument("--config", help="site YAML (lines, detector settings); default: two lines across the frame")
+    p.add_argument("--frames", type=int, default=300, help="frames per run (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=5, help="runs; medians are reported (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: from the config)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_bench)

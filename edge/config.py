@@ -97,6 +97,10 @@ class DetectorConfig(Strict):
     #: IoU above which overlapping boxes are merged. Suppression runs across all vehicle categories,
     #: so one vehicle gets one box even when the model says both "car" and "truck".
     nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    #: A box lying at least this much (intersection / its own area) inside a higher-scoring box is dropped:
+    #: detectors often add a second, smaller box on part of a vehicle (windscreen, cab, trailer), which
+    #: ordinary IoU suppression keeps. 1.0 disables this.
+    containment: float = Field(0.8, gt=0.0, le=1.0)
     #: Vehicle category -> the model's class names (or integer ids) that map to it.
     classes: dict[Identifier, list[str | int]] = Field(
         default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES}

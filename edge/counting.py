@@ -215,6 +215,7 @@ class IntervalBins:
         self.lengths = list(lengths_s)
         self.line_ids = list(line_ids)
         self._open: dict[float, tuple[float, dict]] = {}
+        self._ready: list[dict] = []  # bins closed by add() (events arriving past their end)
 
     def _empty(self) -> dict:
         return {lid: {FORWARD: {}, BACKWARD: {}} for lid in self.line_ids}
@@ -223,10 +224,19 @@ class IntervalBins:
         for L in self.lengths:
             self._open.setdefault(L, (math.floor(now / L) * L, self._empty()))
 
+    def _roll(self, L: float, now: float) -> None:
+        start, counts = self._open[L]
+        while start + L <= now + 1e-9:
+            self._ready.append({"interval_s": L, "start_s": start, "end_s": start + L, "partial": False, "lines": counts})
+            start, counts = start + L, self._empty()
+        self._open[L] = (start, counts)
+
     def add(self, time_s: float, line: str, direction: str, category: str) -> None:
+        """Count one crossing at ``time_s``. An event for a bin already closed goes into the open bin."""
+        self.start(time_s)
         for L in self.lengths:
-            start, counts = self._open.setdefault(L, (math.floor(time_s / L) * L, self._empty()))
-            c = counts[line][direction]
+            self._roll(L, time_s)
+            c = self._open[L][1][line][direction]
             c[category] = c.get(category, 0) + 1
 
     def close_until(self, now: float, final: bool = False) -> list[dict]:
@@ -235,19 +245,12 @@ class IntervalBins:
         Returns ``[{"interval_s", "start_s", "end_s", "lines", "partial"}]`` in time order; bins with no
         vehicles are reported too (zero is a measurement).
         """
-        closed = []
-        for L in self.lengths:
-            if L not in self._open:
-                continue
-            start, counts = self._open[L]
-            while start + L <= now + 1e-9:
-                closed.append({"interval_s": L, "start_s": start, "end_s": start + L, "partial": False, "lines": counts})
-                start, counts = start + L, self._empty()
+        for L in list(self._open):
+            self._roll(L, now)
             if final:
+                start, counts = self._open.pop(L)
                 if now > start + 1e-9:
-                    closed.append({"interval_s": L, "start_s": start, "end_s": now, "partial": True, "lines": counts})
-                del self._open[L]
-            else:
-                self._open[L] = (start, counts)
+                    self._ready.append({"interval_s": L, "start_s": start, "end_s": now, "partial": True, "lines": counts})
+        closed, self._ready = self._ready, []
         closed.sort(key=lambda b: (b["interval_s"], b["start_s"]))
         return closed

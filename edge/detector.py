@@ -84,6 +84,22 @@ def build_class_map(classes: dict[str, list[str | int]], class_names: tuple[str,
     return categories, np.asarray(cols, np.int64), np.asarray(col_cat, np.int64)
 
 
+def _not_contained(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box."""
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inside = inter / np.maximum(area[:, None], 1e-9)  # [j, i]: share of box j inside box i
+    keep = np.ones(len(boxes), bool)
+    for j in range(1, len(boxes)):
+        if np.any(keep[:j] & (inside[j, :j] >= threshold)):
+            keep[j] = False
+    return keep
+
+
 class Detector:
     """Runs one ONNX detector and returns vehicle detections (one box per vehicle)."""
 
@@ -152,6 +168,8 @@ class Detector:
         )
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
         keep = keep[np.argsort(-conf[keep], kind="stable")]
+        if self.config.containment < 1.0 and len(keep) > 1:
+            keep = keep[_not_contained(boxes[keep], self.config.containment)]
         cats = np.asarray(self.categories, dtype=object)[self._col_cat[best[keep]]]
         return Detections(
             xyxy=boxes[keep],

@@ -1,0 +1,118 @@
+"""Replay end to end: real clips, real models, counts against hand-verified ground truth, CLI behaviour."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+import yaml
+from conftest import BAD, GT, MODELS, ROOT, VIDEOS, gt
+
+from roadside.calibration.evaluate import gt_config
+from roadside.calibration.score import score
+from roadside.edge.config import VisionConfig
+from roadside.edge.replay import run_replay
+
+DEFAULT_MODEL = MODELS / "picodet_s_416_coco.onnx"
+
+
+def roadside(*args: str, cwd=ROOT, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "roadside.edge.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+@pytest.mark.parametrize("clip,bar", [("freeway_test", 0.97), ("dusk_wet_vid2", 0.90)])
+def test_counts_on_real_clips_meet_the_accuracy_bar(tmp_path, clip, bar):
+    g = gt(clip)
+    counts = run_replay(VIDEOS / g["clip"], gt_config(g, VisionConfig()), tmp_path, model=DEFAULT_MODEL, progress=False)
+    assert counts["frames"] == g["decoded_frame_count"]
+    r = score(counts, g)
+    assert r["accuracy"] >= bar, f"{clip}: count accuracy {r['accuracy']:.3f} below {bar}: {r['rows']}"
+    # the counter is not just getting totals right by luck: most events match a real crossing in time and place
+    assert r["events"]["f1"] >= 0.85, r["events"]
+    # no line in these clips has backward traffic
+    assert all(row["predicted"] == 0 for row in r["rows"] if row["direction"] == "backward")
+    # counts.json carries what the issue asks for
+    saved = json.loads((tmp_path / "counts.json").read_text())
+    assert {"video", "frames", "fps", "model", "lines", "events"} <= set(saved)
+    ev = saved["events"][0]
+    assert {"line", "direction", "frame", "time_s", "class", "track_id"} <= set(ev)
+    assert ev["time_s"] == pytest.approx(ev["frame"] / saved["fps"], abs=1e-3)
+    # totals equal the events, per line, direction and class
+    tally: dict = {}
+    for e in saved["events"]:
+        key = (e["line"], e["direction"], e["class"])
+        tally[key] = tally.get(key, 0) + 1
+    flat = {(l, d, c): n for l, dirs in saved["lines"].items() for d, cs in dirs.items() for c, n in cs.items()}
+    assert tally == flat
+
+
+def test_replay_cli_is_deterministic_and_annotates(tmp_path):
+    g = gt("dual_carriageway_cars")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"lines": g["lines"] and [{"id": l["id"], "a": l["a"], "b": l["b"]} for l in g["lines"]]}))
+    outs = []
+    for i, extra in enumerate([["--annotate"], []]):
+        out = tmp_path / f"run{i}"
+        p = roadside("replay", str(VIDEOS / g["clip"]), "--config", str(site), "--out", str(out), "--model", str(DEFAULT_MODEL), *extra)
+        assert p.returncode == 0, p.stderr
+        summary = json.loads(p.stdout)
+        assert summary["frames"] == 268
+        outs.append(out)
+    a, b = ((o / "counts.json").read_text() for o in outs)
+    assert a == b, "two replays of the same clip with the same model and config differ"
+    r = score(json.loads(a), g)
+    assert r["accuracy"] >= 0.8
+    cap = cv2.VideoCapture(str(outs[0] / "annotated.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 268 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 1280
+    assert not (outs[1] / "annotated.mp4").exists()
+    # the score command reads what replay wrote
+    p = roadside("score", str(outs[0] / "counts.json"), str(GT / "dual_carriageway_cars.json"))
+    assert p.returncode == 0, p.stderr
+    assert "overall count accuracy" in p.stdout
+
+
+@pytest.mark.parametrize("bad", ["vehicles_no_moov.mp4", "bgslibrary_demo_48x48_raw.avi"])
+def test_replay_of_a_bad_video_exits_non_zero_with_a_clear_message(tmp_path, bad):
+    p = roadside("replay", str(BAD / bad), "--out", str(tmp_path / "o"), "--model", str(DEFAULT_MODEL))
+    assert p.returncode == 2
+    assert bad in p.stderr and "error:" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_replay_config_errors_name_the_key(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("lines:\n  - id: north\n    a: [10, 20]\n    b: [300, 20]\n    colour: red\ndetector:\n  confidence: 1.5\n")
+    p = roadside("replay", str(VIDEOS / "car_park_overhead.mp4"), "--config", str(site), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2
+    assert "lines[0].colour: unknown key" in p.stderr
+    assert "detector.confidence: Input should be less than or equal to 1" in p.stderr
+    site.write_text("lines: [ {id: a, a: [1, 2], b: [3, 4] ]\n")
+    p = roadside("replay", str(VIDEOS / "car_park_overhead.mp4"), "--config", str(site), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "not valid YAML" in p.stderr and "line 1" in p.stderr
+
+
+def test_missing_default_model_says_how_to_get_it(tmp_path):
+    p = roadside("replay", str(VIDEOS / "car_park_overhead.mp4"), "--out", str(tmp_path / "o"),
+                 env_extra={"ROADSIDE_HOME": str(tmp_path / "home"), "ROADSIDE_MODELS_DIR": ""})
+    assert p.returncode == 2
+    assert "roadside models fetch" in p.stderr
+
+
+def test_every_command_has_help():
+    from roadside.edge.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    names = list(sub.choices)
+    assert {"replay", "score", "evaluate", "bench", "models"} <= set(names)
+    for name in names:
+        p = roadside(name, "--help")
+        assert p.returncode == 0 and "usage: roadside" in p.stdout, (name, p.stderr)
