@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from roadside.edge.config import DetectorConfig
-from roadside.edge.detections import Detections
+from roadside.edge.detections import Detections, box_area, box_intersection
 from roadside.edge.errors import RoadsideError
 from roadside.edge.model_formats import DECODERS, ModelFormat, ModelFormatError, recognise
 
@@ -86,13 +86,7 @@ def build_class_map(classes: dict[str, list[str | int]], class_names: tuple[str,
 
 def _not_contained(boxes: np.ndarray, threshold: float) -> np.ndarray:
     """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box."""
-    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    inside = inter / np.maximum(area[:, None], 1e-9)  # [j, i]: share of box j inside box i
+    inside = box_intersection(boxes, boxes) / np.maximum(box_area(boxes)[:, None], 1e-9)  # [j, i]: share of box j inside box i
     keep = np.ones(len(boxes), bool)
     for j in range(1, len(boxes)):
         if np.any(keep[:j] & (inside[j, :j] >= threshold)):
