@@ -1,8 +1,125 @@
-"""`roadside` subcommands of the controller package."""
+"""`roadside controller ...` and `roadside sim ...` subcommands. Heavy imports happen inside the handlers."""
 from __future__ import annotations
 
 import argparse
 
+POLICY_CHOICES = ("fixed", "webster", "actuated", "adaptive")
+SIM_CONTROLLERS = POLICY_CHOICES + ("webster-true", "sumo-static", "sumo-actuated", "sumo-delay-based")
+
+
+def _controller_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from roadside.controller.config import load_controller_config
+    from roadside.controller.service import ControllerService
+
+    cfg = load_controller_config(args.config)
+    svc = ControllerService(cfg, policy=args.policy, audit_log=args.audit_log)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    svc.start(timeout_s=args.connect_timeout)
+    print(f"roadside controller: site {cfg.site}, policy {svc.ctrl.policy.name}, broker "
+          f"{cfg.mqtt.host}:{cfg.mqtt.port}; publishing under roadside/{cfg.site}/controller/", flush=True)
+    try:
+        svc.run(stop, duration_s=args.duration)
+    finally:
+        svc.stop()
+    return 0
+
+
+def _controller_check(args: argparse.Namespace) -> int:
+    from roadside.controller.config import load_controller_config
+    from roadside.controller.service import describe, dump
+
+    print(dump(describe(load_controller_config(args.config))))
+    return 0
+
+
+def _sim_run(args: argparse.Namespace) -> int:
+    import json
+
+    from roadside.controller.sim.runner import run_from_args
+
+    print(json.dumps(run_from_args(args), indent=None))
+    return 0
+
+
+def _sim_scenarios(args: argparse.Namespace) -> int:
+    from roadside.controller.sim.scenarios import SCENARIOS
+
+    for name, sc in SCENARIOS.items():
+        print(f"{name:14s} {sc.description}")
+    return 0
+
+
+def _sim_bench(args: argparse.Namespace) -> int:
+    from roadside.controller.sim.bench import bench_from_args
+
+    return bench_from_args(args)
+
+
+def _add_sim_target(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("network (a shipped scenario, or your own SUMO files)")
+    src.add_argument("--scenario", help="shipped scenario name (see `roadside sim scenarios`)")
+    src.add_argument("--net", help="SUMO network (.net.xml) with one traffic light")
+    src.add_argument("--routes", help="SUMO routes (.rou.xml) for --net")
+    src.add_argument("--tls", help="traffic light id in --net (default: the only one)")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands to the root parser (none yet)."""
+    """Add ``controller`` and ``sim`` to the root parser."""
+    ctl = sub.add_parser("controller", help="the signal controller service",
+                         description="The signal controller: reads the edge's MQTT counts and presence, decides "
+                                     "phase timings through a safety envelope, publishes plan/state/events.")
+    csub = ctl.add_subparsers(dest="controller_command", metavar="ACTION", required=True)
+    run = csub.add_parser("run", help="run the controller service against an MQTT broker",
+                          description="Subscribe to roadside/<site>/... edge topics, run the configured policy and "
+                                      "publish under roadside/<site>/controller/ until interrupted.")
+    run.add_argument("--config", required=True, help="controller configuration (YAML)")
+    run.add_argument("--policy", choices=POLICY_CHOICES, help="override timing.policy of the configuration")
+    run.add_argument("--audit-log", help="append every audit event as a JSON line to this file")
+    run.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
+    run.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the broker (10)")
+    run.set_defaults(func=_controller_run)
+    chk = csub.add_parser("check", help="validate a configuration and print the derived timings",
+                          description="Validate CTRL.yaml and print phases (with ITE clearances), stages and "
+                                      "conflicts as JSON.")
+    chk.add_argument("--config", required=True, help="controller configuration (YAML)")
+    chk.set_defaults(func=_controller_check)
+
+    sim = sub.add_parser("sim", help="closed-loop evaluation of the controller in SUMO (needs the 'sim' extra)",
+                         description="Run the controller against the SUMO traffic simulator.")
+    ssub = sim.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+    srun = ssub.add_parser("run", help="simulate one network with one controller; print metrics as JSON",
+                           description="Simulate and print one JSON object: mean_time_loss_s, p95_time_loss_s, "
+                                       "mean_waiting_s, throughput_veh, max_queue_veh, teleports, safety_violations.")
+    _add_sim_target(srun)
+    srun.add_argument("--controller", required=True, choices=SIM_CONTROLLERS, help="policy to evaluate")
+    srun.add_argument("--duration", type=float, help="simulated seconds (default: the scenario's length, or 3600)")
+    srun.add_argument("--seed", type=int, default=1, help="random seed of SUMO and the demand (1)")
+    srun.add_argument("--mode", choices=("broker", "inproc"), default="broker",
+                      help="broker: detectors -> MQTT broker -> controller service -> MQTT commands -> SUMO "
+                           "(the deployed path); inproc: skip the broker (fast sweeps)")
+    srun.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker host:port for --mode broker")
+    srun.add_argument("--detection", choices=("perfect", "degraded", "outage"), default="perfect",
+                      help="degraded: 10%% missed vehicles, 5%% phantom calls, 1 s latency; outage: 5 min with no "
+                           "detector data")
+    srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
+    srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
+    srun.set_defaults(func=_sim_run)
+    sc = ssub.add_parser("scenarios", help="list the shipped scenarios", description="List the shipped scenarios.")
+    sc.set_defaults(func=_sim_scenarios)
+    bench = ssub.add_parser("bench", help="benchmark all controllers on the scenarios (median over seeds)",
+                            description="Run every scenario with every controller over several seeds and print "
+                                        "the table of medians (and optionally plots).")
+    bench.add_argument("--scenarios", nargs="*", help="scenario names (default: all)")
+    bench.add_argument("--controllers", nargs="*", choices=SIM_CONTROLLERS, help="controllers (default: all)")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds per cell (3)")
+    bench.add_argument("--duration", type=float, help="simulated seconds (default: each scenario's length)")
+    bench.add_argument("--detection", nargs="*", choices=("perfect", "degraded", "outage"), default=["perfect"],
+                       help="detection conditions to run (perfect)")
+    bench.add_argument("--jobs", type=int, default=2, help="parallel simulations (2)")
+    bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
+    bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
+    bench.set_defaults(func=_sim_bench)

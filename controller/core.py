@@ -168,7 +168,7 @@ class Controller:
         if step.stage_started:
             self.emit("stage-green", {"stage": step.stage_started,
                                       "walk": sorted(p for p in self.engine.walked)})
-        key = json.dumps([self.mode, self._active_policy().plan(), failing], sort_keys=True, default=str)
+        key = json.dumps([self.mode, self._active_policy().plan(), sorted(failing)], sort_keys=True, default=str)
         plan_changed = key != self._plan_key
         if plan_changed:
             self._plan_key = key
