@@ -1,0 +1,241 @@
+"""Derive the controller's intersection model from any SUMO traffic light with an ordinary
+green/yellow/red program.
+
+* **Stages** are the program's green phases: a run of phases without yellow, split where the set of green
+  vehicle links changes (a phase that only turns crossings red is the pedestrian clearance of the same
+  stage, as netconvert builds it).
+* **Phases** (signal groups) are the links with the same green pattern across the stages, split per
+  approach edge (vehicles) or per crossing (pedestrians), so that each phase has its own detectors, flow
+  and saturation flow.
+* Two phases are **compatible** when some stage shows both green.
+* Change intervals come from the ITE formulas (approach lane speed, junction size); the fixed plan is the
+  program's own green durations.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
+from roadside.controller.config import ControllerConfig, parse_controller_config
+from roadside.edge.errors import RoadsideError
+
+SIM_DEVICE = "sumo"
+MIN_GREEN_S = 5.0
+MAX_GREEN_S = 60.0
+WALK_S = 7.0
+
+
+class NetworkError(RoadsideError):
+    """The SUMO network cannot be controlled (no or unusual traffic light)."""
+
+
+def ident(text: str) -> str:
+    """A SUMO id as a configuration identifier (letters, digits, _ . -; starts with a letter or digit)."""
+    s = re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip("_.-") or "x"
+    return s[:64]
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    from_lane: str
+    from_edge: str
+    crossing: str | None  # crossing edge id for pedestrian links
+    length: float  # crossing length (m) for pedestrian links
+    speed: float  # approach lane speed (m/s)
+
+
+@dataclass
+class Stage:
+    id: str
+    green: frozenset[int]  # link indices green (vehicles and crossings)
+    duration: float  # program green time including its pedestrian clearance sub-phase
+    chars: dict[int, str]  # 'G' or 'g' per green link
+
+
+@dataclass
+class DerivedTLS:
+    tls_id: str
+    program_id: str
+    n_links: int
+    links: dict[int, Link]
+    stages: list[Stage]
+    phase_links: dict[str, list[int]]
+    phase_kind: dict[str, str]
+    link_phase: dict[int, str]
+    original_states: list[tuple[str, float]]
+    config: ControllerConfig
+    #: vehicle phase -> incoming lanes (detectors)
+    phase_lanes: dict[str, list[str]] = field(default_factory=dict)
+    #: pedestrian phase -> crossing edge
+    phase_crossing: dict[str, str] = field(default_factory=dict)
+
+    def char(self, link: int, stage_ids: list[str | None]) -> str:
+        for sid in stage_ids:
+            for st in self.stages:
+                if st.id == sid and link in st.chars:
+                    return st.chars[link]
+        for st in self.stages:
+            if link in st.chars:
+                return st.chars[link]
+        return "G"
+
+    def state_string(self, signals: dict[str, str], stages: list[str | None]) -> str:
+        out = []
+        for i in range(self.n_links):
+            pid = self.link_phase.get(i)
+            sig = signals.get(pid, "red") if pid else "red"
+            if sig == "green":
+                out.append(self.char(i, stages))
+            elif sig == "yellow" and self.phase_kind[pid] == "vehicle":
+                out.append("y")
+            else:
+                out.append("r")
+        return "".join(out)
+
+
+def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: str = "actuated",
+           extra: dict | None = None) -> DerivedTLS:
+    import sumolib
+
+    try:
+        net = sumolib.net.readNet(net_file, withPrograms=True, withPedestrianConnections=True)
+    except Exception as e:  # sumolib raises plain exceptions for unreadable files
+        raise NetworkError(f"{net_file}: cannot read the SUMO network: {e}") from None
+    all_tls = [t.getID() for t in net.getTrafficLights()]
+    if tls_id is None:
+        if len(all_tls) != 1:
+            raise NetworkError(f"{net_file}: {len(all_tls)} traffic lights ({', '.join(all_tls) or 'none'}); "
+                               "name one with --tls")
+        tls_id = all_tls[0]
+    if tls_id not in all_tls:
+        raise NetworkError(f"{net_file}: no traffic light {tls_id!r} (there are: {', '.join(all_tls) or 'none'})")
+    tls = net.getTLS(tls_id)
+    programs = tls.getPrograms()
+    if not programs:
+        raise NetworkError(f"{net_file}: traffic light {tls_id!r} has no program")
+    prog_id = sorted(programs)[0]
+    states = [(ph.state, float(ph.duration)) for ph in programs[prog_id].getPhases()]
+    n = len(states[0][0])
+    bad = {c for s, _ in states for c in s} - set("GgyYrRu")
+    if bad:
+        raise NetworkError(f"traffic light {tls_id!r}: program uses signal states {sorted(bad)}; only ordinary "
+                           "green/yellow/red programs can be controlled")
+
+    links: dict[int, Link] = {}
+    for idx, conns in tls.getLinks().items():
+        lane_in, lane_out, _ = conns[0]
+        edge = lane_in.getEdge()
+        crossing = lane_out.getEdge().getID() if lane_out.getEdge().getFunction() == "crossing" else None
+        links[idx] = Link(idx, lane_in.getID(), edge.getID(), crossing,
+                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed())
+
+    stages = _stages(states, links)
+    if len(stages) < 2:
+        raise NetworkError(f"traffic light {tls_id!r}: fewer than two green stages in program {prog_id!r}")
+    patterns: dict[int, tuple[bool, ...]] = {}
+    for i in range(n):
+        pat = tuple(i in st.green for st in stages)
+        if any(pat) and i in links:
+            patterns[i] = pat
+    groups: dict[tuple, list[int]] = {}
+    for i, pat in patterns.items():
+        lk = links[i]
+        groups.setdefault((pat, lk.crossing or lk.from_edge, lk.crossing is not None), []).append(i)
+    phase_links: dict[str, list[int]] = {}
+    phase_kind: dict[str, str] = {}
+    phase_pattern: dict[str, tuple[bool, ...]] = {}
+    used: dict[str, int] = {}
+    for (pat, owner, is_ped), idxs in sorted(groups.items(), key=lambda kv: min(kv[1])):
+        base = ("ped_" if is_ped else "") + ident(owner)
+        k = used.get(base, 0)
+        used[base] = k + 1
+        pid = base if k == 0 else f"{base}.{k}"
+        phase_links[pid] = sorted(idxs)
+        phase_kind[pid] = "pedestrian" if is_ped else "vehicle"
+        phase_pattern[pid] = pat
+    link_phase = {i: pid for pid, idxs in phase_links.items() for i in idxs}
+
+    node = net.getNode(tls_id) if net.hasNode(tls_id) else None
+    width = _junction_width(node) if node is not None else 20.0
+    phases_cfg = []
+    phase_lanes: dict[str, list[str]] = {}
+    phase_crossing: dict[str, str] = {}
+    for pid, idxs in phase_links.items():
+        lks = [links[i] for i in idxs]
+        if phase_kind[pid] == "pedestrian":
+            crossing = lks[0].crossing or ""
+            phase_crossing[pid] = crossing
+            phases_cfg.append({"id": pid, "kind": "pedestrian", "movements": [crossing], "walk": WALK_S,
+                               "ped_clearance": pedestrian_clearance_s(max(lk.length for lk in lks)),
+                               "detectors": {"presence": [{"camera": ident(crossing), "zone": "waiting"}]}})
+            continue
+        lanes = sorted({lk.from_lane for lk in lks})
+        phase_lanes[pid] = lanes
+        speed_kmh = max(lk.speed for lk in lks) * 3.6
+        c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, width)
+        cam = ident(lks[0].from_edge)
+        phases_cfg.append({
+            "id": pid, "movements": [f"link {i}" for i in idxs], "min_green": MIN_GREEN_S, "max_green": MAX_GREEN_S,
+            "passage": 2.0, "yellow": c.yellow_s, "red_clearance": c.red_clearance_s, "lanes": len(lanes),
+            "detectors": {"presence": [{"camera": cam, "zone": f"p_{ident(ln)}"} for ln in lanes],
+                          "queue": [{"camera": cam, "zone": f"q_{ident(ln)}"} for ln in lanes],
+                          "counts": [{"camera": cam, "line": f"c_{ident(ln)}"} for ln in lanes]},
+        })
+    ids = list(phase_links)
+    compatible = [[a, b] for i, a in enumerate(ids) for b in ids[i + 1:]
+                  if any(x and y for x, y in zip(phase_pattern[a], phase_pattern[b]))]
+    stage_cfg = [{"id": st.id, "phases": [p for p in ids if phase_pattern[p][k]]} for k, st in enumerate(stages)]
+    data = {
+        "site": site, "device": SIM_DEVICE, "tick_s": 1.0,
+        "intersection": {"phases": phases_cfg, "compatible": compatible, "stages": stage_cfg},
+        "timing": {"policy": policy, "fixed": {"greens": {st.id: st.duration for st in stages}}},
+        "failsafe": {"stale_after_s": 10.0, "recover_after_s": 5.0, "malformed_hold_s": 30.0},
+        "detection": {"counts_interval_s": 60.0, "flow_window_s": 600.0},
+        "actuator": {"kind": "mqtt"},
+    }
+    for k, v in (extra or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    cfg = parse_controller_config(data, f"derived from traffic light {tls_id!r}")
+    return DerivedTLS(tls_id, prog_id, n, links, stages, phase_links, phase_kind, link_phase, states, cfg,
+                      phase_lanes, phase_crossing)
+
+
+def _junction_width(node) -> float:
+    shape = node.getShape()
+    if not shape:
+        return 20.0
+    xs, ys = [p[0] for p in shape], [p[1] for p in shape]
+    return max(max(xs) - min(xs), max(ys) - min(ys), 5.0)
+
+
+def _stages(states: list[tuple[str, float]], links: dict[int, Link]) -> list[Stage]:
+    def green(s: str) -> frozenset[int]:
+        return frozenset(i for i, c in enumerate(s) if c in "Gg")
+
+    def vehicles(g: frozenset[int]) -> frozenset[int]:
+        return frozenset(i for i in g if i in links and links[i].crossing is None)
+
+    # start the walk through the cycle just after a yellow (or all-red) phase, so runs are not cut in two
+    start = 0
+    for k, (s, _) in enumerate(states):
+        if not green(s) or any(c in "yY" for c in s):
+            start = (k + 1) % len(states)
+    order = states[start:] + states[:start]
+    stages: list[Stage] = []
+    cur: Stage | None = None
+    for s, dur in order:
+        g = green(s)
+        transitional = any(c in "yY" for c in s) or not g
+        if transitional:
+            cur = None
+            continue
+        if cur is not None and vehicles(g) == vehicles(cur.green):
+            cur.green = cur.green | g
+            cur.duration += dur
+            continue
+        cur = Stage(f"s{len(stages)}", g, dur, {i: s[i] for i in g})
+        stages.append(cur)
+    return stages
