@@ -1,0 +1,278 @@
+"""Configuration of the edge service (``roadside edge run``): site, broker, health API, outbox and cameras.
+
+Built on the vision-core models of :mod:`roadside.edge.config` (same strictness: unknown keys are errors
+that name their key path). Each camera has its own source, count lines and zones; the detector, tracker and
+counting settings are shared and may be replaced per camera.
+
+Relative paths (camera files, model files, TLS files, ``state_dir``) are relative to the folder of the
+configuration file; for the built-in default configuration (``edge/defaults/edge.yaml``), relative to
+the current working directory (the checkout root in development).
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from roadside.edge.config import (ConfigError, CountingConfig, DetectorConfig, Identifier, LineConfig, Strict,
+                                  TrackerConfig, VisionConfig, ZoneConfig, load_config, parse_config)
+
+DEFAULT_CONFIG_NAME = "edge.yaml"
+
+
+class TlsConfig(Strict):
+    """TLS to the broker. Without ``ca_file`` the system's trusted CAs verify the broker."""
+
+    ca_file: str | None = None
+    #: client certificate and its key (both or neither), for brokers that authenticate clients by certificate
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: skip the check that the broker's certificate names the host (testing only)
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
+        return self
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    #: topic prefix; default ``roadside/<site>/<device>``
+    prefix: str | None = None
+    #: MQTT client id (the broker keeps the persistent session under it); default ``roadside-<site>-<device>``
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: reconnect backoff: the wait doubles from min to max, with random jitter
+    reconnect_min_s: float = Field(1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    #: counts messages published and not yet acknowledged, at most
+    inflight: int = Field(20, ge=1, le=1000)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip("/")
+        if not v or any(c in v for c in "+#\0"):
+            raise ValueError("the topic prefix must be non-empty and hold no MQTT wildcards (+, #)")
+        return v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "MqttConfig":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        return self
+
+
+class ApiConfig(Strict):
+    enabled: bool = True
+    #: 127.0.0.1 by default: expose it on purpose (0.0.0.0) behind a firewall or a reverse proxy
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    #: bearer token required by the endpoints that change state; without one the API is read-only
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("the API token must be at least 16 characters")
+        return v
+
+
+class OutboxConfig(Strict):
+    """The durable store-and-forward queue of counts messages (SQLite, in ``state_dir``)."""
+
+    #: the oldest messages are dropped (counted and reported) beyond this size ...
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: ... or this age
+    max_age_s: float = Field(30 * 24 * 3600.0, gt=0)
+
+
+class SourceSettings(Strict):
+    """How live sources are watched and reconnected (shared by all cameras)."""
+
+    #: no new frame for this long: the stream is stalled (reported, then reconnected)
+    stall_timeout_s: float = Field(2.0, gt=0, le=120)
+    #: opening a source (connect, first frame) may take this long
+    open_timeout_s: float = Field(20.0, gt=0, le=600)
+    #: reconnect backoff: doubles from min to max with random jitter, forever
+    backoff_min_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(30.0, gt=0, le=3600)
+    #: identical images for this long: the camera is frozen (degraded)
+    frozen_after_s: float = Field(3.0, gt=0, le=3600)
+    #: mean brightness (0-255) below which the image is black, above which it is blinded (degraded)
+    dark_level: float = Field(12.0, ge=0, le=255)
+    bright_level: float = Field(243.0, ge=0, le=255)
+    #: seconds a black/blinded image must last before it is reported
+    bad_image_after_s: float = Field(2.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _order(self) -> "SourceSettings":
+        if self.backoff_min_s > self.backoff_max_s:
+            raise ValueError("backoff_min_s must not exceed backoff_max_s")
+        if self.dark_level >= self.bright_level:
+            raise ValueError("dark_level must be below bright_level")
+        return self
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def is_device(source: str) -> bool:
+    return source.isdigit()
+
+
+class CameraConfig(Strict):
+    id: Identifier
+    #: a video file, an ``rtsp://`` / ``http(s)://`` stream URL, or a local camera device index (``"0"``)
+    source: str = Field(min_length=1)
+    #: files: start again at the end (a fake live camera); otherwise the camera ends with its file
+    loop: bool = False
+    #: files: deliver frames at the video's frame rate (as a camera would); false: as fast as processed
+    realtime: bool = True
+    #: RTSP: transport of the media (default: the decoder's choice, TCP with OpenCV's FFmpeg)
+    rtsp_transport: Literal["tcp", "udp"] | None = None
+    #: frame rate to assume when a stream reports none
+    fps: float | None = Field(None, gt=0, le=1000)
+    lines: list[LineConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    #: per-camera replacements of the shared settings (each replaces the whole shared section)
+    detector: DetectorConfig | None = None
+    tracker: TrackerConfig | None = None
+    counting: CountingConfig | None = None
+
+    @property
+    def kind(self) -> str:
+        if is_device(self.source):
+            return "device"
+        if is_url(self.source):
+            return self.source.split("://", 1)[0].lower()
+        return "file"
+
+
+class EdgeConfig(Strict):
+    """One edge box: its cameras and where their counts go."""
+
+    site: Identifier
+    device: Identifier
+    #: where the outbox and other state live; default ``$ROADSIDE_HOME/edge/<site>-<device>``
+    #: (``ROADSIDE_HOME`` defaults to ``~/.local/share/roadside``)
+    state_dir: str | None = None
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    #: seconds between health messages of each camera
+    health_interval_s: float = Field(10.0, ge=0.5, le=3600)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    counting: CountingConfig = Field(default_factory=CountingConfig)
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EdgeConfig":
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice")
+            seen.add(cam.id)
+            # the same checks as a single-camera configuration (unique line and zone ids)
+            VisionConfig(lines=cam.lines, zones=cam.zones)
+        return self
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.mqtt.prefix or f"roadside/{self.site}/{self.device}"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"roadside-{self.site}-{self.device}"
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+    def vision(self, cam: CameraConfig) -> VisionConfig:
+        """The vision-core configuration of one camera (its lines and zones, shared or own settings)."""
+        return VisionConfig(lines=cam.lines, zones=cam.zones, detector=cam.detector or self.detector,
+                            tracker=cam.tracker or self.tracker, counting=cam.counting or self.counting)
+
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        home = os.environ.get("ROADSIDE_HOME") or "~/.local/share/roadside"
+        return Path(home).expanduser() / "edge" / f"{self.site}-{self.device}"
+
+    def redacted(self) -> dict:
+        """The configuration as JSON data with secrets (password, API token) replaced by ``**********``."""
+        return self.model_dump(mode="json")
+
+
+def _looks_like_path(ref: str) -> bool:
+    return "/" in ref or os.sep in ref or ref.endswith(".onnx")
+
+
+def _resolve(base: Path, p: str | None) -> str | None:
+    if p is None:
+        return None
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else base / q)
+
+
+def _with_paths(config: EdgeConfig, base: Path) -> EdgeConfig:
+    """Make the configuration's relative paths relative to ``base``."""
+
+    def det(d: DetectorConfig | None) -> DetectorConfig | None:
+        if d is None or d.model is None or not _looks_like_path(d.model):
+            return d
+        return d.model_copy(update={"model": _resolve(base, d.model)})
+
+    cams = []
+    for cam in config.cameras:
+        upd: dict = {"detector": det(cam.detector)}
+        if cam.kind == "file":
+            upd["source"] = _resolve(base, cam.source)
+        cams.append(cam.model_copy(update=upd))
+    mqtt = config.mqtt
+    if mqtt.tls is not None:
+        tls = mqtt.tls.model_copy(update={k: _resolve(base, getattr(mqtt.tls, k)) for k in ("ca_file", "cert_file", "key_file")})
+        mqtt = mqtt.model_copy(update={"tls": tls})
+    return config.model_copy(update={
+        "cameras": cams, "detector": det(config.detector), "mqtt": mqtt,
+        "state_dir": _resolve(base, config.state_dir),
+    })
+
+
+def default_config_text() -> str:
+    return resources.files("roadside.edge").joinpath("defaults", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+
+
+def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
+    """Load a site configuration (``None``: the built-in default); raise ConfigError naming key and problem."""
+    if path is None:
+        data = yaml.safe_load(default_config_text())
+        config = parse_config(data, EdgeConfig, f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
+        return _with_paths(config, Path.cwd())
+    config = load_config(path, EdgeConfig)
+    return _with_paths(config, Path(path).resolve().parent)
+
+
+__all__ = ["ApiConfig", "CameraConfig", "ConfigError", "EdgeConfig", "MqttConfig", "OutboxConfig", "SourceSettings",
+           "TlsConfig", "default_config_text", "load_edge_config"]
