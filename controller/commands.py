@@ -101,7 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     srun.add_argument("--mode", choices=("broker", "inproc"), default="broker",
                       help="broker: detectors -> MQTT broker -> controller service -> MQTT commands -> SUMO "
                            "(the deployed path); inproc: skip the broker (fast sweeps)")
-    srun.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker host:port for --mode broker")
+    srun.add_argument("--broker", default="auto",
+                      help="MQTT broker host:port for --mode broker; auto (default): a private mosquitto on a free port")
     srun.add_argument("--detection", choices=("perfect", "degraded", "outage"), default="perfect",
                       help="degraded: 10%% missed vehicles, 5%% phantom calls, 1 s latency; outage: 5 min with no "
                            "detector data")

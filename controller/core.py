@@ -19,7 +19,7 @@ from roadside.controller.detection import DetectorState
 from roadside.controller.engine import Decision, SignalEngine, StepResult
 from roadside.controller.messages import AuditEvent, ModeRequest, PlanMessage, SignalCommand, StateMessage
 from roadside.controller.policies import make_policy
-from roadside.controller.policies.base import View
+from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
 from roadside.edge.payloads import SCHEMA_VERSION, CountsMessage, HealthMessage, PresenceMessage
 
@@ -38,7 +38,7 @@ class TickOutput:
 
 
 class Controller:
-    def __init__(self, cfg: ControllerConfig, start: float, policy: str | None = None,
+    def __init__(self, cfg: ControllerConfig, start: float, policy: "str | Policy | None" = None,
                  wall: Callable[[float], datetime] | None = None) -> None:
         self.cfg = cfg
         self.start = start
@@ -46,7 +46,7 @@ class Controller:
         self.wall = wall or (lambda t: self._epoch + timedelta(seconds=t - start))
         self.engine = SignalEngine(cfg.intersection, cfg.tick_s, start)
         self.detection = DetectorState(cfg, start)
-        self.policy = make_policy(cfg, policy)
+        self.policy = policy if isinstance(policy, Policy) else make_policy(cfg, policy)
         self.fallback = FixedTimePolicy(cfg)
         self.mode = "normal"
         self.manual_stage: str | None = None

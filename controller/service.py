@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 EDGE_TOPICS = ("+/status", "+/+/counts", "+/+/presence", "+/+/health")
 STATE_EVERY_S = 5.0
 COMMAND_HEARTBEAT_S = 1.0
+
+
+def no_delay(client) -> None:
+    """Send small control messages at once (no Nagle batching: a signal command must not wait 40 ms)."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 class BrokerError(RoadsideError):
@@ -59,7 +70,7 @@ class MqttCommandActuator:
 
 
 class ControllerService:
-    def __init__(self, cfg: ControllerConfig, policy: str | None = None,
+    def __init__(self, cfg: ControllerConfig, policy=None,
                  clock: Callable[[], float] = time.monotonic, actuator: Actuator | None = None,
                  audit_log: str | None = None, wall=None) -> None:
         import paho.mqtt.client as mqtt
@@ -70,6 +81,8 @@ class ControllerService:
         self.ctrl = Controller(cfg, clock(), policy, wall=wall)
         self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
         self.received = 0
+        #: messages received per device (topic level after the site), e.g. for a simulation's sync barrier
+        self.received_from: dict[str, int] = {}
         self.connected = threading.Event()
         cid = cfg.mqtt.client_id or f"roadside-controller-{cfg.site}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
@@ -93,6 +106,7 @@ class ControllerService:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
+        no_delay(client)
         q = self.cfg.mqtt.qos
         client.subscribe([(f"{self.root}/{t}", q) for t in EDGE_TOPICS] + [(f"{self.root}/controller/mode", q)])
         client.publish(f"{self.root}/controller/status", "online", qos=1, retain=True)
@@ -107,6 +121,9 @@ class ControllerService:
     def _on_message(self, client, userdata, msg) -> None:
         self.inbox.put((msg.topic, bytes(msg.payload), self.clock()))
         self.received += 1
+        parts = msg.topic.split("/")
+        if len(parts) > 2:
+            self.received_from[parts[2]] = self.received_from.get(parts[2], 0) + 1
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:

@@ -1,0 +1,199 @@
+"""SUMO detectors -> the edge's MQTT payloads, so the controller under test reads exactly what a deployed
+edge box would send.
+
+Per incoming lane of a vehicle phase (camera = the approach edge, device ``sumo``):
+
+* ``p_<lane>``: a lane-area detector over the last 25 m (stop-bar presence: calls and gaps);
+* ``q_<lane>``: a lane-area detector over the last 100 m (queue zone: vehicles and their longest dwell);
+* ``c_<lane>``: an induction loop at the start of the queue zone (arrival counts, 60 s bins).
+
+Per crossing: zone ``waiting`` with the pedestrians standing at either end (camera = the crossing).
+Presence is published on every change, counts every bin, health every 5 s.
+
+Degradation (``degraded``): each vehicle is missed by every detector with probability 0.10; each vehicle
+seen entering a presence zone causes, with probability 0.05, a phantom vehicle of 2 s in a random
+presence zone of the same camera; every message is delivered 1 s late. Outage (``outage``): no message at
+all from any camera for 5 minutes starting at 20 minutes (the edge stays ``online``).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from roadside.controller.sim.tls import SIM_DEVICE, DerivedTLS, ident
+from roadside.edge.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+
+EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
+PRESENCE_M = 25.0
+QUEUE_M = 100.0
+HEALTH_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    miss: float = 0.0
+    phantom: float = 0.0
+    latency_s: float = 0.0
+    outage: tuple[float, float] | None = None
+
+    @staticmethod
+    def named(name: str, duration_s: float) -> "Detection":
+        if name == "perfect":
+            return Detection()
+        if name == "degraded":
+            return Detection(0.10, 0.05, 1.0)
+        if name == "outage":
+            start = min(1200.0, max(0.0, duration_s / 3))
+            return Detection(outage=(start, start + 300.0))
+        raise ValueError(name)
+
+
+def additional_xml(d: DerivedTLS, net) -> str:
+    """E2 and E1 detectors for every incoming lane of a vehicle phase."""
+    out = []
+    lanes = sorted({ln for ls in d.phase_lanes.values() for ln in ls})
+    for ln in lanes:
+        length = net.getLane(ln).getLength()
+        q = min(QUEUE_M, length - 1.0)
+        p = min(PRESENCE_M, q)
+        i = ident(ln)
+        out.append(f'    <laneAreaDetector id="p_{i}" lane="{ln}" pos="{length - p:.2f}" endPos="{length - 0.1:.2f}" '
+                   f'period="3600" file="NUL" friendlyPos="true"/>')
+        out.append(f'    <laneAreaDetector id="q_{i}" lane="{ln}" pos="{length - q:.2f}" endPos="{length - 0.1:.2f}" '
+                   f'period="3600" file="NUL" friendlyPos="true"/>')
+        out.append(f'    <inductionLoop id="c_{i}" lane="{ln}" pos="{max(length - q, 0.5):.2f}" period="3600" '
+                   f'file="NUL" friendlyPos="true"/>')
+    return "\n".join(out) + "\n"
+
+
+class DetectorFeed:
+    def __init__(self, d: DerivedTLS, site: str, detection: Detection, seed: int, counts_interval_s: float = 60.0) -> None:
+        self.d = d
+        self.site = site
+        self.det = detection
+        self.rng = random.Random(seed * 7919 + 17)
+        self.seed = seed
+        self.interval = counts_interval_s
+        self.root = f"roadside/{site}/{SIM_DEVICE}"
+        # camera -> lanes
+        self.cam_lanes: dict[str, list[str]] = {}
+        for pid, lanes in d.phase_lanes.items():
+            for ln in lanes:
+                cam = ident(d.links[d.phase_links[pid][0]].from_edge)
+                if ln not in self.cam_lanes.setdefault(cam, []):
+                    self.cam_lanes[cam].append(ln)
+        self.ped_cams = {ident(c): c for c in d.phase_crossing.values()}
+        self.entered: dict[str, dict[str, float]] = {}  # zone -> vehicle -> first seen
+        self.seen_p: dict[str, set[str]] = {}
+        self.loop_prev: dict[str, set[str]] = {}
+        self.bin_counts: dict[str, int] = {ident(ln): 0 for ls in self.cam_lanes.values() for ln in ls}
+        self.phantoms: list[tuple[str, str, float]] = []  # (camera, zone, until)
+        self.last_zones: dict[str, dict] = {}
+        self.next_bin = counts_interval_s
+        self.next_health = 0.0
+        self.seq: dict[str, int] = {}
+        self.delayed: list[tuple[float, str, bytes]] = []
+        self.crossing_ends: dict[str, set[str]] = {}
+
+    def start_messages(self) -> list[tuple[str, bytes, bool]]:
+        """(topic, payload, retain) to send before the first step."""
+        return [(f"{self.root}/status", b"online", True)]
+
+    def _visible(self, vid: str) -> bool:
+        if self.det.miss <= 0:
+            return True
+        return random.Random(f"{self.seed}:{vid}").random() >= self.det.miss
+
+    def _ts(self, t: float) -> datetime:
+        return EPOCH + timedelta(seconds=t)
+
+    def step(self, t: float, traci) -> list[tuple[str, bytes]]:
+        """Read the detectors after simulation step t; return the messages due now."""
+        la, il = traci.lanearea, traci.inductionloop
+        msgs: list[tuple[str, bytes]] = []
+        self.phantoms = [p for p in self.phantoms if p[2] > t]
+        for cam, lanes in self.cam_lanes.items():
+            zones: dict[str, ZoneState] = {}
+            for ln in lanes:
+                i = ident(ln)
+                for kind in ("p", "q"):
+                    zid = f"{kind}_{i}"
+                    ids = [v for v in la.getLastStepVehicleIDs(zid) if self._visible(v)]
+                    first = self.entered.setdefault(zid, {})
+                    for v in list(first):
+                        if v not in ids:
+                            del first[v]
+                    for v in ids:
+                        first.setdefault(v, t)
+                    if kind == "p" and self.det.phantom > 0:
+                        new = set(ids) - self.seen_p.get(zid, set())
+                        self.seen_p[zid] = set(ids)
+                        for _ in new:
+                            if self.rng.random() < self.det.phantom:
+                                target = f"p_{ident(self.rng.choice(lanes))}"
+                                self.phantoms.append((cam, target, t + 2.0))
+                    dwell = max((t - s for s in first.values()), default=0.0)
+                    zones[zid] = ZoneState(occupied=bool(ids), count=len(ids), max_dwell_s=round(dwell, 1))
+                loop = f"c_{i}"
+                now_ids = {v for v in il.getLastStepVehicleIDs(loop) if self._visible(v)}
+                self.bin_counts[i] += len(now_ids - self.loop_prev.get(loop, set()))
+                self.loop_prev[loop] = now_ids
+            for pcam, zid, _ in self.phantoms:
+                if pcam == cam and zid in zones:
+                    z = zones[zid]
+                    zones[zid] = ZoneState(occupied=True, count=z.count + 1, max_dwell_s=z.max_dwell_s)
+            key = {k: (z.occupied, z.count, int(z.max_dwell_s // 5)) for k, z in zones.items()}
+            if key != self.last_zones.get(cam):
+                self.last_zones[cam] = key
+                msgs.append((f"{self.root}/{cam}/presence", PresenceMessage(
+                    site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), zones=zones).model_dump_json().encode()))
+        waiting = self._waiting_pedestrians(traci) if self.ped_cams else {}
+        for cam, crossing in self.ped_cams.items():
+            n = waiting.get(crossing, 0)
+            key = {"waiting": (n > 0, n)}
+            if key != self.last_zones.get(cam):
+                self.last_zones[cam] = key
+                msgs.append((f"{self.root}/{cam}/presence", PresenceMessage(
+                    site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t),
+                    zones={"waiting": ZoneState(occupied=n > 0, count=n)}).model_dump_json().encode()))
+        if t >= self.next_bin:
+            self.next_bin += self.interval
+            for cam, lanes in self.cam_lanes.items():
+                lines = {}
+                for ln in lanes:
+                    i = ident(ln)
+                    extra = sum(self.rng.random() < self.det.phantom for _ in range(self.bin_counts[i])) \
+                        if self.det.phantom > 0 else 0
+                    lines[f"c_{i}"] = DirectionCounts(forward={"car": self.bin_counts[i] + extra})
+                    self.bin_counts[i] = 0
+                seq = self.seq.get(cam, 0)
+                self.seq[cam] = seq + 1
+                msgs.append((f"{self.root}/{cam}/counts", CountsMessage(
+                    seq=seq, site=self.site, device=SIM_DEVICE, camera=cam, interval_start=self._ts(t - self.interval),
+                    interval_s=self.interval, lines=lines, config_hash="sumo", model="sumo-detectors"
+                ).model_dump_json().encode()))
+        if t >= self.next_health:
+            self.next_health += HEALTH_EVERY_S
+            for cam in list(self.cam_lanes) + list(self.ped_cams):
+                msgs.append((f"{self.root}/{cam}/health", HealthMessage(
+                    site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), state="ok",
+                    fps_in=10.0, fps_processed=10.0).model_dump_json().encode()))
+        if self.det.outage and self.det.outage[0] <= t < self.det.outage[1]:
+            msgs = []
+        if self.det.latency_s > 0:
+            self.delayed.extend((t + self.det.latency_s, tp, pl) for tp, pl in msgs)
+            due = [(tp, pl) for at, tp, pl in self.delayed if at <= t + 1e-9]
+            self.delayed = [x for x in self.delayed if x[0] > t + 1e-9]
+            return due
+        return msgs
+
+    @staticmethod
+    def _waiting_pedestrians(traci) -> dict[str, int]:
+        """crossing edge -> pedestrians standing still whose next edge is that crossing."""
+        out: dict[str, int] = {}
+        for pid in traci.person.getIDList():
+            if traci.person.getSpeed(pid) < 0.2:
+                nxt = traci.person.getNextEdge(pid)
+                out[nxt] = out.get(nxt, 0) + 1
+        return out

@@ -1,0 +1,69 @@
+"""SUMO's own controllers for comparison, built from the network's own phase program.
+
+The green phases are kept as they are (durations for ``static``; ``minDur``/``maxDur`` of the controller
+configuration for ``actuated`` and ``delay_based``). Each yellow phase gets the same ITE yellow our
+controller uses, followed by an all-red phase of the same ITE red clearance, so every controller in a
+comparison pays the same change intervals and only the timing logic differs.
+"""
+from __future__ import annotations
+
+import math
+
+from roadside.controller.sim.tls import DerivedTLS
+
+KINDS = {"sumo-static": "static", "sumo-actuated": "actuated", "sumo-delay-based": "delay_based"}
+
+
+def program_id(controller: str) -> str:
+    return f"roadside-{KINDS[controller]}"
+
+
+def change_intervals(d: DerivedTLS, before: str, after: str) -> tuple[float, float]:
+    """ITE yellow and red clearance of the vehicle phases whose links turn yellow between two states."""
+    ending = {d.link_phase[i] for i, c in enumerate(after) if c in "yY" and i in d.link_phase}
+    timings = [d.config.intersection.phase(p).timing for p in ending if d.phase_kind[p] == "vehicle"]
+    if not timings:
+        return 3.0, 0.0
+    return max(t.yellow for t in timings), max(t.red_clearance for t in timings)
+
+
+def program_xml(d: DerivedTLS, controller: str) -> str:
+    kind = KINDS[controller]
+    phases = []
+    states = d.original_states
+    for k, (state, dur) in enumerate(states):
+        if any(c in "yY" for c in state):
+            prev = states[k - 1][0]
+            yellow, red = change_intervals(d, prev, state)
+            # SUMO switches phases on whole steps (1 s): round up, never show less than the ITE interval
+            yellow, red = math.ceil(yellow - 1e-9), math.ceil(red - 1e-9)
+            phases.append(f'        <phase duration="{yellow:.1f}" state="{state}"/>')
+            if red > 0:
+                allred = "".join("r" if c in "yY" else c for c in state)
+                phases.append(f'        <phase duration="{red:.1f}" state="{allred}"/>')
+            continue
+        green = any(c in "Gg" for c in state)
+        if kind != "static" and green and _is_stage_start(d, states, k):
+            mn, mx = _limits(d, state)
+            phases.append(f'        <phase duration="{dur:.1f}" minDur="{mn:.1f}" maxDur="{mx:.1f}" state="{state}"/>')
+        else:
+            phases.append(f'        <phase duration="{dur:.1f}" state="{state}"/>')
+    params = ""
+    if kind == "actuated":
+        params = ('        <param key="max-gap" value="3.0"/>\n        <param key="detector-gap" value="2.0"/>\n'
+                  '        <param key="passing-time" value="2.0"/>\n')
+    return (f'    <tlLogic id="{d.tls_id}" type="{kind}" programID="{program_id(controller)}" offset="0">\n'
+            + params + "\n".join(phases) + "\n    </tlLogic>\n")
+
+
+def _is_stage_start(d: DerivedTLS, states, k: int) -> bool:
+    """A green phase whose vehicle greens differ from the phase before (not a pedestrian-clearance tail)."""
+    prev = states[k - 1][0]
+    veh = lambda s: {i for i, c in enumerate(s) if c in "Gg" and i in d.links and d.links[i].crossing is None}  # noqa: E731
+    return any(c in "yY" for c in prev) or not any(c in "Gg" for c in prev) or veh(prev) != veh(states[k][0])
+
+
+def _limits(d: DerivedTLS, state: str) -> tuple[float, float]:
+    phases = {d.link_phase[i] for i, c in enumerate(state) if c in "Gg" and i in d.link_phase}
+    t = [d.config.intersection.phase(p).timing for p in phases if d.phase_kind[p] == "vehicle"]
+    return max(x.min_green for x in t), min(x.max_green for x in t)

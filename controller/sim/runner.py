@@ -1,0 +1,344 @@
+"""One closed-loop simulation: SUMO <-> detectors <-> controller <-> signals, with the safety monitor and
+the delay metrics.
+
+Our policies run as the deployed controller: in ``broker`` mode the detector payloads go through a real
+MQTT broker to a :class:`ControllerService` (the same class ``roadside controller run`` uses), whose MQTT
+command actuator publishes the signals to a cabinet adapter that sets them in SUMO. ``inproc`` mode drives
+the same controller core directly (fast sweeps). SUMO's own controllers run the network's program.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roadside.controller.sim.feed import EPOCH, Detection, DetectorFeed, additional_xml
+from roadside.controller.sim.monitor import SafetyMonitor
+from roadside.controller.sim.programs import KINDS, program_id, program_xml
+from roadside.controller.sim.scenarios import Scenario, build_net, get_scenario, write_routes
+from roadside.controller.sim.tls import DerivedTLS, derive
+from roadside.edge.errors import RoadsideError
+
+OURS = ("fixed", "webster", "actuated", "adaptive", "webster-true")
+TIMESERIES_BIN_S = 60.0
+
+
+class SimError(RoadsideError):
+    """The simulation cannot run as asked."""
+
+
+@dataclass
+class SimSpec:
+    controller: str
+    scenario: str | None = None
+    net: str | None = None
+    routes: str | None = None
+    tls: str | None = None
+    duration_s: float | None = None
+    seed: int = 1
+    mode: str = "inproc"
+    broker: str = "auto"
+    detection: str = "perfect"
+    timeseries: str | None = None
+    audit_log: str | None = None
+
+
+def sumo_module():
+    try:
+        import libsumo as traci  # in-process: fast
+    except ImportError:  # pragma: no cover - depends on the install
+        try:
+            import traci  # type: ignore[no-redef]
+        except ImportError:
+            raise SimError("SUMO is not installed: pip install 'roadside[sim]'") from None
+    return traci
+
+
+def sumo_binary() -> str:
+    try:
+        import sumo
+    except ImportError:
+        raise SimError("SUMO is not installed: pip install 'roadside[sim]'") from None
+    return str(Path(sumo.SUMO_HOME) / "bin" / "sumo")
+
+
+def true_phase_flows(d: DerivedTLS, net, sc: Scenario, duration_s: float) -> dict[str, float]:
+    """Mean demand (veh/h) of each vehicle phase, from the scenario's origin-destination flows."""
+    flows: dict[str, float] = {}
+    for (fr, to), q in sc.mean_flows_vph(duration_s).items():
+        conns = net.getEdge(fr).getOutgoing().get(net.getEdge(to), [])
+        phases = {d.link_phase[c.getTLLinkIndex()] for c in conns if c.getTLLinkIndex() in d.link_phase}
+        for p in phases:
+            flows[p] = flows.get(p, 0.0) + q / len(phases)
+    return flows
+
+
+def _resolve(spec: SimSpec) -> tuple[Path, Path, str | None, float, Scenario | None]:
+    if spec.scenario:
+        if spec.net or spec.routes:
+            raise SimError("give either --scenario or --net/--routes, not both")
+        sc = get_scenario(spec.scenario)
+        duration = spec.duration_s or sc.duration_s
+        net = build_net(sc)
+        return net, write_routes(sc, net, duration), None, duration, sc
+    if not (spec.net and spec.routes):
+        raise SimError("give --scenario NAME, or --net NET.xml and --routes ROU.xml")
+    for p in (spec.net, spec.routes):
+        if not Path(p).is_file():
+            raise SimError(f"{p}: file not found")
+    return Path(spec.net), Path(spec.routes), spec.tls, spec.duration_s or 3600.0, None
+
+
+class _BrokerLoop:
+    """Feed -> broker -> ControllerService -> broker -> cabinet adapter, one simulation step at a time."""
+
+    def __init__(self, cfg, policy, broker: str, now_ref: list[float], audit_log: str | None) -> None:
+        import paho.mqtt.client as mqtt
+
+        from roadside.controller.service import ControllerService, no_delay
+
+        host, _, port = broker.partition(":")
+        self.site = cfg.site
+        self.now_ref = now_ref
+        cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={
+            "host": host, "port": int(port or 1883), "client_id": f"ctrl-{cfg.site}"})})
+        self.svc = ControllerService(cfg, policy=policy, clock=lambda: now_ref[0],
+                                     wall=lambda t: EPOCH + _td(t), audit_log=audit_log)
+        self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"feed-{cfg.site}")
+        self.cabinet = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cabinet-{cfg.site}")
+        self.last_cmd: dict | None = None
+        self.cmd_seq = 0
+        self.cond = threading.Condition()
+        self.cabinet.on_message = self._on_command
+        for c in (self.pub, self.cabinet):
+            try:
+                c.connect(host, int(port or 1883))
+            except OSError as e:
+                raise SimError(f"cannot reach the MQTT broker at {broker}: {e} (use --mode inproc to skip it)") from None
+            no_delay(c)
+            c.loop_start()
+        sub = threading.Event()
+        self.cabinet.on_subscribe = lambda *a, **k: sub.set()
+        self.cabinet.subscribe(f"roadside/{self.site}/controller/command", qos=1)
+        sub.wait(5)
+        self.svc.start()
+        self.published = 0
+
+    def _on_command(self, client, userdata, msg) -> None:
+        import json
+
+        data = json.loads(msg.payload)
+        with self.cond:
+            if data["seq"] > self.cmd_seq:
+                self.cmd_seq, self.last_cmd = data["seq"], data
+            self.cond.notify_all()
+
+    def deliver(self, msgs, retain: bool = False) -> None:
+        for topic, payload in msgs:
+            self.pub.publish(topic, payload, qos=1, retain=retain)
+            self.published += 1
+        deadline = time.monotonic() + 10
+        while self.svc.received_from.get("sumo", 0) < self.published:
+            if time.monotonic() > deadline:
+                raise SimError("messages to the controller were lost on the broker")
+            time.sleep(0.0002)
+
+    def tick(self, t: float):
+        before = self.svc.ctrl.command_seq
+        out = self.svc.process(t)
+        want = self.svc.ctrl.command_seq
+        if want != before:
+            with self.cond:
+                if not self.cond.wait_for(lambda: self.cmd_seq >= want, timeout=10):
+                    raise SimError("the controller's command did not arrive through the broker")
+        return out, (self.last_cmd["signals"] if self.last_cmd else out.step.signals)
+
+    def close(self) -> None:
+        self.svc.stop()
+        for c in (self.pub, self.cabinet):
+            c.publish(f"roadside/{self.site}/sumo/status", "", retain=True) if c is self.pub else None
+            c.loop_stop()
+            c.disconnect()
+
+
+def _td(t: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=t)
+
+
+def run_sim(spec: SimSpec) -> dict[str, Any]:
+    import sumolib
+
+    if spec.controller not in OURS and spec.controller not in KINDS:
+        raise SimError(f"unknown controller {spec.controller!r}")
+    net_file, routes, tls_id, duration, sc = _resolve(spec)
+    policy_name = "fixed" if spec.controller == "webster-true" else spec.controller
+    site = f"sim-{uuid.uuid4().hex[:8]}"
+    d = derive(str(net_file), tls_id, site=site, policy=policy_name if spec.controller in OURS else "fixed")
+    net = sumolib.net.readNet(str(net_file), withPrograms=True, withPedestrianConnections=True)
+    ours = spec.controller in OURS
+    work = Path(tempfile.mkdtemp(prefix="roadside-run-"))
+    add = work / "add.xml"
+    body = additional_xml(d, net) if ours else program_xml(d, spec.controller)
+    add.write_text(f'<additional>\n{body}</additional>\n')
+    trip = work / "tripinfo.xml"
+    traci = sumo_module()
+    cmd = [sumo_binary(), "-n", str(net_file), "-r", str(routes), "-a", str(add), "--seed", str(spec.seed),
+           "--step-length", "1", "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
+           "--time-to-teleport", "300", "--end", str(int(duration)), "--tripinfo-output", str(trip),
+           "--tripinfo-output.write-unfinished", "true", "--device.rerouting.probability", "0"]
+    traci.start(cmd)
+    monitor = SafetyMonitor(d, ours)
+    incoming = sorted({lk.from_lane for lk in d.links.values() if lk.crossing is None})
+    queue_series: list[tuple[float, int]] = []
+    teleports = arrived = 0
+    ctrl = loop = feed = private = None
+    audit = None
+    now_ref = [0.0]
+    try:
+        if ours:
+            policy: Any = policy_name
+            if spec.controller == "webster-true":
+                if sc is None:
+                    raise SimError("webster-true needs a --scenario (its true demand is known)")
+                from roadside.controller.policies.fixed import FixedTimePolicy
+                from roadside.controller.webster import webster_plan
+
+                plan = webster_plan(d.config.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
+                policy = FixedTimePolicy(d.config, greens=plan.greens)
+                policy.why = f"Webster from the true demand: C0={plan.cycle_s:.0f}s"
+            feed = DetectorFeed(d, site, Detection.named(spec.detection, duration), spec.seed)
+            if spec.mode == "broker":
+                address = spec.broker
+                if address == "auto":
+                    from roadside.controller.sim.broker import PrivateBroker
+
+                    private = PrivateBroker().__enter__()
+                    address = private.address
+                loop = _BrokerLoop(d.config, policy, address, now_ref, spec.audit_log)
+                for topic, payload, retain in feed.start_messages():
+                    loop.deliver([(topic, payload)], retain=retain)
+            else:
+                from roadside.controller.core import Controller
+
+                ctrl = Controller(d.config, 0.0, policy, wall=lambda t: EPOCH + _td(t))
+                for topic, payload, _ in feed.start_messages():
+                    ctrl.on_message(topic, payload, 0.0)
+                audit = open(spec.audit_log, "w") if spec.audit_log else None
+            traci.trafficlight.setRedYellowGreenState(d.tls_id, "r" * d.n_links)
+        else:
+            traci.trafficlight.setProgram(d.tls_id, program_id(spec.controller))
+        for _ in range(int(duration)):
+            traci.simulationStep()
+            t = traci.simulation.getTime()
+            now_ref[0] = t
+            teleports += traci.simulation.getStartingTeleportNumber()
+            arrived += traci.simulation.getArrivedNumber()
+            if ours:
+                msgs = feed.step(t, traci)
+                if loop is not None:
+                    loop.deliver(msgs)
+                    out, signals = loop.tick(t)
+                    c = loop.svc.ctrl
+                else:
+                    for topic, payload in msgs:
+                        ctrl.on_message(topic, payload, t)
+                    out = ctrl.tick(t)
+                    signals = out.step.signals
+                    c = ctrl
+                    if audit:
+                        for ev in out.events:
+                            audit.write(ev.model_dump_json() + "\n")
+                state = d.state_string(signals, [c.engine.current, c.engine.target])
+                traci.trafficlight.setRedYellowGreenState(d.tls_id, state)
+            monitor.observe(t, traci.trafficlight.getRedYellowGreenState(d.tls_id))
+            queue_series.append((t, sum(traci.lane.getLastStepHaltingNumber(ln) for ln in incoming)))
+        monitor.checker.finish(float(duration))
+    finally:
+        if loop is not None:
+            loop.close()
+        if private is not None:
+            private.__exit__()
+        if audit is not None:
+            audit.close()
+        traci.close()
+    trips = _tripinfo(trip)
+    result = _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d)
+    if spec.timeseries:
+        _write_timeseries(spec.timeseries, trips, queue_series, duration)
+    for f in work.iterdir():
+        f.unlink()
+    work.rmdir()
+    return result
+
+
+def _tripinfo(path: Path) -> list[dict[str, float]]:
+    out = []
+    for _, el in ET.iterparse(path):
+        if el.tag == "tripinfo":
+            out.append({"depart": float(el.get("depart", 0)), "arrival": float(el.get("arrival", -1)),
+                        "time_loss": float(el.get("timeLoss", 0)), "waiting": float(el.get("waitingTime", 0))})
+        el.clear()
+    return out
+
+
+def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d) -> dict[str, Any]:
+    losses = sorted(t["time_loss"] for t in trips)
+    waits = [t["waiting"] for t in trips]
+    p95 = losses[min(len(losses) - 1, int(math.ceil(0.95 * len(losses))) - 1)] if losses else 0.0
+    rules: dict[str, int] = {}
+    for v in monitor.violations:
+        rules[v.rule] = rules.get(v.rule, 0) + 1
+    return {
+        "scenario": spec.scenario or os.path.basename(spec.net or ""), "controller": spec.controller,
+        "seed": spec.seed, "duration_s": duration, "mode": spec.mode if spec.controller in OURS else "sumo",
+        "detection": spec.detection,
+        "mean_time_loss_s": round(statistics.fmean(losses), 2) if losses else 0.0,
+        "p95_time_loss_s": round(p95, 2),
+        "mean_waiting_s": round(statistics.fmean(waits), 2) if waits else 0.0,
+        "throughput_veh": arrived,
+        "vehicles": len(trips),
+        "max_queue_veh": max((q for _, q in queue_series), default=0),
+        "teleports": teleports,
+        "safety_violations": len(monitor.violations),
+        "violations_by_rule": rules,
+        "tls": d.tls_id,
+        "stages": len(d.stages),
+    }
+
+
+def _write_timeseries(path: str, trips, queue_series, duration: float) -> None:
+    n = int(math.ceil(duration / TIMESERIES_BIN_S))
+    qsum, qn = [0.0] * n, [0] * n
+    for t, q in queue_series:
+        k = min(n - 1, int((t - 1) // TIMESERIES_BIN_S))
+        qsum[k] += q
+        qn[k] += 1
+    dsum, dn = [0.0] * n, [0] * n
+    for tr in trips:
+        if tr["arrival"] >= 0:
+            k = min(n - 1, int(tr["arrival"] // TIMESERIES_BIN_S))
+            dsum[k] += tr["time_loss"]
+            dn[k] += 1
+    with open(path, "w") as f:
+        f.write("t_s,queue_veh,time_loss_s\n")
+        for k in range(n):
+            q = qsum[k] / qn[k] if qn[k] else 0.0
+            dl = dsum[k] / dn[k] if dn[k] else ""
+            f.write(f"{(k + 1) * TIMESERIES_BIN_S:.0f},{q:.2f},{dl if dl == '' else round(dl, 2)}\n")
+
+
+def run_from_args(args) -> dict[str, Any]:
+    spec = SimSpec(controller=args.controller, scenario=args.scenario, net=args.net, routes=args.routes, tls=args.tls,
+                   duration_s=args.duration, seed=args.seed, mode=args.mode, broker=args.broker,
+                   detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log)
+    return run_sim(spec)
