@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -133,15 +134,18 @@ def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
             cap.release()
 
 
-def _spawn_decoder(stderr_path: str) -> tuple[subprocess.Popen, Connection, Connection]:
+def _spawn_decoder(stderr_path: str, capture_options: str | None = None) -> tuple[subprocess.Popen, Connection, Connection]:
     """Start ``python -m roadside.edge.video`` with two pipes (no re-import of the caller's __main__)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
+    env = None
+    if capture_options is not None:
+        env = dict(os.environ, OPENCV_FFMPEG_CAPTURE_OPTIONS=capture_options)
     with open(stderr_path, "ab") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "roadside.edge.video", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=err, close_fds=True,
+            stderr=err, close_fds=True, env=env,
         )
     os.close(to_child_r)
     os.close(from_child_w)
@@ -152,11 +156,18 @@ class VideoReader:
     """Iterate over the frames of a video file (or any OpenCV source) decoded in a child process.
 
     ``stall_timeout_s``: no frame from the decoder for this long is an error (a hang never blocks us).
+    ``capture_options``: OpenCV FFmpeg capture options for the decoder process, e.g. ``"rtsp_transport;tcp"``
+    (the format of ``OPENCV_FFMPEG_CAPTURE_OPTIONS``). ``assume_fps``: the frame rate to use when the source
+    reports none (some live streams do not); without it such a source is an error. ``cancel``: an event that,
+    once set, makes a pending open or read give up at once with a VideoError (used to stop a live source
+    promptly).
     """
 
     def __init__(self, source: str | Path, preprocess: Preprocess | None = None, slots: int = 6,
-                 open_timeout_s: float = 30.0, stall_timeout_s: float = 20.0):
+                 open_timeout_s: float = 30.0, stall_timeout_s: float = 20.0, capture_options: str | None = None,
+                 assume_fps: float | None = None, cancel: threading.Event | None = None):
         self.source = str(source)
+        self._cancel = cancel
         self.preprocess = preprocess
         self.frames_read = 0
         self._stall = stall_timeout_s
@@ -172,13 +183,15 @@ class VideoReader:
                 raise VideoError(f"{self.source}: the file is empty")
         fd, self._stderr_path = tempfile.mkstemp(prefix="roadside-decoder-", suffix=".log")
         os.close(fd)
-        self._proc, self._to_child, self._from_child = _spawn_decoder(self._stderr_path)
+        self._proc, self._to_child, self._from_child = _spawn_decoder(self._stderr_path, capture_options)
         try:
             self._to_child.send((self.source, preprocess))
             msg = self._get(open_timeout_s, "opening")
             if msg[0] == "error":
                 raise self._error(msg[1], msg[2])
             _, w, h, fps, count = msg
+            if fps <= 0 and assume_fps:
+                fps = float(assume_fps)
             if fps <= 0:
                 raise VideoError(f"{self.source}: the video reports no frame rate; cannot time its frames")
             self.info = VideoInfo(self.source, w, h, fps, count)
@@ -229,6 +242,8 @@ class VideoReader:
                 )
             if time.monotonic() > deadline:
                 raise self._error(self.frames_read, f"the decoder gave no frame for {timeout:.0f} s while {doing} (stalled)")
+            if self._cancel is not None and self._cancel.is_set():
+                raise VideoError(f"{self.source}: cancelled while {doing}")
 
     def _release_held(self) -> None:
         if self._held is not None:
@@ -268,7 +283,8 @@ class VideoReader:
         self.frames_read = index + 1
         return Frame(index, index / info.fps, image, tensor, transform)
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 2.0) -> None:
+        """Stop the decoder (asked first, killed after ``wait_s``: a stalled live stream may never answer)."""
         if self._proc is not None:
             if self._proc.poll() is None:
                 try:
@@ -276,7 +292,7 @@ class VideoReader:
                 except (OSError, ValueError):
                     pass
                 try:
-                    self._proc.wait(timeout=2)
+                    self._proc.wait(timeout=wait_s)
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                     self._proc.wait(timeout=5)
