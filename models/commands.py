@@ -52,6 +52,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_cmd_info)
 
+    e = msub.add_parser(
+        "export",
+        help="export Ultralytics YOLO weights to ONNX with embedded metadata (needs the 'export' extra)",
+        description="Export Ultralytics detection weights (.pt, or an architecture .yaml such as yolo11n.yaml for "
+        "random weights) to OUT/NAME.onnx with roadside metadata (family, input size, class names, "
+        "pre-processing), and record its sha256 in OUT/MANIFEST.json so that OUT works as a mirror for "
+        "`roadside models fetch NAME --from OUT`. Runs offline; never downloads weights.",
+    )
+    e.add_argument("weights", help="Ultralytics weights file (.pt) or architecture (.yaml)")
+    e.add_argument("--imgsz", type=int, nargs="+", required=True, metavar="N",
+                   help="input size: N for NxN, or H W (multiples of 32)")
+    e.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names to embed instead of the weights' own: names, 'coco80', or a .txt/.json/.yaml file")
+    e.add_argument("--name", help="model name (default: weights name and size, e.g. yolo11n_640)")
+    e.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
+    e.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's choice)")
+    e.add_argument("--int8", action="store_true", help="also write a static int8 model (needs --calibration)")
+    e.add_argument("--calibration", nargs="+", metavar="VIDEO", help="video(s) for int8 calibration")
+    e.set_defaults(func=_cmd_export)
+
+    q = msub.add_parser(
+        "quantize",
+        help="static int8 (QDQ) quantisation calibrated on real video",
+        description="Write a static int8 QDQ copy of MODEL, calibrated on frames decoded from VIDEO(s) and "
+        "pre-processed exactly as the detector does. The result is checked against the fp32 model on held-out "
+        "frames; a model whose detections disagree is refused. Dynamic quantisation is not offered: it is "
+        "slower than fp32 on these CPUs.",
+    )
+    q.add_argument("model", help="fp32 .onnx file or installed model name")
+    q.add_argument("--calibration", nargs="+", required=True, metavar="VIDEO", help="video(s) from the site or similar")
+    q.add_argument("--out", metavar="FILE", help="output file (default: MODEL_int8.onnx beside the input, or in the "
+                   "current folder for an installed model)")
+    q.add_argument("--frames", type=int, default=64, help="calibration frames, spread over the videos (default 64)")
+    q.add_argument("--method", default="percentile", choices=["minmax", "percentile", "entropy"],
+                   help="activation range calibration (default percentile: clips rare outliers; minmax was "
+                   "worse on YOLOX and no better on NanoDet here)")
+    q.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weight scales")
+    q.add_argument("--quantize-tail", action="store_true",
+                   help="also quantise the output tail (decode ops after the last convolution); usually harmful")
+    q.add_argument("--allow-degraded", action="store_true",
+                   help="write the int8 model even if its detections disagree with fp32")
+    q.set_defaults(func=_cmd_quantize)
+
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from roadside.models.fetch import fetch
@@ -113,4 +156,63 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for k, v in sorted(d["metadata"].items()):
         print(f"  metadata    {k} = {v if len(v) <= 100 else v[:97] + '...'}")
     print(f"  providers   used {', '.join(d['providers']['used'])}; available {', '.join(d['providers']['available'])}")
+    return 0
+
+
+def _print_quantized(res) -> None:
+    a = res.agreement
+    f1 = "not measurable (fp32 detects nothing)" if a["f1"] is None else f"F1 {a['f1']}"
+    print(f"wrote {res.path} (static int8 QDQ, {res.quantized_nodes} quantised tensors, {res.excluded_nodes} tail nodes "
+          f"kept fp32, {res.method} calibration on {res.frames} frames)")
+    print(f"  agreement with fp32 on {a['frames']} held-out frames: {f1} (int8 {a['candidate_detections']} "
+          f"detections, fp32 {a['reference_detections']}, {a['matched']} matched)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from roadside.models.export import ExportError, export_ultralytics, parse_classes
+
+    if len(args.imgsz) not in (1, 2):
+        raise ExportError("--imgsz takes N or H W")
+    if args.int8 and not args.calibration:
+        raise ExportError("--int8 needs --calibration VIDEO (static int8 is calibrated on real frames)")
+    imgsz = (args.imgsz[0], args.imgsz[-1])
+    res = export_ultralytics(args.weights, imgsz, args.out, args.name, parse_classes(args.classes), args.opset)
+    names = res.class_names
+    print(f"wrote {res.path} (ultralytics, input {imgsz[0]}x{imgsz[1]}, {len(names)} classes: "
+          f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
+    print(f"  sha256 {res.sha256} (recorded in {res.manifest})")
+    fetch_names = [res.name]
+    if args.int8:
+        from roadside.models.quantize import quantize_model
+
+        qres = quantize_model(res.path, args.calibration, Path(args.out) / f"{res.name}_int8.onnx")
+        _print_quantized(qres)
+        from roadside.models.export import update_manifest
+        from roadside.models.store import sha256_file
+
+        update_manifest(Path(args.out), {"name": f"{res.name}_int8", "file": qres.path.name, "sha256": sha256_file(qres.path),
+                                         "family": "ultralytics", "input": list(imgsz), "classes": len(names),
+                                         "source": res.path.name})
+        fetch_names.append(f"{res.name}_int8")
+    for n in fetch_names:
+        print(f"  install with: roadside models fetch {n} --from {args.out}")
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from roadside.models.quantize import quantize_model
+    from roadside.models.store import resolve_model, store_dir
+
+    src = resolve_model(args.model)
+    out = args.out
+    if out is None and src.parent == store_dir():  # never write into the verified store
+        out = Path.cwd() / f"{src.stem}_int8.onnx"
+    res = quantize_model(src, args.calibration, out, frames=args.frames, method=args.method,
+                         per_channel=not args.per_tensor, keep_tail_fp32=not args.quantize_tail,
+                         allow_degraded=args.allow_degraded)
+    _print_quantized(res)
     return 0

@@ -4,6 +4,7 @@ Used by ``roadside models info`` and to check a file before it enters the store.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -43,21 +44,38 @@ def open_session(path: str | Path, providers: list[str] | None = None, threads: 
         raise ModelInspectError(f"{path}: cannot load as an ONNX model: {e}") from None
 
 
+def recognise_file(path: str | Path, providers: list[str] | None = None, family: str = "auto", threads: int = 0):
+    """Open ``path`` and recognise its detector format: (session, ModelFormat). Raises ModelInspectError."""
+    from roadside.edge.model_formats import ModelFormatError, recognise
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelInspectError(f"model file not found: {path}")
+    session = open_session(path, providers, threads)
+    meta = session.get_modelmeta()
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelInspectError(f"{path}: expected one image input, the model has {len(inputs)}: {[i.name for i in inputs]}")
+    try:
+        fmt = recognise(inputs[0].shape, [o.shape for o in session.get_outputs()], dict(meta.custom_metadata_map),
+                        meta.producer_name or "", family, str(path))
+    except ModelFormatError as e:
+        raise ModelInspectError(str(e)) from None
+    return session, fmt
+
+
 def describe_model(path: str | Path, providers: list[str] | None = None, family: str = "auto") -> dict:
     """Everything ``roadside models info`` prints, as a JSON-able dict. Raises ModelInspectError."""
     import onnx
     import onnxruntime as ort
 
-    from roadside.edge.model_formats import ModelFormatError, recognise
     from roadside.models.catalog import known_by_checksum
+    from roadside.models.metadata import preprocess_json
     from roadside.models.store import sha256_file
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelInspectError(f"model file not found: {path}")
-    session = open_session(path, providers)
-    meta = session.get_modelmeta()
-    metadata = dict(meta.custom_metadata_map)
+    session, fmt = recognise_file(path, providers, family)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
     inputs = session.get_inputs()
     outputs = session.get_outputs()
     try:
@@ -82,12 +100,6 @@ def describe_model(path: str | Path, providers: list[str] | None = None, family:
     }
     known = known_by_checksum(desc["sha256"])
     desc["known_as"] = known.name if known else None
-    if len(inputs) != 1:
-        raise ModelInspectError(f"{path}: expected one image input, the model has {len(inputs)}: {[i.name for i in inputs]}")
-    try:
-        fmt = recognise(inputs[0].shape, [o.shape for o in outputs], metadata, meta.producer_name or "", family, str(path))
-    except ModelFormatError as e:
-        raise ModelInspectError(str(e)) from None
     pre = fmt.preprocess
     desc.update({
         "name": metadata.get("roadside.name") or (known.name if known else path.stem),
@@ -95,8 +107,7 @@ def describe_model(path: str | Path, providers: list[str] | None = None, family:
         "recognised_by": fmt.recognised_by,
         "input_size": [pre.height, pre.width],
         "class_names": list(fmt.class_names),
-        "preprocess": {"color": pre.color, "resize": pre.resize, "pad_value": pre.pad_value,
-                       "mean": list(pre.mean), "std": list(pre.std), "scale": pre.scale},
+        "preprocess": json.loads(preprocess_json(pre)),
     })
     return desc
 
