@@ -11,6 +11,7 @@ from roadside.edge.errors import RoadsideError
 # Modules that each provide ``register(subparsers)``; one per package, in the order shown in --help.
 COMMAND_MODULES = (
     "roadside.edge.commands",
+    "roadside.edge.service_commands",
     "roadside.calibration.commands",
     "roadside.models.commands",
     "roadside.controller.commands",

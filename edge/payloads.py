@@ -47,6 +47,10 @@ class CountsMessage(Payload):
     config_hash: str
     model: str
     late: bool = False  # True when delivered from the outbox after an outage
+    #: optional, added with the edge service: True when the camera delivered frames for only part of the
+    #: interval (start-up, shutdown, an outage); the counts then cover ``observed_s`` seconds of it
+    partial: bool = False
+    observed_s: float | None = Field(None, ge=0)
 
 
 class ZoneState(BaseModel):

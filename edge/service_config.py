@@ -11,6 +11,7 @@ the current working directory (the checkout root in development).
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -129,6 +130,12 @@ class SourceSettings(Strict):
         return self
 
 
+def redact_url(source: str) -> str:
+    """``rtsp://user:secret@host/...`` -> ``rtsp://user:**********@host/...`` (other sources unchanged)."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@]*):([^/@]*)@(.*)$", source)
+    return f"{m.group(1)}{m.group(2)}:**********@{m.group(4)}" if m else source
+
+
 def is_url(source: str) -> bool:
     return "://" in source
 
@@ -221,8 +228,12 @@ class EdgeConfig(Strict):
         return Path(home).expanduser() / "edge" / f"{self.site}-{self.device}"
 
     def redacted(self) -> dict:
-        """The configuration as JSON data with secrets (password, API token) replaced by ``**********``."""
-        return self.model_dump(mode="json")
+        """The configuration as JSON data with secrets (password, API token, passwords in stream URLs)
+        replaced by ``**********``."""
+        data = self.model_dump(mode="json")
+        for cam in data["cameras"]:
+            cam["source"] = redact_url(cam["source"])
+        return data
 
 
 def _looks_like_path(ref: str) -> bool:

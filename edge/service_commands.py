@@ -1,0 +1,145 @@
+"""``roadside edge ...``: run the edge service, check a site configuration, print schemas, soak test."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _load(args: argparse.Namespace):
+    from roadside.edge.service_config import load_edge_config
+
+    return load_edge_config(args.config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from roadside.edge.service import run_service
+
+    config = _load(args)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("roadside").setLevel(logging.INFO)  # a service says what it does
+    return run_service(config, model_override=args.model)
+
+
+def check_config(config, model_override: str | None = None) -> list[str]:
+    """Problems the service would meet at start-up beyond the schema: missing files, unknown model."""
+    from pathlib import Path
+
+    from roadside.edge.errors import RoadsideError
+    from roadside.models.store import resolve_model
+
+    problems = []
+    for cam in config.cameras:
+        if cam.kind == "file" and not Path(cam.source).is_file():
+            problems.append(f"cameras[{cam.id}].source: no such file: {cam.source}")
+        if cam.loop and cam.kind != "file":
+            problems.append(f"cameras[{cam.id}].loop: only video files can loop (the source is a {cam.kind} source)")
+        try:
+            resolve_model(model_override or config.vision(cam).detector.model)
+        except RoadsideError as e:
+            problems.append(f"cameras[{cam.id}] detector.model: {e}")
+    tls = config.mqtt.tls
+    if tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            p = getattr(tls, key)
+            if p is not None and not Path(p).is_file():
+                problems.append(f"mqtt.tls.{key}: no such file: {p}")
+    return problems
+
+
+def _check(args: argparse.Namespace) -> int:
+    from roadside.edge.errors import RoadsideError
+
+    config = _load(args)
+    problems = check_config(config, args.model)
+    summary = {
+        "site": config.site, "device": config.device, "topic_prefix": config.topic_prefix,
+        "broker": f"{config.mqtt.host}:{config.mqtt.port}" + (" (TLS)" if config.mqtt.tls else ""),
+        "api": f"http://{config.api.host}:{config.api.port}" if config.api.enabled else None,
+        "api_writable": config.api.token is not None, "state_dir": str(config.state_path()),
+        "cameras": {c.id: {"source": c.kind, "lines": [ln.id for ln in c.lines], "zones": [z.id for z in c.zones],
+                           "bins_s": config.vision(c).counting.bins_s} for c in config.cameras},
+    }
+    print(json.dumps(summary, indent=1))
+    if problems:
+        raise RoadsideError(f"{args.config or 'built-in default configuration'}: " + "; ".join(problems))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+def _default_config(args: argparse.Namespace) -> int:
+    from roadside.edge.service_config import default_config_text
+
+    sys.stdout.write(default_config_text())
+    return 0
+
+
+def payload_schemas() -> dict:
+    from roadside.edge.payloads import CountsMessage, HealthMessage, PresenceMessage
+    from roadside.edge.service_config import EdgeConfig
+
+    return {"counts": CountsMessage.model_json_schema(), "presence": PresenceMessage.model_json_schema(),
+            "health": HealthMessage.model_json_schema(), "config": EdgeConfig.model_json_schema()}
+
+
+def _schema(args: argparse.Namespace) -> int:
+    schemas = payload_schemas()
+    print(json.dumps(schemas if args.which == "all" else schemas[args.which], indent=1))
+    return 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from roadside.edge.soak import main_soak
+
+    return main_soak(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    edge = sub.add_parser("edge", help="the edge service: run it, check its configuration, print payload schemas",
+                          description="The roadside edge service: cameras -> counts, presence and health over MQTT, "
+                                      "with a durable outbox and a local health API.")
+    esub = edge.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="site YAML (default: the built-in demo configuration, see "
+                                        "`roadside edge default-config`)")
+        p.add_argument("--model", help="ONNX model file or installed model name for every camera "
+                                       "(default: detector.model, else the product default)")
+
+    p = esub.add_parser("run", help="run the service until SIGTERM/SIGINT",
+                        description="Run every configured camera, publish counts (through the durable outbox), presence "
+                                    "and health over MQTT and serve the health API. SIGTERM or SIGINT flushes and exits.")
+    config_arg(p)
+    p.set_defaults(func=_run)
+
+    p = esub.add_parser("check-config", help="validate a site configuration and the files and model it names",
+                        description="Print a summary of the configuration; exit 2 naming every problem found "
+                                    "(schema, missing video/TLS files, model not installed).")
+    config_arg(p)
+    p.set_defaults(func=_check)
+
+    p = esub.add_parser("default-config", help="print the built-in configuration (a starting point for a site)",
+                        description="Print the YAML used by `roadside edge run` without --config.")
+    p.set_defaults(func=_default_config)
+
+    p = esub.add_parser("schema", help="print the JSON Schema of the MQTT payloads or of the configuration",
+                        description="JSON Schema generated from the pydantic models the edge and the controller share.")
+    p.add_argument("which", nargs="?", default="all", choices=["all", "counts", "presence", "health", "config"])
+    p.set_defaults(func=_schema)
+
+    p = esub.add_parser("soak", help="run the service against shared clips for a long time; report memory, threads "
+                                     "and message accounting",
+                        description="Start `roadside edge run` with fake live cameras (shared clips looped at real "
+                                    "time) and a private broker, subscribe to its counts, and print RSS, thread counts and "
+                                    "message accounting over time; fails if a counts message was lost or memory grew.")
+    p.add_argument("--minutes", type=float, default=10.0, help="how long (default: %(default)s)")
+    p.add_argument("--cameras", type=int, default=2, help="fake live cameras (default: %(default)s)")
+    p.add_argument("--model", help="ONNX model file (default: ../shared/models/picodet_s_320_coco.onnx)")
+    p.add_argument("--bin-s", type=float, default=5.0, help="counts interval (default: %(default)s s)")
+    p.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples (default: %(default)s)")
+    p.add_argument("--broker-outage-s", type=float, default=20.0,
+                   help="stop the private broker this long at mid-run (0: none; default: %(default)s)")
+    p.add_argument("--out", help="write the samples and the summary as JSON here")
+    p.set_defaults(func=_soak)
