@@ -95,6 +95,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the int8 model even if its detections disagree with fp32")
     q.set_defaults(func=_cmd_quantize)
 
+    b = msub.add_parser(
+        "benchmark",
+        help="fp32 versus int8: latency (1 and 2 threads) and count accuracy against ground truth",
+        description="For each model, compare the fp32 file with a static int8 copy (made into --int8-dir with "
+        "--calibration, or reused from there): session latency (median and p90) with 1 and 2 threads and, "
+        "with --gt, the pipeline's count accuracy on every ground-truth clip. Prints a table; --json writes all numbers.",
+    )
+    b.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model files or installed names (default: the four Apache-2.0 models, installed)")
+    b.add_argument("--int8-dir", default="bench_int8", metavar="DIR", help="where int8 copies are made/reused")
+    b.add_argument("--calibration", nargs="+", metavar="VIDEO", help="calibration video(s) for missing int8 copies")
+    b.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
+    b.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
+    b.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts (default 1 2)")
+    b.add_argument("--gt", metavar="DIR", help="ground-truth folder (../shared/data/gt) for count accuracy")
+    b.add_argument("--videos", metavar="DIR", help="clips folder (default: ../videos beside --gt)")
+    b.add_argument("--json", metavar="FILE", help="write every number to FILE")
+    b.set_defaults(func=_cmd_benchmark)
+
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from roadside.models.fetch import fetch
@@ -215,4 +234,23 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
                          per_channel=not args.per_tensor, keep_tail_fp32=not args.quantize_tail,
                          allow_degraded=args.allow_degraded)
     _print_quantized(res)
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from roadside.models.benchmark import format_header, run_benchmark
+    from roadside.models.catalog import known_models
+    from roadside.models.store import resolve_model
+
+    refs = args.models or [k.name for k in known_models().values() if k.sha256]
+    models = [resolve_model(r) for r in refs]
+    gt = Path(args.gt) if args.gt else None
+    videos = Path(args.videos) if args.videos else (gt.parent / "videos" if gt else None)
+    print(format_header(args.threads, gt is not None), flush=True)
+    rows = run_benchmark(models, Path(args.int8_dir), [Path(v) for v in args.calibration or []] or None, args.frames,
+                         args.runs, args.threads, gt, videos, progress=lambda line: print(line, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
