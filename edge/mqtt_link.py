@@ -249,15 +249,19 @@ class MqttLink:
         log.warning("%s", s.last_error)
         return False
 
-    def _pump(self) -> None:
-        """Publish the next outbox messages (in order, a bounded window) and realtime messages."""
-        client = self._client
+    def _flush_acks(self) -> None:
+        """Remove the acknowledged messages from the outbox (one transaction per round)."""
         if self._acked:
             try:
                 self.outbox.ack(self._acked)
             except OutboxError as e:
-                log.error("%s", e)
+                log.error("%s", e)  # they stay and are sent again: a duplicate, never a loss
             self._acked = []
+
+    def _pump(self) -> None:
+        """Publish the next outbox messages (in order, a bounded window) and realtime messages."""
+        client = self._client
+        self._flush_acks()
         with self._waiting_lock:
             waiting, self._waiting = list(self._waiting), deque()
         for topic, payload, qos, retain in waiting:
@@ -356,12 +360,7 @@ class MqttLink:
                 while not self._offline_acked.is_set() and time.monotonic() < end:
                     if not self._network(0.1):
                         break
-                if self._acked:
-                    try:
-                        self.outbox.ack(self._acked)
-                    except OutboxError as e:
-                        log.error("%s", e)
-                    self._acked = []
+                self._flush_acks()
                 client.disconnect()
                 end = time.monotonic() + 1.0
                 while client.socket() is not None and time.monotonic() < end:

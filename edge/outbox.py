@@ -153,7 +153,7 @@ class Outbox:
                 ids.append(rid)
                 total += int(size)
             if ids:
-                dropped += self._drop_where(f"id <= ?", (ids[-1],), "max_bytes")
+                dropped += self._drop_where("id <= ?", (ids[-1],), "max_bytes")
         return dropped
 
     def prune(self) -> int:

@@ -84,7 +84,27 @@ def payload_schemas() -> dict:
             "health": HealthMessage.model_json_schema(), "config": EdgeConfig.model_json_schema()}
 
 
+def fill_schema_blocks(text: str) -> str:
+    """Replace each ``<!-- schema:NAME -->...<!-- /schema:NAME -->`` block of a Markdown text with the
+    current JSON Schema of that payload."""
+    import re
+
+    schemas = payload_schemas()
+    for name in ("counts", "presence", "health"):
+        block = (f"<!-- schema:{name} -->\n<details><summary>JSON Schema ({name})</summary>\n\n```json\n"
+                 f"{json.dumps(schemas[name], indent=1)}\n```\n\n</details>\n<!-- /schema:{name} -->")
+        text = re.sub(rf"<!-- schema:{name} -->.*?<!-- /schema:{name} -->", lambda m: block, text, flags=re.S)
+    return text
+
+
 def _schema(args: argparse.Namespace) -> int:
+    if args.update_doc:
+        from pathlib import Path
+
+        doc = Path(args.update_doc)
+        doc.write_text(fill_schema_blocks(doc.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"updated the schema blocks of {doc}", file=sys.stderr)
+        return 0
     schemas = payload_schemas()
     print(json.dumps(schemas if args.which == "all" else schemas[args.which], indent=1))
     return 0
@@ -127,6 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = esub.add_parser("schema", help="print the JSON Schema of the MQTT payloads or of the configuration",
                         description="JSON Schema generated from the pydantic models the edge and the controller share.")
     p.add_argument("which", nargs="?", default="all", choices=["all", "counts", "presence", "health", "config"])
+    p.add_argument("--update-doc", metavar="MD", help="instead, rewrite the schema blocks of a Markdown file "
+                                                      "(edge/README_SERVICE.md)")
     p.set_defaults(func=_schema)
 
     p = esub.add_parser("soak", help="run the service against shared clips for a long time; report memory, threads "

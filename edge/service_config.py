@@ -163,6 +163,15 @@ class CameraConfig(Strict):
     tracker: TrackerConfig | None = None
     counting: CountingConfig | None = None
 
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "CameraConfig":
+        for what, items in (("line", self.lines), ("zone", self.zones)):
+            ids = [it.id for it in items]
+            for i in ids:
+                if ids.count(i) > 1:
+                    raise ValueError(f"camera {self.id!r}: {what} id {i!r} is used twice")
+        return self
+
     @property
     def kind(self) -> str:
         if is_device(self.source):
@@ -191,16 +200,15 @@ class EdgeConfig(Strict):
     counting: CountingConfig = Field(default_factory=CountingConfig)
     cameras: list[CameraConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check(self) -> "EdgeConfig":
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, v: list[CameraConfig]) -> list[CameraConfig]:
         seen: set[str] = set()
-        for cam in self.cameras:
+        for cam in v:
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} is used twice")
             seen.add(cam.id)
-            # the same checks as a single-camera configuration (unique line and zone ids)
-            VisionConfig(lines=cam.lines, zones=cam.zones)
-        return self
+        return v
 
     @property
     def topic_prefix(self) -> str:

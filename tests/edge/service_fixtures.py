@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,11 @@ import pytest
 import yaml
 from conftest import BAD, MODELS, ROOT, VIDEOS  # noqa: F401  (re-exported for the service tests)
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+from roadside.edge.soak import (MOSQUITTO, Broker, Recorder, check_delivery, first_arrivals,  # noqa: F401
+                                free_port, outbox_accounting)
+from roadside.edge.soak import port_open as _port_open
+from roadside.edge.soak import wait_until
+
 SMALL_MODEL = MODELS / "picodet_s_320_coco.onnx"
 
 
@@ -35,12 +38,6 @@ def require_program(path_or_name: str, install: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_udp_pair_base(count: int = 4) -> int:
@@ -65,113 +62,18 @@ def free_udp_pair_base(count: int = 4) -> int:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """The predicate's first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
+    try:
+        return wait_until(predicate, timeout, what, interval)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Mosquitto:
-    """A private broker on a free port, with persistence (a subscriber's session survives a restart)."""
+class Mosquitto(Broker):
+    """A private broker on a free port (see roadside.edge.soak.Broker); missing mosquitto fails in CI."""
 
     def __init__(self, workdir: Path, users: dict[str, str] | None = None):
-        self.exe = require_program(MOSQUITTO, "apt-get install -y mosquitto")
-        self.port = free_port()
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
-                "autosave_interval 1", f"log_dest file {self.dir}/mosquitto.log"]
-        if users:
-            pw = self.dir / "passwd"
-            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-            pw.chmod(0o600)
-            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
-            conf += [f"password_file {pw}", "allow_anonymous false"]
-        else:
-            conf.append("allow_anonymous true")
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _port_open(self.port), 10, f"mosquitto on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        p = self.dir / "mosquitto.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-
-class Recorder:
-    """An MQTT subscriber with a persistent session (QoS 1) that records every message under a prefix."""
-
-    def __init__(self, port: int, prefix: str, client_id: str, username: str | None = None, password: str | None = None):
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[float, str, bytes, bool]] = []  # (time, topic, payload, retained)
-        self.lock = threading.Lock()
-        self.connected = threading.Event()
-        self.prefix = prefix
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        if username:
-            self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            client.subscribe(f"{self.prefix}/#", qos=1)
-            self.connected.set()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self.lock:
-            self.messages.append((time.time(), msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def wait_connected(self, timeout: float = 15) -> None:
-        assert self.connected.wait(timeout), "the test subscriber could not connect to the broker"
-        time.sleep(0.3)  # the subscription is acknowledged
-
-    def payloads(self, suffix: str) -> list[dict]:
-        with self.lock:
-            return [json.loads(p) for _, t, p, _ in self.messages if t.endswith(suffix)]
-
-    def texts(self, topic: str) -> list[str]:
-        with self.lock:
-            return [p.decode() for _, t, p, _ in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def dedup_seqs(counts: list[dict]) -> list[int]:
-    """seq values in arrival order, each kept at its first arrival."""
-    seen, out = set(), []
-    for m in counts:
-        if m["seq"] not in seen:
-            seen.add(m["seq"])
-            out.append(m["seq"])
-    return out
+        super().__init__(workdir, users, exe=require_program(MOSQUITTO, "apt-get install -y mosquitto"))
 
 
 def site_config(tmp_path: Path, *, broker_port: int, api_port: int, cameras: list[dict] | None = None,

@@ -1,0 +1,346 @@
+"""Soak test of the edge service: ``roadside edge soak`` (or ``python -m roadside.edge.soak``).
+
+Runs ``roadside edge run`` as a child process against shared clips looped at real time (fake live
+cameras) and a private Mosquitto on a free port, subscribes to everything it publishes, and prints over
+time: the service's RSS (and its decoder processes'), thread and file-descriptor counts, frames and
+counts messages. Mid-run the broker is stopped for a while (store-and-forward under load). At the end
+the service is stopped with SIGTERM and every counts message it produced (its outbox's sequence numbers)
+is checked against what the subscriber received: none may be missing, apart from those the outbox
+recorded as dropped, and each camera's messages must arrive in ``seq`` order.
+
+Also the home of the small harness the service's tests use: :class:`Broker` and :class:`Recorder`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from roadside.edge.errors import RoadsideError
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CLIPS = ["intersection_4way.mp4", "freeway_overpass.mp4", "dense_mixed_arterial.mp4", "car_park_overhead.mp4"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Broker:
+    """A private Mosquitto on a free port, with persistence (a subscriber's session survives a restart)."""
+
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, exe: str = MOSQUITTO):
+        if not os.access(exe, os.X_OK):
+            raise RoadsideError(f"{exe} is not installed (apt-get install -y mosquitto)")
+        self.exe = exe
+        self.port = free_port()
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
+                "autosave_interval 1", f"log_dest file {self.dir}/mosquitto.log"]
+        if users:
+            pw = self.dir / "passwd"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+            pw.chmod(0o600)
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
+            conf += [f"password_file {pw}", "allow_anonymous false"]
+        else:
+            conf.append("allow_anonymous true")
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text("\n".join(conf) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, 10, f"mosquitto on port {self.port}")
+        if self.proc.poll() is not None:
+            raise RoadsideError(f"mosquitto exited at start: {self.log()[-500:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def log(self) -> str:
+        p = self.dir / "mosquitto.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+class Recorder:
+    """An MQTT subscriber with a persistent session (QoS 1) that records every message under a prefix."""
+
+    def __init__(self, port: int, prefix: str, client_id: str, username: str | None = None, password: str | None = None):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[float, str, bytes, bool]] = []  # (time, topic, payload, retained)
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.prefix = prefix
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect_async("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(f"{self.prefix}/#", qos=1)
+            self.connected.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.append((time.time(), msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def wait_connected(self, timeout: float = 15) -> None:
+        if not self.connected.wait(timeout):
+            raise TimeoutError("the subscriber could not connect to the broker")
+        time.sleep(0.3)  # the subscription is acknowledged
+
+    def payloads(self, suffix: str) -> list[dict]:
+        with self.lock:
+            return [json.loads(p) for _, t, p, _ in self.messages if t.endswith(suffix)]
+
+    def texts(self, topic: str) -> list[str]:
+        with self.lock:
+            return [p.decode() for _, t, p, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def first_arrivals(counts: list[dict]) -> list[int]:
+    """``seq`` values in arrival order, each kept at its first arrival."""
+    seen, out = set(), []
+    for m in counts:
+        if m["seq"] not in seen:
+            seen.add(m["seq"])
+            out.append(m["seq"])
+    return out
+
+
+def outbox_accounting(db: Path) -> tuple[dict[str, int], dict[str, set[int]], int]:
+    """(next seq per camera, dropped seqs per camera, messages still pending) from an outbox database."""
+    con = sqlite3.connect(str(db))
+    try:
+        produced = dict(con.execute("SELECT camera, next_seq FROM sequences").fetchall())
+        dropped: dict[str, set[int]] = {}
+        for cam, a, b in con.execute("SELECT camera, first_seq, last_seq FROM dropped"):
+            dropped.setdefault(cam, set()).update(range(a, b + 1))
+        pending = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    finally:
+        con.close()
+    return produced, dropped, pending
+
+
+def check_delivery(recorder: Recorder, db: Path) -> dict:
+    """Every produced counts message arrived (bar recorded drops), each camera in seq order."""
+    produced, dropped, pending = outbox_accounting(db)
+    per_cam = {}
+    for cam, n in produced.items():
+        msgs = recorder.payloads(f"/{cam}/counts")
+        arrivals = first_arrivals(msgs)
+        expected = set(range(n)) - dropped.get(cam, set())
+        per_cam[cam] = {
+            "produced": n, "dropped": len(dropped.get(cam, set())), "received_unique": len(arrivals),
+            "duplicates": len(msgs) - len(arrivals), "late": sum(1 for m in msgs if m.get("late")),
+            "missing": sorted(expected - set(arrivals)), "unexpected": sorted(set(arrivals) - set(range(n))),
+            "in_order": arrivals == sorted(arrivals),
+        }
+    ok = all(not c["missing"] and not c["unexpected"] and c["in_order"] for c in per_cam.values()) and pending == 0
+    return {"ok": ok, "pending_in_outbox": pending, "cameras": per_cam}
+
+
+def _proc_stat(pid: int) -> dict:
+    out = {"rss_bytes": 0, "threads": 0, "fds": 0}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out["rss_bytes"] = int(line.split()[1]) * 1024
+            elif line.startswith("Threads:"):
+                out["threads"] = int(line.split()[1])
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    """Direct child processes (the decoders) of ``pid``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(d.name))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _api(port: int, path: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+    except Exception:
+        return None
+
+
+def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s: float, outage_s: float,
+         workdir: Path, log=print) -> dict:
+    model = model or str(SHARED / "models" / "picodet_s_320_coco.onnx")
+    clips = [SHARED / "data" / "videos" / CLIPS[i % len(CLIPS)] for i in range(cameras)]
+    for c in clips:
+        if not c.is_file():
+            raise RoadsideError(f"{c}: shared clip not found (the soak test reads ../shared/data/videos)")
+    broker = Broker(workdir / "broker").start()
+    api_port = free_port()
+    cfg = {
+        "site": "soak", "device": "edge-soak", "state_dir": str(workdir / "state"),
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.5, "reconnect_max_s": 5},
+        "api": {"host": "127.0.0.1", "port": api_port}, "health_interval_s": 5,
+        "detector": {"model": model, "threads": 1}, "counting": {"bins_s": [bin_s]},
+        "cameras": [{"id": f"cam{i + 1}", "source": str(c), "loop": True, "realtime": True,
+                     "lines": [{"id": "mid", "a": [0, 200], "b": [2000, 200]}],
+                     "zones": [{"id": "centre", "polygon": [[100, 100], [400, 100], [400, 300], [100, 300]]}]}
+                    for i, c in enumerate(clips)],
+    }
+    conf = workdir / "site.yaml"
+    conf.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rec = Recorder(broker.port, "roadside/soak/edge-soak", "soak-recorder")
+    rec.wait_connected()
+    svc_log = open(workdir / "service.log", "ab")
+    svc = subprocess.Popen([sys.executable, "-m", "roadside.edge.cli", "edge", "run", "--config", str(conf)],
+                           stdout=svc_log, stderr=subprocess.STDOUT)
+    samples: list[dict] = []
+    t0 = time.monotonic()
+    end = t0 + minutes * 60
+    outage_at = t0 + minutes * 30 if outage_s > 0 else None
+    outage_done = False
+    log(f"soak: {cameras} camera(s), {minutes:g} min, bins {bin_s:g} s, model {Path(model).name}, broker :{broker.port}, "
+        f"API :{api_port}, work dir {workdir}")
+    log(f"{'t_s':>6} {'rss_MB':>7} {'dec_MB':>7} {'thr':>4} {'fds':>4} {'frames':>8} {'proc':>7} {'drop':>7} "
+        f"{'counts_rx':>9} {'outbox':>6} broker")
+    try:
+        next_sample = t0 + 5
+        while time.monotonic() < end:
+            if svc.poll() is not None:
+                raise RoadsideError(f"the service exited with {svc.returncode}; see {workdir / 'service.log'}")
+            now = time.monotonic()
+            if outage_at and not outage_done and now >= outage_at:
+                log(f"soak: stopping the broker for {outage_s:g} s")
+                broker.stop()
+                time.sleep(outage_s)
+                broker.start()
+                outage_done = True
+                log("soak: broker back")
+            if now >= next_sample:
+                next_sample += sample_s
+                st = _api(api_port, "/api/status") or {}
+                p = _proc_stat(svc.pid)
+                kids = [_proc_stat(k)["rss_bytes"] for k in _children(svc.pid)]
+                cams = st.get("cameras", {})
+                s = {
+                    "t_s": round(now - t0, 1), "rss_bytes": p["rss_bytes"], "decoders_rss_bytes": sum(kids),
+                    "decoders": len(kids), "threads": p["threads"], "fds": p["fds"],
+                    "frames_in": sum(c["frames_in"] for c in cams.values()),
+                    "frames_processed": sum(c["frames_processed"] for c in cams.values()),
+                    "frames_dropped": sum(c["frames_dropped"] for c in cams.values()),
+                    "counts_received": len(rec.payloads("/counts")),
+                    "outbox_depth": (st.get("outbox") or {}).get("depth"),
+                    "broker": (st.get("broker") or {}).get("state"),
+                }
+                samples.append(s)
+                log(f"{s['t_s']:>6.0f} {s['rss_bytes'] / 2**20:>7.1f} {s['decoders_rss_bytes'] / 2**20:>7.1f} "
+                    f"{s['threads']:>4} {s['fds']:>4} {s['frames_in']:>8} {s['frames_processed']:>7} {s['frames_dropped']:>7} "
+                    f"{s['counts_received']:>9} {s['outbox_depth']!s:>6} {s['broker']}")
+            time.sleep(0.5)
+        svc.send_signal(signal.SIGTERM)
+        code = svc.wait(timeout=60)
+        time.sleep(2)  # the last acknowledged messages reach the subscriber
+    finally:
+        if svc.poll() is None:
+            svc.kill()
+            svc.wait()
+        svc_log.close()
+        rec.close()
+        broker.stop()
+    delivery = check_delivery(rec, workdir / "state" / "outbox.sqlite")
+    steady = [s for s in samples if s["t_s"] >= 60] or samples
+    third = max(1, len(steady) // 3)
+    first = statistics.median(s["rss_bytes"] for s in steady[:third])
+    last = statistics.median(s["rss_bytes"] for s in steady[-third:])
+    summary = {
+        "minutes": minutes, "cameras": cameras, "bin_s": bin_s, "broker_outage_s": outage_s, "exit_code": code,
+        "rss_mb_first_third": round(first / 2**20, 1), "rss_mb_last_third": round(last / 2**20, 1),
+        "rss_growth_mb": round((last - first) / 2**20, 1),
+        "rss_mb_min_max": [round(min(s["rss_bytes"] for s in steady) / 2**20, 1), round(max(s["rss_bytes"] for s in steady) / 2**20, 1)],
+        "threads_min_max": [min(s["threads"] for s in samples), max(s["threads"] for s in samples)],
+        "fds_min_max": [min(s["fds"] for s in samples), max(s["fds"] for s in samples)],
+        "decoders_max": max(s["decoders"] for s in samples),
+        "frames_in": samples[-1]["frames_in"], "frames_processed": samples[-1]["frames_processed"],
+        "delivery": delivery,
+    }
+    summary["ok"] = bool(delivery["ok"] and code == 0 and summary["rss_growth_mb"] < 50
+                         and summary["threads_min_max"][1] - summary["threads_min_max"][0] <= 4)
+    return {"summary": summary, "samples": samples}
+
+
+def main_soak(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="roadside-soak-"))
+    result = soak(args.minutes, args.cameras, args.model, args.bin_s, args.sample_s, args.broker_outage_s, workdir,
+                  log=lambda m: print(m, flush=True))
+    print(json.dumps(result["summary"], indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0 if result["summary"]["ok"] else 1
+
+
+if __name__ == "__main__":
+    from roadside.edge.service_commands import register
+
+    parser = argparse.ArgumentParser(prog="python -m roadside.edge.soak")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    sys.exit(main_soak(parser.parse_args(["edge", "soak", *sys.argv[1:]])))
