@@ -96,6 +96,7 @@ class MqttLink:
         self._other_mids: set[int] = set()
         self._offline_mid: int | None = None
         self._offline_acked = threading.Event()
+        self._disconnect_reason: str | None = None
 
     # -- public ------------------------------------------------------------------------------------
     def topic(self, suffix: str) -> str:
@@ -194,6 +195,7 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         s = self._status
+        self._disconnect_reason = str(reason_code)
         was = s.connected
         s.connected = False
         if s.state == "connected":
@@ -335,7 +337,12 @@ class MqttLink:
             if self._stop.is_set():
                 break
             s.connected = False
-            if s.state in ("connected", "connecting"):
+            if s.state == "connecting":  # closed before CONNACK: e.g. a TLS client certificate is required
+                s.state = "disconnected"
+                s.last_error = (f"the broker {s.broker} closed the connection before accepting it "
+                                f"({self._disconnect_reason or 'no reason given'}; a client certificate or TLS required?)")
+                log.warning("%s", s.last_error)
+            elif s.state == "connected":
                 s.state = "disconnected"
             wait = self._rng.uniform(0.5, 1.0) * backoff
             self._wait(wait)

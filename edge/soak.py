@@ -62,7 +62,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
 class Broker:
     """A private Mosquitto on a free port, with persistence (a subscriber's session survives a restart)."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None, exe: str = MOSQUITTO):
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, exe: str = MOSQUITTO,
+                 tls: dict[str, str] | None = None):
         if not os.access(exe, os.X_OK):
             raise RoadsideError(f"{exe} is not installed (apt-get install -y mosquitto)")
         self.exe = exe
@@ -71,6 +72,10 @@ class Broker:
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
                 "autosave_interval 1", f"log_dest file {self.dir}/mosquitto.log"]
+        if os.geteuid() == 0:
+            conf.append("user root")  # else it drops to the mosquitto user, who cannot write into our folders
+        if tls:  # {"cafile", "certfile", "keyfile"}: TLS only, and clients must present a certificate of that CA
+            conf += [f"{k} {v}" for k, v in tls.items()] + ["require_certificate true"]
         if users:
             pw = self.dir / "passwd"
             pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))

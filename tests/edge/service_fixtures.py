@@ -72,8 +72,27 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 class Mosquitto(Broker):
     """A private broker on a free port (see roadside.edge.soak.Broker); missing mosquitto fails in CI."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None):
-        super().__init__(workdir, users, exe=require_program(MOSQUITTO, "apt-get install -y mosquitto"))
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, tls: dict[str, str] | None = None):
+        super().__init__(workdir, users, exe=require_program(MOSQUITTO, "apt-get install -y mosquitto"), tls=tls)
+
+
+def make_certificates(d: Path) -> dict[str, Path]:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    openssl = require_program("openssl", "apt-get install -y openssl")
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=roadside test CA",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "edge-t", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+    return {k: d / v for k, v in {"ca": "ca.pem", "server_cert": "server.pem", "server_key": "server.key",
+                                  "client_cert": "client.pem", "client_key": "client.key"}.items()}
 
 
 def site_config(tmp_path: Path, *, broker_port: int, api_port: int, cameras: list[dict] | None = None,

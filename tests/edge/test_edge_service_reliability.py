@@ -11,7 +11,7 @@ import json
 import time
 
 from service_fixtures import (Mosquitto, Recorder, ServiceProcess, check_delivery, first_arrivals, free_port,
-                              outbox_accounting, site_config, wait_for)
+                              make_certificates, outbox_accounting, site_config, wait_for)
 
 PREFIX = "roadside/test/edge-t"
 
@@ -170,3 +170,32 @@ def test_wrong_credentials_are_reported_and_the_service_keeps_running(tmp_path):
     # nothing was lost: the counts wait in the outbox for a broker that accepts us
     produced, dropped, pending = outbox_accounting(tmp_path / "state" / "outbox.sqlite")
     assert pending == produced["cam1"] >= 2 and not dropped
+
+
+def test_tls_with_a_client_certificate(tmp_path):
+    certs = make_certificates(tmp_path / "certs")
+    broker = Mosquitto(tmp_path / "broker", tls={"cafile": str(certs["ca"]), "certfile": str(certs["server_cert"]),
+                                                 "keyfile": str(certs["server_key"])}).start()
+    api = free_port()
+    # first without the client certificate: the broker refuses the TLS handshake; reported, nothing lost
+    conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"tls": {"ca_file": str(certs["ca"])}})
+    svc = ServiceProcess(conf, api, tmp_path / "service.log")
+    try:
+        svc.start()
+        st = wait_for(lambda: (lambda s: s["broker"]["last_error"] and s)(svc.status()), 30, "the refusal")
+        assert not st["broker"]["connected"] and st["broker"]["state"] in ("unreachable", "disconnected"), st["broker"]
+        assert "closed the connection before accepting it" in st["broker"]["last_error"]
+        wait_for(lambda: _depth(svc) >= 2, 30, "counts kept in the outbox meanwhile")
+        assert svc.terminate() == 0
+        # with it: connected over TLS, counts acknowledged, the earlier ones delivered late
+        conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"tls": {
+            "ca_file": str(certs["ca"]), "cert_file": str(certs["client_cert"]), "key_file": str(certs["client_key"])}})
+        svc = ServiceProcess(conf, api, tmp_path / "service2.log").start()
+        wait_for(lambda: svc.status()["broker"]["connected"], 30, "a TLS connection")
+        wait_for(lambda: svc.status()["broker"]["counts_acked"] >= 3 and _depth(svc) <= 1, 30, "counts acknowledged")
+        assert svc.status()["broker"]["late_published"] >= 1
+        assert svc.terminate() == 0
+    finally:
+        svc.stop()
+        broker.stop()
+    assert outbox_accounting(tmp_path / "state" / "outbox.sqlite")[2] == 0
