@@ -49,12 +49,14 @@ class KalmanXYAH:
         return mean, cov
 
     def update(self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = mean[3]
-        R = np.diag(np.square([self._std_pos * h, self._std_pos * h, 1e-1, self._std_pos * h]))
-        S = self.H @ cov @ self.H.T + R
-        K = np.linalg.solve(S, (cov @ self.H.T).T).T
-        mean = mean + K @ (z - self.H @ mean)
-        cov = cov - K @ S @ K.T
+        """Vectorised over tracks: mean (N, 8), cov (N, 8, 8), measurements z (N, 4)."""
+        h = mean[:, 3]
+        r = np.stack([self._std_pos * h, self._std_pos * h, np.full_like(h, 1e-1), self._std_pos * h], 1)
+        S = cov[:, :4, :4] + np.eye(4)[None] * np.square(r)[:, None, :]  # H P H^T + R
+        PHt = cov[:, :, :4]  # P H^T
+        K = np.linalg.solve(S, PHt.transpose(0, 2, 1)).transpose(0, 2, 1)  # (N, 8, 4)
+        mean = mean + np.einsum("nij,nj->ni", K, z - mean[:, :4])
+        cov = cov - K @ S @ K.transpose(0, 2, 1)
         return mean, cov
 
 
@@ -137,7 +139,8 @@ class ByteTracker:
         return t
 
     def _update(self, t: Track, box: np.ndarray, score: float, category: str) -> None:
-        t.mean, t.cov = self.kf.update(t.mean, t.cov, xyxy_to_xyah(box))
+        """Book-keeping of a match; the Kalman correction is applied to all matches at once (_correct)."""
+        self._matched.append((t, box))
         t.score = score
         t.hits += 1
         t.last_frame = self.frame
@@ -155,6 +158,7 @@ class ByteTracker:
         """
         self.frame += 1
         cfg = self.config
+        self._matched: list[tuple[Track, np.ndarray]] = []
         if self.tracks:
             means, covs = self.kf.predict(np.stack([t.mean for t in self.tracks]), np.stack([t.cov for t in self.tracks]))
             for t, m, c in zip(self.tracks, means, covs):
@@ -203,6 +207,8 @@ class ByteTracker:
         for i in rest_u:
             unconfirmed[i].state = REMOVED
 
+        self._correct()
+
         # 4) new tracks from confident detections nobody claimed
         for di in rest_d:
             d = high_left[di]
@@ -229,6 +235,15 @@ class ByteTracker:
             return Detections(sel.xyxy, sel.confidence, sel.class_id, cats, out_ids[idx])
 
         return TrackerOutput(pick(is_conf), pick(is_tent))
+
+    def _correct(self) -> None:
+        if not self._matched:
+            return
+        tracks = [t for t, _ in self._matched]
+        means, covs = self.kf.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
+                                     xyxy_to_xyah(np.stack([b for _, b in self._matched])))
+        for t, m, c in zip(tracks, means, covs):
+            t.mean, t.cov = m, c
 
     def track(self, track_id: int) -> Track | None:
         for t in self.tracks:
