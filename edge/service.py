@@ -134,7 +134,10 @@ class CameraWorker:
             try:
                 if fr is None:
                     if self.pipeline is not None:
-                        self._emit(self.pipeline.bins.close_until(now))
+                        # no frame now: close the bins that ended before the stall window, so that a short
+                        # hiccup (a file reopening) does not make a bin partial, while a dead camera's bins
+                        # still come on time (observed_s tells how much of them was seen)
+                        self._emit(self.pipeline.bins.close_until(now - self.coverage.gap_s))
                     continue
                 if self.pipeline is None:
                     self.pipeline = CameraPipeline(self.vision, self.detector, fr.fps, bin_clock_start=fr.wall_s)
