@@ -237,7 +237,8 @@ class MqttLink:
 
     def _connect(self, first: bool) -> bool:
         s = self._status
-        s.state = "connecting"
+        if s.state not in ("unreachable", "refused", "disconnected"):
+            s.state = "connecting"  # a retry keeps saying why the last attempt failed
         try:
             if first:
                 self._client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
@@ -325,19 +326,23 @@ class MqttLink:
                 continue
             first = False
             started = time.monotonic()
+            answered = False  # CONNACK received (accepted or refused) on this attempt
             while not self._stop.is_set():
-                if not self._network(0.5):
+                ok = self._network(0.5)
+                answered = answered or s.connected or s.state == "refused"
+                if not ok:
                     break
                 if s.connected:
                     backoff = cfg.reconnect_min_s
                     self._pump()
                 elif time.monotonic() - started > _CONNACK_TIMEOUT_S:
                     s.state, s.last_error = "unreachable", f"no answer from the MQTT broker {s.broker} (no CONNACK)"
+                    answered = True
                     break
             if self._stop.is_set():
                 break
             s.connected = False
-            if s.state == "connecting":  # closed before CONNACK: e.g. a TLS client certificate is required
+            if not answered:  # closed before CONNACK: e.g. a TLS client certificate is required
                 s.state = "disconnected"
                 s.last_error = (f"the broker {s.broker} closed the connection before accepting it "
                                 f"({self._disconnect_reason or 'no reason given'}; a client certificate or TLS required?)")
