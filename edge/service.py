@@ -376,11 +376,24 @@ class EdgeService:
 
     # -- health ------------------------------------------------------------------------------------
     def _health_loop(self) -> None:
+        """Each camera's health every ``health_interval_s``, and at once when its state changes."""
         cfg = self.config
         last_prune = time.monotonic()
-        while not self._stop.wait(cfg.health_interval_s):
+        last_sent: dict[str, tuple[str, float]] = {}  # camera -> (state, monotonic time sent)
+        while not self._stop.wait(0.5):
             now = time.time()
+            if not self.link.connected:
+                last_sent.clear()  # nothing to send to; all cameras' health goes out once connected
             for cid, w in self.workers.items():
+                if not self.link.connected:
+                    break
+                state = w.health()[0]
+                prev = last_sent.get(cid)
+                if prev is not None and prev[0] == state and time.monotonic() - prev[1] < cfg.health_interval_s:
+                    continue
+                if prev is not None and prev[0] != state:
+                    log.info("camera %s: health %s -> %s", cid, prev[0], state)
+                last_sent[cid] = (state, time.monotonic())
                 st = w.status(now)
                 msg = HealthMessage(site=cfg.site, device=cfg.device, camera=cid, ts=_utc(now), state=st["state"],
                                     reasons=st["reasons"], fps_in=st["fps_in"], fps_processed=st["fps_processed"],
