@@ -59,35 +59,19 @@ def measure_latency(model: Path, threads: int, runs: int, tensor_video: Path | N
             "runs": runs, "threads": threads}
 
 
-def gt_config(gt: dict):
-    """The site configuration of a ground-truth clip: just its lines."""
-    from roadside.edge.config import VisionConfig
-
-    return VisionConfig(lines=[{"id": ln["id"], "a": ln["a"], "b": ln["b"]} for ln in gt["lines"]])
-
-
 def count_accuracy(model: Path, gt_dir: Path, videos_dir: Path, threads: int = 2) -> dict:
-    """Replay every ground-truth clip with ``model`` and score it; per clip and pooled."""
-    from roadside.calibration.score import score
-    from roadside.edge.config import DetectorConfig
-    from roadside.edge.replay import run_replay
+    """Replay every ground-truth clip with ``model`` (the lead's ``evaluate``) and score it; per clip and pooled."""
+    from roadside.calibration.evaluate import evaluate
+    from roadside.edge.config import DetectorConfig, VisionConfig
 
-    clips = {}
-    err = true = 0
-    for gt_path in sorted(gt_dir.glob("*.json")):
-        gt = json.loads(gt_path.read_text())
-        cfg = gt_config(gt)
-        cfg = cfg.model_copy(update={"detector": DetectorConfig(threads=threads)})
-        with tempfile.TemporaryDirectory(prefix="roadside-bench-") as out:
-            t0 = time.perf_counter()
-            counts = run_replay(videos_dir / gt["clip"], cfg, out, model=model, progress=False)
-            wall = time.perf_counter() - t0
-        s = score(counts, gt)
-        clips[gt_path.stem] = {"accuracy": round(s["accuracy"], 3), "errors": s["errors"], "true": s["true_total"],
-                               "predicted": s["predicted_total"], "event_f1": round(s["events"]["f1"], 3),
-                               "fps": round(counts["frames"] / wall, 1)}
-        err += s["errors"]
-        true += s["true_total"]
+    base = VisionConfig(detector=DetectorConfig(threads=threads))
+    with tempfile.TemporaryDirectory(prefix="roadside-bench-") as out:
+        results = evaluate(gt_dir, videos_dir, [str(model)], out, base)
+    clips = {r["gt"]: {"accuracy": round(r["accuracy"], 3), "errors": r["errors"], "true": r["true"],
+                       "predicted": r["predicted"], "event_f1": round(r["f1"], 3), "fps": round(r["fps"], 1)}
+             for r in results}
+    err = sum(r["errors"] for r in results)
+    true = sum(r["true"] for r in results)
     return {"clips": clips, "pooled_accuracy": round(1 - err / true, 3) if true else None}
 
 

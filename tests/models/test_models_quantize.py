@@ -108,3 +108,28 @@ def test_cli_quantize_of_an_installed_model_writes_beside_not_into_the_store(sto
     assert (tmp_path / "nanodet_m_416_int8.onnx").is_file()
     assert sorted(p.name for p in store.iterdir()) == before
     assert Detector(tmp_path / "nanodet_m_416_int8.onnx").family == "nanodet"
+
+
+def test_benchmark_reports_latency_and_count_accuracy_for_fp32_and_int8(nanodet_int8, tmp_path):
+    import shutil
+
+    from roadside.models.benchmark import format_row, run_benchmark
+
+    cache = tmp_path / "int8"
+    cache.mkdir()
+    shutil.copyfile(nanodet_int8[0], cache / "nanodet_m_416_int8.onnx")  # reused, not re-made
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    shutil.copyfile(SHARED / "data" / "gt" / "dual_carriageway_cars.json", gt / "dual_carriageway_cars.json")
+    lines: list[str] = []
+    rows = run_benchmark([SHARED / "models" / "nanodet_m_416.onnx"], cache, None, 8, 3, [1], gt,
+                         SHARED / "data" / "videos", progress=lines.append)
+    assert [r["precision"] for r in rows] == ["fp32", "int8"] and len(lines) == 2
+    for r in rows:
+        assert r["latency_1t"]["median_ms"] > 0 and r["latency_1t"]["runs"] == 3
+        clip = r["counts"]["clips"]["dual_carriageway_cars"]
+        assert clip["true"] == 6 and clip["predicted"] >= 3  # the clip's cars are counted
+        assert r["counts"]["pooled_accuracy"] == clip["accuracy"]
+    assert rows[1]["agreement_f1"] == nanodet_int8[1].agreement["f1"]
+    assert rows[0]["size_mb"] > 2.5 * rows[1]["size_mb"]  # int8 weights
+    assert "nanodet_m_416 | int8" in lines[1]
