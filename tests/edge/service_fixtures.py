@@ -240,3 +240,40 @@ class RtspCamera:
             self.server.kill()
             self.server.wait(timeout=10)
             self.server = None
+
+
+class HttpCamera:
+    """An HTTP MPEG-TS stream of a shared clip served by ffmpeg itself (one client per ffmpeg run)."""
+
+    def __init__(self, clip: Path, workdir: Path):
+        self.ffmpeg = require_program("ffmpeg", "apt-get install -y ffmpeg")
+        self.clip, self.dir, self.port = clip, workdir, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cam.ts"
+
+    def start(self) -> "HttpCamera":
+        with open(self.dir / "ffmpeg-http.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip),
+                 "-c", "copy", "-f", "mpegts", "-listen", "1", self.url], stdout=subprocess.DEVNULL, stderr=log)
+        wait_for(lambda: _port_open_quiet(self.port) or self.proc.poll() is not None, 10, "ffmpeg's HTTP server")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def _port_open_quiet(port: int) -> bool:
+    """Is something listening on the port, found without connecting to it (ffmpeg -listen 1 serves only its
+    first client)? Reads the kernel's socket table."""
+    try:
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)  # 0A: LISTEN

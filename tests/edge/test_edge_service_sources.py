@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from service_fixtures import BAD, VIDEOS, RtspCamera, wait_for
+from service_fixtures import BAD, VIDEOS, HttpCamera, RtspCamera, wait_for
 
 from roadside.edge.model_formats import default_preprocess
 from roadside.edge.service_config import SourceSettings
@@ -146,6 +146,23 @@ def test_rtsp_camera_cut_is_detected_within_two_seconds_and_restored(tmp_path):
         # one thread and one decoder process at a time, however often it reconnects
         assert threading.active_count() == threads_live
         assert src.status().reconnects >= 2
+    finally:
+        src.stop()
+        cam.stop()
+
+
+def test_http_stream_is_live_and_comes_back_after_the_server_dies(tmp_path):
+    cam = HttpCamera(VIDEOS / "car_park_overhead.mp4", tmp_path).start()
+    settings = SourceSettings(backoff_min_s=0.3, backoff_max_s=1.0)
+    src = LiveSource("http", cam.url, settings).start()
+    try:
+        wait_for(lambda: src.status().state == "live" and src.status().frames_in > 10, 30, "frames over HTTP")
+        assert src.status().fps == 12.5
+        cam.stop()  # the server dies: the stream ends or stalls; either way the source reconnects
+        wait_for(lambda: src.status().state == "reconnecting", 10, "the lost stream to be reported")
+        cam.start()
+        n0 = src.status().frames_in
+        wait_for(lambda: src.status().state == "live" and src.status().frames_in > n0 + 10, 30, "frames after the restart")
     finally:
         src.stop()
         cam.stop()
