@@ -61,6 +61,9 @@ class PhaseDetectors(Strict):
     queue: list[ZoneRef] = Field(default_factory=list)
     #: Count lines whose counts measure the phase's flow (Webster, adaptive arrival rates).
     counts: list[LineRef] = Field(default_factory=list)
+    #: Time (s) a free-flowing vehicle needs from entering the queue zones to the stop line (zone length
+    #: over approach speed). A zone whose oldest vehicle dwelt longer holds a queue.
+    queue_travel_s: float = Field(7.0, gt=0, le=120)
 
     def refs(self) -> list[ZoneRef | LineRef]:
         return [*self.presence, *self.queue, *self.counts]
@@ -252,12 +255,16 @@ class AdaptiveConfig(Strict):
 
     #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
     step_s: float = Field(1.0, gt=0, le=10)
+    #: Weight of the delay saved by keeping the green against the delay it causes elsewhere.
+    hold_bias: float = Field(1.0, gt=0, le=10)
     #: Start-up lost time of a stage (s) in the queue model.
     startup_lost_s: float = Field(2.0, ge=0, le=10)
     #: Weight of the longest wait (s) in choosing the next stage (anti-starvation).
-    wait_weight: float = Field(0.05, ge=0, le=10)
+    wait_weight: float = Field(0.01, ge=0, le=10)
     #: A stage whose oldest call has waited this long is served next whatever the queues say (s).
     max_wait_s: float = Field(120.0, ge=10, le=600)
+    #: A queue zone holds a standing queue when its oldest vehicle dwelt this much longer than free travel (s).
+    queued_margin_s: float = Field(2.0, ge=0, le=60)
     #: Vehicles to assume per lane on a phase whose queue zone is missing or unreliable.
     default_queue_per_lane: float = Field(3.0, ge=0, le=50)
 

@@ -35,6 +35,9 @@ class PhaseInput:
     #: Measured flow (veh/h) over the flow window (None until a counts bin arrived).
     flow_vph: float | None
     recall: str = "none"
+    #: Per zone, in configuration order: (occupied, vehicles, longest dwell in s); None when no data yet.
+    presence_zones: list[tuple[bool, int, float] | None] = field(default_factory=list)
+    queue_zones: list[tuple[bool, int, float] | None] = field(default_factory=list)
 
     def summary(self) -> dict:
         out = {"reliable": self.reliable, "call": self.call,
@@ -171,6 +174,13 @@ class DetectorState:
     def _zone(self, ref: ZoneRef) -> _Zone | None:
         return self.zones.get((self.cfg.device_of(ref), ref.camera, ref.zone))
 
+    def _zone_view(self, ref: ZoneRef, now: float) -> tuple[bool, int, float] | None:
+        z = self._zone(ref)
+        if z is None:
+            return None
+        dwell = z.state.max_dwell_s + (now - z.at if z.state.occupied else 0.0)
+        return (z.state.occupied, z.state.count, dwell)
+
     def _flow(self, refs: list[LineRef], now: float) -> float | None:
         window = self.cfg.detection.flow_window_s
         total, bins = 0, 0
@@ -196,6 +206,8 @@ class DetectorState:
             reliable = self.reliable[p.id]
             problems = [] if reliable else (self.phase_problems(p.id, now) or ["recovering"])
             occupied, gap, waits = False, math.inf, [0.0]
+            pz = [self._zone_view(ref, now) for ref in det.presence] if reliable else []
+            qz = [self._zone_view(ref, now) for ref in det.queue] if reliable else []
             for ref in det.presence:
                 z = self._zone(ref)
                 if z is None:
@@ -216,5 +228,5 @@ class DetectorState:
             # no detectors at all: on recall by design (not a fail-safe)
             call = p.recall != "none" or not reliable or not self.phase_cameras[p.id] or occupied or bool(queue)
             out[p.id] = PhaseInput(reliable, problems, call, gap if reliable else math.inf, queue,
-                                   max(waits) if reliable else 0.0, self._flow(det.counts, now), p.recall)
+                                   max(waits) if reliable else 0.0, self._flow(det.counts, now), p.recall, pz, qz)
         return out

@@ -27,6 +27,7 @@ class AdaptivePolicy(Policy):
         self.ac = cfg.timing.adaptive
         self.sat = {p.id: p.saturation_flow_vph * p.lanes / 3600.0 for p in self.inter.phases}
         self.lanes = {p.id: p.lanes for p in self.inter.phases}
+        self.travel = {p.id: p.detectors.queue_travel_s for p in self.inter.phases}
         self.last_reason = ""
 
     # -- the queue model -----------------------------------------------------------------------
@@ -41,15 +42,28 @@ class AdaptivePolicy(Policy):
         return (f or 0.0) / 3600.0
 
     def discharge_rate(self, view: View, pid: str) -> float:
-        """Vehicles per second the phase would serve if kept green one more step."""
+        """Vehicles per second the phase would serve if kept green one more step, lane by lane: a standing
+        queue discharges at saturation, free-flowing vehicles in the zone reach the line within the travel
+        time."""
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
             busy = inp.gap_s < self.inter.phase(pid).passage
             return self.sat[pid] if busy else self.arrival_rate(view, pid)
-        q = inp.queue
-        if q >= 1.0:
-            return min(self.sat[pid], q / self.ac.step_s)
-        return self.arrival_rate(view, pid)
+        travel, margin = self.travel[pid], self.ac.queued_margin_s
+        lane_sat = self.sat[pid] / self.lanes[pid]
+        lanes = list(zip(inp.presence_zones, inp.queue_zones))
+        if not lanes or len(inp.presence_zones) != len(inp.queue_zones):
+            lanes = [(None, (bool(inp.queue), int(inp.queue), inp.max_wait_s))]
+            lane_sat = self.sat[pid]
+        lam = self.arrival_rate(view, pid) / max(1, len(lanes))
+        rate = 0.0
+        for _, qz in lanes:
+            n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
+            if n >= 1 and dwell > travel + margin:
+                rate += min(lane_sat, n / self.ac.step_s)
+            else:
+                rate += min(lane_sat, max(n / travel, lam))
+        return rate
 
     def weight(self, view: View, pid: str) -> float:
         return 1.0 + self.ac.wait_weight * view.inputs[pid].max_wait_s
@@ -122,7 +136,7 @@ class AdaptivePolicy(Policy):
         ret = self.return_time(view, cur, nxt)
         others = sum(self.queue(view, p.id) * self.weight(view, p.id)
                      for p in self.inter.phases if p.id not in self.stage_phases[cur])
-        gain, cost = rate * ret, others
+        gain, cost = self.ac.hold_bias * rate * ret, others
         if gain > cost:
             return Decision(walk=walk)
         inputs = used()

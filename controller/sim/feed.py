@@ -21,12 +21,11 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from roadside.controller.sim.tls import SIM_DEVICE, DerivedTLS, ident
+from roadside.controller.sim.tls import QUEUE_M, SIM_DEVICE, DerivedTLS, ident
 from roadside.edge.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
 
 EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
 PRESENCE_M = 25.0
-QUEUE_M = 100.0
 HEALTH_EVERY_S = 5.0
 
 

@@ -49,6 +49,8 @@ class SimSpec:
     detection: str = "perfect"
     timeseries: str | None = None
     audit_log: str | None = None
+    #: merged into the derived controller configuration, e.g. {"timing": {"adaptive": {"horizon_s": 180}}}
+    overrides: dict | None = None
 
 
 def sumo_module():
@@ -183,7 +185,8 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
     net_file, routes, tls_id, duration, sc = _resolve(spec)
     policy_name = "fixed" if spec.controller == "webster-true" else spec.controller
     site = f"sim-{uuid.uuid4().hex[:8]}"
-    d = derive(str(net_file), tls_id, site=site, policy=policy_name if spec.controller in OURS else "fixed")
+    d = derive(str(net_file), tls_id, site=site, policy=policy_name if spec.controller in OURS else "fixed",
+               extra=spec.overrides)
     net = sumolib.net.readNet(str(net_file), withPrograms=True, withPedestrianConnections=True)
     ours = spec.controller in OURS
     work = Path(tempfile.mkdtemp(prefix="roadside-run-"))
@@ -285,7 +288,8 @@ def _tripinfo(path: Path) -> list[dict[str, float]]:
     out = []
     for _, el in ET.iterparse(path):
         if el.tag == "tripinfo":
-            out.append({"depart": float(el.get("depart", 0)), "arrival": float(el.get("arrival", -1)),
+            out.append({"from": el.get("departLane", "").rsplit("_", 1)[0],
+                        "depart": float(el.get("depart", 0)), "arrival": float(el.get("arrival", -1)),
                         "time_loss": float(el.get("timeLoss", 0)), "waiting": float(el.get("waitingTime", 0))})
         el.clear()
     return out
@@ -310,6 +314,8 @@ def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d
         "max_queue_veh": max((q for _, q in queue_series), default=0),
         "teleports": teleports,
         "safety_violations": len(monitor.violations),
+        "mean_time_loss_by_approach": {e: round(statistics.fmean(t["time_loss"] for t in trips if t["from"] == e), 1)
+                                       for e in sorted({t["from"] for t in trips})},
         "violations_by_rule": rules,
         "tls": d.tls_id,
         "stages": len(d.stages),

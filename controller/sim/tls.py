@@ -22,6 +22,7 @@ from roadside.controller.config import ControllerConfig, parse_controller_config
 from roadside.edge.errors import RoadsideError
 
 SIM_DEVICE = "sumo"
+QUEUE_M = 100.0  # length of the queue zones the simulated camera reports (see feed.py)
 MIN_GREEN_S = 5.0
 MAX_GREEN_S = 60.0
 WALK_S = 7.0
@@ -45,6 +46,7 @@ class Link:
     crossing: str | None  # crossing edge id for pedestrian links
     length: float  # crossing length (m) for pedestrian links
     speed: float  # approach lane speed (m/s)
+    lane_length: float  # approach lane length (m)
 
 
 @dataclass
@@ -130,7 +132,7 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         edge = lane_in.getEdge()
         crossing = lane_out.getEdge().getID() if lane_out.getEdge().getFunction() == "crossing" else None
         links[idx] = Link(idx, lane_in.getID(), edge.getID(), crossing,
-                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed())
+                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed(), lane_in.getLength())
 
     stages = _stages(states, links)
     if len(stages) < 2:
@@ -177,12 +179,14 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         speed_kmh = max(lk.speed for lk in lks) * 3.6
         c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, width)
         cam = ident(lks[0].from_edge)
+        zone_m = min(QUEUE_M, min(lk.lane_length for lk in lks) - 1.0)
         phases_cfg.append({
             "id": pid, "movements": [f"link {i}" for i in idxs], "min_green": MIN_GREEN_S, "max_green": MAX_GREEN_S,
             "passage": 2.0, "yellow": c.yellow_s, "red_clearance": c.red_clearance_s, "lanes": len(lanes),
             "detectors": {"presence": [{"camera": cam, "zone": f"p_{ident(ln)}"} for ln in lanes],
                           "queue": [{"camera": cam, "zone": f"q_{ident(ln)}"} for ln in lanes],
-                          "counts": [{"camera": cam, "line": f"c_{ident(ln)}"} for ln in lanes]},
+                          "counts": [{"camera": cam, "line": f"c_{ident(ln)}"} for ln in lanes],
+                          "queue_travel_s": round(zone_m / max(lks[0].speed, 1.0), 1)},
         })
     ids = list(phase_links)
     compatible = [[a, b] for i, a in enumerate(ids) for b in ids[i + 1:]
@@ -196,11 +200,18 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         "detection": {"counts_interval_s": 60.0, "flow_window_s": 600.0},
         "actuator": {"kind": "mqtt"},
     }
-    for k, v in (extra or {}).items():
-        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    _merge(data, extra or {})
     cfg = parse_controller_config(data, f"derived from traffic light {tls_id!r}")
     return DerivedTLS(tls_id, prog_id, n, links, stages, phase_links, phase_kind, link_phase, states, cfg,
                       phase_lanes, phase_crossing)
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
 
 
 def _junction_width(node) -> float:
