@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from roadside.models.catalog import SHA256_PATTERN, KnownModel, known_models
-from roadside.models.store import DEV_MIRROR, InstalledModel, ModelStoreError, check_name, install, installed_path, sha256_file
+from roadside.models.store import (DEV_MIRROR, InstalledModel, ModelStoreError, check_name, install, installed_path,
+                                   read_record, sha256_file)
 
 CHUNK = 1 << 20
 URL_TIMEOUT_S = 30.0
@@ -182,7 +183,6 @@ class FetchResult:
 def fetch(name: str, source: str | None, user_sha: str | None = None) -> FetchResult:
     """Install ``name`` from ``source`` into the store, verified; the store is unchanged on any error."""
     from roadside.models.inspect_model import validate_for_store
-    from roadside.models.store import read_record
 
     check_name(name)
     loc = locate(name, source, user_sha)

@@ -27,9 +27,9 @@ SIZES = [(320, 320), (256, 416)]  # square, and a non-square H x W for 16:9 came
 
 
 def _need_export_extra():
-    try:
-        import ultralytics  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
         if os.environ.get("CI"):
             pytest.fail("the export extra is not installed in CI: pip install -e '.[test,export]'")
         pytest.skip("needs the export extra: pip install -e '.[test,export]'")

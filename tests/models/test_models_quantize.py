@@ -113,7 +113,7 @@ def test_cli_quantize_of_an_installed_model_writes_beside_not_into_the_store(sto
 def test_benchmark_reports_latency_and_count_accuracy_for_fp32_and_int8(nanodet_int8, tmp_path):
     import shutil
 
-    from roadside.models.benchmark import format_row, run_benchmark
+    from roadside.models.benchmark import run_benchmark
 
     cache = tmp_path / "int8"
     cache.mkdir()
