@@ -255,6 +255,14 @@ class AdaptiveConfig(Strict):
 
     #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
     step_s: float = Field(1.0, gt=0, le=10)
+    #: Estimate the time until the current stage returns from the greens the other stages have really had
+    #: lately (capped by what their queues need), not from their queues alone.
+    return_from_history: bool = True
+    #: Weight of free-flowing vehicles (no standing queue) in the value of keeping the green: 1 counts
+    #: them fully, 0 serves standing queues exhaustively and then changes for anyone waiting.
+    free_flow_weight: float = Field(0.45, ge=0, le=1)
+    #: A lane whose stop-bar vehicle has not moved this long into the green (after start-up) is blocked (s).
+    blocked_after_s: float = Field(10.0, ge=1, le=120)
     #: Weight of the delay saved by keeping the green against the delay it causes elsewhere.
     hold_bias: float = Field(1.0, gt=0, le=10)
     #: Start-up lost time of a stage (s) in the queue model.

@@ -28,6 +28,9 @@ class AdaptivePolicy(Policy):
         self.sat = {p.id: p.saturation_flow_vph * p.lanes / 3600.0 for p in self.inter.phases}
         self.lanes = {p.id: p.lanes for p in self.inter.phases}
         self.travel = {p.id: p.detectors.queue_travel_s for p in self.inter.phases}
+        #: running average of each stage's actual greens (s)
+        self.recent_green: dict[str, float] = {}
+        self._last_change_t: float | None = None
         self.last_reason = ""
 
     # -- the queue model -----------------------------------------------------------------------
@@ -44,7 +47,8 @@ class AdaptivePolicy(Policy):
     def discharge_rate(self, view: View, pid: str) -> float:
         """Vehicles per second the phase would serve if kept green one more step, lane by lane: a standing
         queue discharges at saturation, free-flowing vehicles in the zone reach the line within the travel
-        time."""
+        time, and a lane whose stop-bar vehicle has not moved since the green began (a turning vehicle
+        waiting for a gap) serves nothing."""
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
             busy = inp.gap_s < self.inter.phase(pid).passage
@@ -56,13 +60,17 @@ class AdaptivePolicy(Policy):
             lanes = [(None, (bool(inp.queue), int(inp.queue), inp.max_wait_s))]
             lane_sat = self.sat[pid]
         lam = self.arrival_rate(view, pid) / max(1, len(lanes))
+        green = view.engine.envelope.green_elapsed(pid)
         rate = 0.0
-        for _, qz in lanes:
+        for pz, qz in lanes:
+            if (pz is not None and pz[0] and green >= self.ac.startup_lost_s + self.ac.blocked_after_s
+                    and pz[2] >= green - 1.0):
+                continue  # the vehicle at the stop bar has not moved since the green began: lane blocked
             n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
             if n >= 1 and dwell > travel + margin:
                 rate += min(lane_sat, n / self.ac.step_s)
             else:
-                rate += min(lane_sat, max(n / travel, lam))
+                rate += self.ac.free_flow_weight * min(lane_sat, max(n / travel, lam))
         return rate
 
     def weight(self, view: View, pid: str) -> float:
@@ -106,11 +114,23 @@ class AdaptivePolicy(Policy):
                 continue
             need = self.stage_need(view, sid, current)
             if need > 0 or sid == nxt:
+                if sid in self.recent_green and self.ac.return_from_history:
+                    need = min(need, self.recent_green[sid])  # what that stage has really been getting
                 r += max(need, self.stage_min[sid]) + change_time(self.inter, prev, sid) * (sid != nxt)
                 prev = sid
         return r + change_time(self.inter, prev, current) + self.ac.startup_lost_s
 
+    def _learn(self, view: View) -> None:
+        """Average the green each stage actually had, from the sequencer's accepted changes."""
+        e = view.engine
+        if e.changing and e.current is not None and self._last_change_t != e.stage_green_since:
+            self._last_change_t = e.stage_green_since
+            g = view.now - e.stage_green_since
+            old = self.recent_green.get(e.current)
+            self.recent_green[e.current] = g if old is None else 0.7 * old + 0.3 * g
+
     def decide(self, view: View) -> Decision:
+        self._learn(view)
         e = view.engine
         if e.changing or e.current is None:
             return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))

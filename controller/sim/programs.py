@@ -1,9 +1,11 @@
 """SUMO's own controllers for comparison, built from the network's own phase program.
 
 The green phases are kept as they are (durations for ``static``; ``minDur``/``maxDur`` of the controller
-configuration for ``actuated`` and ``delay_based``). Each yellow phase gets the same ITE yellow our
-controller uses, followed by an all-red phase of the same ITE red clearance, so every controller in a
-comparison pays the same change intervals and only the timing logic differs.
+configuration for ``actuated`` and ``delay_based``, the min at least the WALK of the stage's crossings).
+Each yellow phase gets the same ITE yellow our controller uses, followed by an all-red phase of the same
+ITE red clearance, and a stage's pedestrian-clearance tail (crossings red, vehicles still green) lasts at
+least our pedestrian clearance (crossing length at 1.07 m/s), so every controller in a comparison pays
+the same change and clearance intervals and only the timing logic differs.
 """
 from __future__ import annotations
 
@@ -43,7 +45,11 @@ def program_xml(d: DerivedTLS, controller: str) -> str:
                 phases.append(f'        <phase duration="{red:.1f}" state="{allred}"/>')
             continue
         green = any(c in "Gg" for c in state)
-        if kind != "static" and green and _is_stage_start(d, states, k):
+        start = green and _is_stage_start(d, states, k)
+        if green and not start:
+            # the pedestrian-clearance tail of a stage: as long as our pedestrian clearance
+            dur = max(dur, _ped_clearance(d, states[k - 1][0], state))
+        if kind != "static" and start:
             mn, mx = _limits(d, state)
             phases.append(f'        <phase duration="{dur:.1f}" minDur="{mn:.1f}" maxDur="{mx:.1f}" state="{state}"/>')
         else:
@@ -64,6 +70,15 @@ def _is_stage_start(d: DerivedTLS, states, k: int) -> bool:
 
 
 def _limits(d: DerivedTLS, state: str) -> tuple[float, float]:
+    """min/max green of a stage-start phase: the vehicle min (at least the WALK of its crossings) and max."""
     phases = {d.link_phase[i] for i, c in enumerate(state) if c in "Gg" and i in d.link_phase}
     t = [d.config.intersection.phase(p).timing for p in phases if d.phase_kind[p] == "vehicle"]
-    return max(x.min_green for x in t), min(x.max_green for x in t)
+    walk = [d.config.intersection.phase(p).timing.min_green for p in phases if d.phase_kind[p] == "pedestrian"]
+    return max([x.min_green for x in t] + walk), min(x.max_green for x in t)
+
+
+def _ped_clearance(d: DerivedTLS, before: str, state: str) -> float:
+    """Pedestrian clearance of the crossings that turn red between two green phases."""
+    ending = {d.link_phase[i] for i, c in enumerate(state) if c in "rR" and before[i] in "Gg" and i in d.link_phase}
+    return max((d.config.intersection.phase(p).timing.yellow for p in ending if d.phase_kind[p] == "pedestrian"),
+               default=0.0)
