@@ -5,40 +5,20 @@ called every cycle and their stage runs its fixed-plan green."""
 from __future__ import annotations
 
 from roadside.controller.engine import Decision
-from roadside.controller.policies.base import Policy, View
-
-#: A WALK asked for after the stage started is still given if the stage is this young (s).
-LATE_WALK_S = 2.0
+from roadside.controller.policies.base import Policy
 
 
 class ActuatedPolicy(Policy):
     name = "actuated"
 
-    def decide(self, view: View) -> Decision:
-        e = view.engine
-        if e.changing or e.current is None:
-            return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))
-        cur = e.current
-        elapsed = e.stage_elapsed()
-        walk = self.walks(view, cur) if elapsed <= LATE_WALK_S else frozenset()
-        nxt = self.next_called(view, cur)
-        if nxt is None:
-            return Decision(walk=walk)  # rest in green: nobody else is waiting
-        if e.must_change():
-            return Decision(nxt, "max-out", walk, self.inputs_used(view, self.stage_phases[cur] | self.stage_phases[nxt]))
-        failsafe = self.failsafe_in(view, cur)
-        if failsafe:
-            if elapsed + 1e-9 >= self.fixed_green(cur):
-                return Decision(nxt, f"fail-safe recall of {', '.join(failsafe)}: fixed green "
-                                     f"{self.fixed_green(cur):.0f}s done", walk, self.inputs_used(view, failsafe))
-            return Decision(walk=walk)
+    def extend_or_end(self, view, cur, nxt, why_next, walk, used) -> Decision:
         ending = [p for p in self.vehicles(cur) - self.stage_phases[nxt]]
         extending = [p for p in ending if view.inputs[p].gap_s < self.inter.phase(p).passage
                      or self.inter.phase(p).recall == "max"]
         if extending:
             return Decision(walk=walk)
         return Decision(nxt, f"gap-out: no vehicle on {', '.join(ending) or '-'} within the passage time; "
-                             f"{nxt} called", walk, self.inputs_used(view, set(ending) | self.new_phases(cur, nxt)))
+                             f"next {why_next}", walk, used)
 
     def plan(self):
         return {"policy": self.name,

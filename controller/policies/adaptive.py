@@ -1,20 +1,26 @@
 """Adaptive control: a queue-estimating look-ahead that weighs, every step, the delay of ending the
 current green now against the delay of keeping it one more step.
 
-Per phase it estimates the vehicles waiting or approaching (queue zones), the arrival rate (counts) and the
-discharge rate (saturation flow x lanes). Keeping the green ``h`` more seconds lets the ending phases serve
-``r x h`` more vehicles (r: their discharge rate while a queue remains, else their arrival rate), each of
-which would otherwise wait ``R`` (the time until this stage comes back: the greens the other queues need
-plus change intervals); it delays every vehicle waiting elsewhere by ``h``. So the green is kept while
-``r x R`` exceeds the weighted number of vehicles waiting elsewhere, and min/max greens bound it as
-always. The next stage is the one with the most weighted waiting vehicles (weight grows with the longest
-wait), and a stage whose oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called
-with a default queue, and their stage runs its fixed-plan green.
+Keeping the green ``h`` more seconds lets the ending phases serve ``r x h`` more vehicles, each of which
+would otherwise wait ``R``; it delays every vehicle waiting elsewhere by ``h``. The green is kept while
+``hold_bias x r x R`` exceeds the (wait-weighted) number of vehicles waiting elsewhere; min/max greens
+bound it as always.
+
+* ``r``, lane by lane from the zones: a standing queue (the queue zone's oldest vehicle dwelt longer than
+  free travel through it) discharges at saturation flow; free-flowing vehicles reach the stop line within
+  the travel time and count with ``free_flow_weight`` (below 1: serve queues exhaustively rather than
+  hold the green for a thin stream, which keeps cycles short); a lane whose stop-bar vehicle has not
+  moved since the green began (a turning vehicle waiting for a gap) serves nothing.
+* ``R``: the time until this stage comes back: the greens the other stages' queues need, capped by what
+  those stages have really been getting lately, plus the change intervals.
+
+The next stage is the one with the most weighted waiting vehicles (weight grows with the longest wait),
+and a stage whose oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called with a
+default queue, and their stage runs its fixed-plan green.
 """
 from __future__ import annotations
 
 from roadside.controller.engine import Decision
-from roadside.controller.policies.actuated import LATE_WALK_S
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.webster import change_time
 
@@ -31,7 +37,6 @@ class AdaptivePolicy(Policy):
         #: running average of each stage's actual greens (s)
         self.recent_green: dict[str, float] = {}
         self._last_change_t: float | None = None
-        self.last_reason = ""
 
     # -- the queue model -----------------------------------------------------------------------
     def queue(self, view: View, pid: str) -> float:
@@ -131,24 +136,10 @@ class AdaptivePolicy(Policy):
 
     def decide(self, view: View) -> Decision:
         self._learn(view)
+        return super().decide(view)
+
+    def extend_or_end(self, view, cur, nxt, why_next, walk, used) -> Decision:
         e = view.engine
-        if e.changing or e.current is None:
-            return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))
-        cur = e.current
-        elapsed = e.stage_elapsed()
-        walk = self.walks(view, cur) if elapsed <= LATE_WALK_S else frozenset()
-        nxt, why_next = self.choose_next(view, cur)
-        if nxt is None:
-            return Decision(walk=walk)
-        used = lambda: self.inputs_used(view, self.stage_phases[cur] | self.new_phases(cur, nxt))  # noqa: E731
-        if e.must_change():
-            return Decision(nxt, f"max-out; next {why_next}", walk, used())
-        failsafe = self.failsafe_in(view, cur)
-        if failsafe:
-            if elapsed + 1e-9 >= self.fixed_green(cur):
-                return Decision(nxt, f"fail-safe recall of {', '.join(failsafe)}: fixed green "
-                                     f"{self.fixed_green(cur):.0f}s done", walk, used())
-            return Decision(walk=walk)
         if not e.can_change_to(nxt):
             return Decision(walk=walk)
         ending = [p for p in self.vehicles(cur) - self.stage_phases[nxt]]
@@ -159,7 +150,7 @@ class AdaptivePolicy(Policy):
         gain, cost = self.ac.hold_bias * rate * ret, others
         if gain > cost:
             return Decision(walk=walk)
-        inputs = used()
+        inputs = dict(used)
         inputs["model"] = {"discharge_veh_s": round(rate, 3), "return_time_s": round(ret, 1),
                            "waiting_elsewhere": round(others, 1)}
         return Decision(nxt, f"look-ahead: keeping {cur} serves {rate:.2f} veh/s that would wait {ret:.0f}s, "

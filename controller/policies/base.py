@@ -16,6 +16,10 @@ class View:
     inputs: dict[str, PhaseInput]
 
 
+#: A WALK asked for after the stage started is still given if the stage is this young (s).
+LATE_WALK_S = 2.0
+
+
 class Policy:
     name = "policy"
 
@@ -28,7 +32,35 @@ class Policy:
         self.stage_min = {s: stage_minimum(self.inter, s) for s in self.stage_ids}
         self.stage_max = {s: stage_maximum(self.inter, s) for s in self.stage_ids}
 
-    def decide(self, view: View) -> Decision:  # pragma: no cover - interface
+    def decide(self, view: View) -> Decision:
+        """The decision of a demand-responsive policy: WALKs, the next stage, max-out and fail-safe here;
+        whether to keep the green in :meth:`extend_or_end`."""
+        e = view.engine
+        if e.changing or e.current is None:
+            return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))
+        cur = e.current
+        elapsed = e.stage_elapsed()
+        walk = self.walks(view, cur) if elapsed <= LATE_WALK_S else frozenset()
+        nxt, why_next = self.choose_next(view, cur)
+        if nxt is None:
+            return Decision(walk=walk)  # rest in green: nobody else is waiting
+        used = self.inputs_used(view, self.stage_phases[cur] | self.new_phases(cur, nxt))
+        if e.must_change():
+            return Decision(nxt, f"max-out; next {why_next}", walk, used)
+        failsafe = self.failsafe_in(view, cur)
+        if failsafe:
+            if elapsed + 1e-9 >= self.fixed_green(cur):
+                return Decision(nxt, f"fail-safe recall of {', '.join(failsafe)}: fixed green "
+                                     f"{self.fixed_green(cur):.0f}s done", walk, used)
+            return Decision(walk=walk)
+        return self.extend_or_end(view, cur, nxt, why_next, walk, used)
+
+    def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
+        nxt = self.next_called(view, current)
+        return nxt, f"{nxt} called"
+
+    def extend_or_end(self, view: View, cur: str, nxt: str, why_next: str, walk: frozenset[str],
+                      used: dict[str, Any]) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
 
     def plan(self) -> dict[str, Any]:
