@@ -51,12 +51,12 @@ def test_counts_on_real_clips_meet_the_accuracy_bar(tmp_path, clip, bar):
     assert tally == flat
 
 
-def test_replay_cli_is_deterministic_and_annotates(tmp_path):
+def test_replay_cli_is_deterministic_annotates_and_paces(tmp_path):
     g = gt("dual_carriageway_cars")
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({"lines": g["lines"] and [{"id": l["id"], "a": l["a"], "b": l["b"]} for l in g["lines"]]}))
     outs = []
-    for i, extra in enumerate([["--annotate"], []]):
+    for i, extra in enumerate([["--annotate"], ["--realtime"]]):
         out = tmp_path / f"run{i}"
         p = roadside("replay", str(VIDEOS / g["clip"]), "--config", str(site), "--out", str(out), "--model", str(DEFAULT_MODEL), *extra)
         assert p.returncode == 0, p.stderr
@@ -73,6 +73,9 @@ def test_replay_cli_is_deterministic_and_annotates(tmp_path):
         n += 1
     assert n == 268 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 1280
     assert not (outs[1] / "annotated.mp4").exists()
+    # --realtime paced the second run to the clip's own duration (268 frames at 30 fps = 8.9 s)
+    run = json.loads((outs[1] / "run.json").read_text())
+    assert run["realtime"] is True and run["wall_s"] >= 268 / 30 - 0.2
     # the score command reads what replay wrote
     p = roadside("score", str(outs[0] / "counts.json"), str(GT / "dual_carriageway_cars.json"))
     assert p.returncode == 0, p.stderr
