@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import EXAMPLE
+from controller_helpers import EXAMPLE
 
 ROADSIDE = [sys.executable, "-m", "roadside.edge.cli"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import checker_for, make_config
+from controller_helpers import checker_for, make_config
 from roadside.controller.queue_sim import QueueSim
 
 BALANCED = {"ns": 700, "nsl": 150, "ew": 700, "ped_ew": 60}

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import intersection_dict, make_config
+from controller_helpers import intersection_dict, make_config
 from roadside.controller.service import BrokerError, ControllerService
 from roadside.edge.payloads import HealthMessage, PresenceMessage, ZoneState
 
@@ -261,7 +261,7 @@ def test_broker_restart_is_survived(broker):
 
 
 def test_unreachable_broker_is_a_clear_error():
-    from conftest import free_port
+    from controller_helpers import free_port
 
     svc = ControllerService(fast_config(free_port()))
     with pytest.raises(BrokerError, match="no connection to the MQTT broker at 127.0.0.1"):

@@ -1,0 +1,64 @@
+"""The I/O-free controller core: manual mode and message handling details."""
+from __future__ import annotations
+
+import json
+
+from controller_helpers import checker_for, make_config
+from roadside.controller.core import Controller
+
+
+def test_manual_hold_goes_through_the_envelope_and_back_to_auto():
+    cfg = make_config(timing={"policy": "actuated"})
+    ctrl = Controller(cfg, 0.0)
+    checker = checker_for(cfg.intersection)
+    root = f"roadside/{cfg.site}/controller/mode"
+    events, t = [], 0.0
+
+    def run(seconds):
+        nonlocal t
+        for _ in range(int(seconds / cfg.tick_s)):
+            t += cfg.tick_s
+            out = ctrl.tick(t)
+            events.extend(out.events)
+            checker.observe(t, out.step.signals)
+
+    run(30)
+    ctrl.on_message(root, json.dumps({"mode": "manual", "stage": "EW"}).encode(), t)
+    run(25)
+    assert ctrl.mode == "manual" and ctrl.engine.current == "EW"
+    assert [e.detail["reason"] for e in events if e.type == "decision"][-1] == "manual hold"
+    assert ctrl.state_message().mode == "manual"
+    ctrl.on_message(root, json.dumps({"mode": "manual", "stage": "nope"}).encode(), t)
+    ctrl.on_message(root, b"{not json", t)
+    run(1)
+    assert [e.detail for e in events if e.type == "mode" and e.detail.get("accepted") is False][0]["error"] == \
+        "unknown stage 'nope'"
+    assert any(e.type == "malformed" and e.detail["topic"].endswith("/mode") for e in events)
+    ctrl.on_message(root, b'{"mode": "auto"}', t)
+    run(120)
+    assert ctrl.mode != "manual" and checker.violations == []
+    # a manual hold cannot keep a green beyond its max: the envelope ends it and the hold asks again
+    greens = [e.detail for e in events if e.type == "decision"]
+    assert all(g["green_s"] is None or g["green_s"] <= 40 + 1e-9 for g in greens)
+
+
+def test_counts_bins_of_another_length_and_redeliveries_are_not_counted_twice():
+    from datetime import datetime, timezone
+
+    from roadside.edge.payloads import CountsMessage, DirectionCounts
+
+    cfg = make_config()
+    ctrl = Controller(cfg, 0.0)
+    topic = f"roadside/{cfg.site}/edge1/cam1/counts"
+
+    def msg(seq, interval, n):
+        return CountsMessage(seq=seq, site=cfg.site, device="edge1", camera="cam1",
+                             interval_start=datetime(2025, 1, 1, tzinfo=timezone.utc), interval_s=interval,
+                             lines={"ns_line": DirectionCounts(forward={"car": n})}, config_hash="x",
+                             model="m").model_dump_json().encode()
+
+    ctrl.on_message(topic, msg(0, 60, 30), 60.0)
+    ctrl.on_message(topic, msg(0, 60, 30), 60.5)  # QoS 1 redelivery
+    ctrl.on_message(topic, msg(0, 900, 400), 61.0)  # the 15-min bin of the same vehicles
+    flow = ctrl.detection.inputs(61.0)["ns"].flow_vph
+    assert flow == 30 * 60
