@@ -117,6 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--scenarios", nargs="*", help="scenario names (default: all)")
     bench.add_argument("--controllers", nargs="*", choices=SIM_CONTROLLERS, help="controllers (default: all)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds per cell (3)")
+    bench.add_argument("--first-seed", type=int, default=1, help="first seed (1); e.g. 4 for a held-out check")
     bench.add_argument("--duration", type=float, help="simulated seconds (default: each scenario's length)")
     bench.add_argument("--detection", nargs="*", choices=("perfect", "degraded", "outage"), default=["perfect"],
                        help="detection conditions to run (perfect)")

@@ -161,7 +161,9 @@ class _BrokerLoop:
             with self.cond:
                 if not self.cond.wait_for(lambda: self.cmd_seq >= want, timeout=10):
                     raise SimError("the controller's command did not arrive through the broker")
-        return out, (self.last_cmd["signals"] if self.last_cmd else out.step.signals)
+        if self.last_cmd is None:
+            return out, out.step.signals, None
+        return out, self.last_cmd["signals"], self.last_cmd["stage"]
 
     def close(self) -> None:
         self.svc.stop()
@@ -169,6 +171,21 @@ class _BrokerLoop:
             c.publish(f"roadside/{self.site}/sumo/status", "", retain=True) if c is self.pub else None
             c.loop_stop()
             c.disconnect()
+
+
+class SumoActuator:
+    """The SUMO actuator: shows the controller's phase signals on the simulated traffic light. In-process
+    it is the controller's actuator; through the broker it is the cabinet adapter's output, fed with the
+    :class:`SignalCommand` received over MQTT."""
+
+    def __init__(self, traci, d: DerivedTLS) -> None:
+        self.traci, self.d = traci, d
+
+    def show(self, signals: dict[str, str], stage: str | None) -> None:
+        self.traci.trafficlight.setRedYellowGreenState(self.d.tls_id, self.d.state_string(signals, [stage]))
+
+    def apply(self, ctrl, out, now: float) -> None:
+        self.show(out.step.signals, ctrl.engine.current)
 
 
 def _td(t: float):
@@ -238,6 +255,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                     ctrl.on_message(topic, payload, 0.0)
                 audit = open(spec.audit_log, "w") if spec.audit_log else None
             traci.trafficlight.setRedYellowGreenState(d.tls_id, "r" * d.n_links)
+            sumo_out = SumoActuator(traci, d)
         else:
             traci.trafficlight.setProgram(d.tls_id, program_id(spec.controller))
         for _ in range(int(duration)):
@@ -248,21 +266,18 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
             arrived += traci.simulation.getArrivedNumber()
             if ours:
                 msgs = feed.step(t, traci)
-                if loop is not None:
+                if loop is not None:  # detectors -> broker -> service -> broker -> cabinet adapter -> SUMO
                     loop.deliver(msgs)
-                    out, signals = loop.tick(t)
-                    c = loop.svc.ctrl
+                    _, signals, stage = loop.tick(t)
+                    sumo_out.show(signals, stage)
                 else:
                     for topic, payload in msgs:
                         ctrl.on_message(topic, payload, t)
                     out = ctrl.tick(t)
-                    signals = out.step.signals
-                    c = ctrl
+                    sumo_out.apply(ctrl, out, t)
                     if audit:
                         for ev in out.events:
                             audit.write(ev.model_dump_json() + "\n")
-                state = d.state_string(signals, [c.engine.current, c.engine.target])
-                traci.trafficlight.setRedYellowGreenState(d.tls_id, state)
             monitor.observe(t, traci.trafficlight.getRedYellowGreenState(d.tls_id))
             queue_series.append((t, sum(traci.lane.getLastStepHaltingNumber(ln) for ln in incoming)))
         monitor.checker.finish(float(duration))
