@@ -34,6 +34,7 @@ def open_session(path: str | Path, providers: list[str] | None = None, threads: 
 
     from roadside.edge.detector import choose_providers
 
+    ort.set_default_logger_severity(3)  # graph clean-up notices of quantised models are noise for users
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
