@@ -62,3 +62,26 @@ def test_counts_bins_of_another_length_and_redeliveries_are_not_counted_twice():
     ctrl.on_message(topic, msg(0, 900, 400), 61.0)  # the 15-min bin of the same vehicles
     flow = ctrl.detection.inputs(61.0)["ns"].flow_vph
     assert flow == 30 * 60
+
+
+def test_failsafe_fixed_action_runs_the_fixed_plan_while_a_camera_is_silent_then_recovers():
+    from roadside.controller.queue_sim import QueueSim
+
+    cfg = make_config(timing={"policy": "adaptive", "fixed": {"greens": {"NS": 20, "NSL": 6, "EW": 15}}},
+                      failsafe={"action": "fixed", "stale_after_s": 10, "recover_after_s": 5})
+    sim = QueueSim(cfg, {"ns": 600, "nsl": 100, "ew": 400, "ped_ew": 30}, seed=2)
+    # cam2 (EW and its crossing) goes silent from 300 s to 600 s
+    sim.tamper = lambda topic, payload, t: None if "/cam2/" in topic and 300 <= t < 600 else payload
+    res = sim.run(900, record=True)
+    checker = checker_for(cfg.intersection)
+    for t, s in res.timeline:
+        checker.observe(t, s)
+    assert checker.violations == []
+    modes = [(e.t, e.detail["to"]) for e in sim.events if e.type == "mode"]
+    entered = [t for t, m in modes if m == "fail-safe" and t > 300]
+    left = [t for t, m in modes if m == "normal" and entered and t > entered[0]]
+    assert entered and 300 < entered[0] <= 312 and left and 600 <= left[0] <= 610
+    during = [e.detail for e in sim.events if e.type == "decision" and entered[0] < e.t < 600]
+    assert during and all(d["reason"].startswith("fail-safe fixed plan") and d["policy"] == "fixed" for d in during)
+    after = [e.detail for e in sim.events if e.type == "decision" and e.t > left[0] + 60]
+    assert after and all(d["policy"] == "adaptive" for d in after)
