@@ -285,8 +285,9 @@ class TimingConfig(Strict):
 
 
 class FailsafeConfig(Strict):
-    #: A camera with no message (counts, presence or health) for this long is stale (s).
-    stale_after_s: float = Field(15.0, gt=0, le=3600)
+    #: A camera with no message (counts, presence or health) for this long is stale (s); keep it well above
+    #: the edge's health_interval_s (10 s by default), the one message a quiet camera still sends.
+    stale_after_s: float = Field(25.0, gt=0, le=3600)
     #: ``recall``: the affected phases are called every cycle and get their fixed-plan green;
     #: ``fixed``: the whole controller runs the fixed-time plan while any phase is affected.
     action: Literal["recall", "fixed"] = "recall"

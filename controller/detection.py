@@ -112,6 +112,8 @@ class DetectorState:
         self._camera(msg.device, msg.camera, now)
         if abs(msg.interval_s - self.cfg.detection.counts_interval_s) > 1e-6:
             return  # another bin length of the same vehicles
+        if msg.late:
+            return  # delivered from the edge's outbox after an outage: history, not the current flow
         key = (msg.device, msg.camera, msg.seq, msg.interval_s)
         if key in self._seen_bins:
             return  # a redelivery

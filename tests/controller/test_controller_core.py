@@ -42,7 +42,7 @@ def test_manual_hold_goes_through_the_envelope_and_back_to_auto():
     assert all(g["green_s"] is None or g["green_s"] <= 40 + 1e-9 for g in greens)
 
 
-def test_counts_bins_of_another_length_and_redeliveries_are_not_counted_twice():
+def test_counts_bins_of_another_length_redeliveries_and_late_bins_do_not_inflate_the_flow():
     from datetime import datetime, timezone
 
     from roadside.edge.payloads import CountsMessage, DirectionCounts
@@ -51,15 +51,16 @@ def test_counts_bins_of_another_length_and_redeliveries_are_not_counted_twice():
     ctrl = Controller(cfg, 0.0)
     topic = f"roadside/{cfg.site}/edge1/cam1/counts"
 
-    def msg(seq, interval, n):
+    def msg(seq, interval, n, late=False):
         return CountsMessage(seq=seq, site=cfg.site, device="edge1", camera="cam1",
                              interval_start=datetime(2025, 1, 1, tzinfo=timezone.utc), interval_s=interval,
                              lines={"ns_line": DirectionCounts(forward={"car": n})}, config_hash="x",
-                             model="m").model_dump_json().encode()
+                             model="m", late=late).model_dump_json().encode()
 
     ctrl.on_message(topic, msg(0, 60, 30), 60.0)
     ctrl.on_message(topic, msg(0, 60, 30), 60.5)  # QoS 1 redelivery
     ctrl.on_message(topic, msg(0, 900, 400), 61.0)  # the 15-min bin of the same vehicles
+    ctrl.on_message(topic, msg(1, 60, 500, late=True), 61.0)  # replayed after an outage: history
     flow = ctrl.detection.inputs(61.0)["ns"].flow_vph
     assert flow == 30 * 60
 
