@@ -107,6 +107,9 @@ class DetectorConfig(Strict):
     )
     #: onnxruntime intra-op threads; 0 lets onnxruntime decide.
     threads: int = Field(2, ge=0, le=64)
+    #: Let onnxruntime's worker threads busy-wait between runs. Off by default: on a small box the
+    #: decoder process and the tracker need those cycles (see ``roadside bench``), and idle cores stay cool.
+    spin_wait: bool = False
     #: onnxruntime execution providers, in order of preference; unavailable ones fall back to CPU.
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
 

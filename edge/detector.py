@@ -108,6 +108,7 @@ class Detector:
         opts.intra_op_num_threads = self.config.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin_wait else "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.providers = choose_providers(self.config.providers)
         try:
