@@ -18,6 +18,7 @@ It needs the optional packages ``trackers`` and ``supervision``, which the produ
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import time
@@ -36,7 +37,8 @@ from roadside.edge.video import VideoReader
 
 
 def cached_detections(model: str, video: Path, cache: Path, config: DetectorConfig) -> tuple[list[Detections], float]:
-    key = cache / f"{Path(model).stem}-{video.stem}-{abs(hash(config.model_dump_json())) % 10**8}.npz"
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+    key = cache / f"{Path(model).stem}-{video.stem}-{digest}.npz"
     det = Detector(model, config)
     if key.exists():
         z = np.load(key, allow_pickle=True)

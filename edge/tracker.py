@@ -174,44 +174,31 @@ class ByteTracker:
         active = [t for t in self.tracks if t.state in (TRACKED, LOST)]
         unconfirmed = [t for t in self.tracks if t.state == NEW]
 
-        def boxes_of(tracks: list[Track]) -> np.ndarray:
-            return xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])) if tracks else np.zeros((0, 4))
+        def associate(tracks: list[Track], idx: np.ndarray, min_iou: float) -> tuple[list[int], np.ndarray]:
+            """Match ``tracks`` (predicted boxes) to detections ``idx``; returns the unmatched of both."""
+            boxes = xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])) if tracks else np.zeros((0, 4))
+            matches, rest_t, rest_d = _assign(1 - box_iou(boxes, dets.xyxy[idx]), 1 - min_iou)
+            for ti, di in matches:
+                d = idx[di]
+                self._update(tracks[ti], dets.xyxy[d], conf[d], dets.category[d])
+                out_ids[d] = tracks[ti].track_id
+            return rest_t, idx[rest_d]
 
         # 1) confirmed + lost tracks with high-score detections
-        iou = box_iou(boxes_of(active), dets.xyxy[high])
-        matches, rest_t, rest_d = _assign(1 - iou, 1 - cfg.match_iou)
-        for ti, di in matches:
-            d = high[di]
-            self._update(active[ti], dets.xyxy[d], conf[d], dets.category[d])
-            out_ids[d] = active[ti].track_id
-        high_left = high[rest_d]
-
+        rest_t, high_left = associate(active, high, cfg.match_iou)
         # 2) tracks still unmatched (only those tracked in the last frame) with low-score detections
         remain = [active[i] for i in rest_t if active[i].state == TRACKED]
-        iou = box_iou(boxes_of(remain), dets.xyxy[low])
-        matches, rest_t2, _ = _assign(1 - iou, 1 - cfg.second_match_iou)
-        for ti, di in matches:
-            d = low[di]
-            self._update(remain[ti], dets.xyxy[d], conf[d], dets.category[d])
-            out_ids[d] = remain[ti].track_id
-        for i in rest_t2:
+        for i in associate(remain, low, cfg.second_match_iou)[0]:
             remain[i].state = LOST
-
         # 3) unconfirmed tracks with the high-score detections left over
-        iou = box_iou(boxes_of(unconfirmed), dets.xyxy[high_left])
-        matches, rest_u, rest_d = _assign(1 - iou, 1 - cfg.second_match_iou)
-        for ti, di in matches:
-            d = high_left[di]
-            self._update(unconfirmed[ti], dets.xyxy[d], conf[d], dets.category[d])
-            out_ids[d] = unconfirmed[ti].track_id
+        rest_u, unclaimed = associate(unconfirmed, high_left, cfg.second_match_iou)
         for i in rest_u:
             unconfirmed[i].state = REMOVED
 
         self._correct()
 
         # 4) new tracks from confident detections nobody claimed
-        for di in rest_d:
-            d = high_left[di]
+        for d in unclaimed:
             if conf[d] >= cfg.new_track_threshold:
                 t = self._new_track(dets.xyxy[d], conf[d], dets.category[d])
                 self.tracks.append(t)
