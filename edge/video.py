@@ -31,6 +31,11 @@ from roadside.edge.model_formats import Preprocess
 
 
 
+#: Smallest frame side accepted: below this no vehicle covers enough pixels to be detected (the
+#: detectors' inputs are 320-640 px), so such a "camera" is misconfigured or the file is not footage.
+MIN_FRAME_SIDE = 64
+
+
 class VideoError(RoadsideError):
     """The video cannot be opened or decoded; the message says which file, where and why."""
 
@@ -125,6 +130,10 @@ def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
             index += 1
             ok, img = cap.read()
             if not ok or img is None:
+                # release first: a decoder that corrupted its memory tends to abort here, and the
+                # parent only accepts the file once this process has exited cleanly
+                cap.release()
+                cap = None
                 out.send(("eof", index))
                 return
     except Exception as e:  # reported to the parent, which raises VideoError
@@ -190,6 +199,9 @@ class VideoReader:
             if msg[0] == "error":
                 raise self._error(msg[1], msg[2])
             _, w, h, fps, count = msg
+            if w < MIN_FRAME_SIDE or h < MIN_FRAME_SIDE:
+                raise VideoError(f"{self.source}: frames are {w}x{h} pixels, too small to count vehicles in "
+                                 f"(at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} is needed)")
             if fps <= 0 and assume_fps:
                 fps = float(assume_fps)
             if fps <= 0:
@@ -245,6 +257,21 @@ class VideoReader:
             if self._cancel is not None and self._cancel.is_set():
                 raise VideoError(f"{self.source}: cancelled while {doing}")
 
+    def _check_clean_exit(self, wait_s: float = 10.0) -> None:
+        """After the last frame the decoder must exit with status 0; a crash then means the frames it
+        delivered came from a decoder that was corrupting memory, so the file is not trusted."""
+        if self._proc is None:
+            return
+        try:
+            code = self._proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return  # close() stops it; a slow exit alone says nothing about the frames
+        if code != 0:
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            self.close()
+            raise self._error(self.frames_read, f"the decoder crashed ({how}) after the last frame: the file is "
+                                                "corrupt or uses an unsupported codec, and its frames cannot be trusted")
+
     def _release_held(self) -> None:
         if self._held is not None:
             try:
@@ -265,6 +292,7 @@ class VideoReader:
         kind = msg[0]
         if kind == "eof":
             self._done = True
+            self._check_clean_exit()
             self.close()
             raise StopIteration
         if kind == "error":

@@ -52,7 +52,7 @@ def test_slow_consumer_gets_the_newest_frames_and_drops_are_counted():
 
 def test_file_without_realtime_delivers_every_frame_then_ends(tmp_path):
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (48, 64, 3), np.uint8) for _ in range(40)]
+    frames = [rng.integers(0, 255, (64, 80, 3), np.uint8) for _ in range(40)]
     clip = _write_video(tmp_path / "c.avi", frames, 25)
     src = LiveSource("c", str(clip), realtime=False).start()
     got = []
@@ -72,7 +72,7 @@ def test_file_without_realtime_delivers_every_frame_then_ends(tmp_path):
 
 def test_looped_file_continues_numbering(tmp_path):
     rng = np.random.default_rng(1)
-    clip = _write_video(tmp_path / "c.avi", [rng.integers(0, 255, (48, 64, 3), np.uint8) for _ in range(10)], 50)
+    clip = _write_video(tmp_path / "c.avi", [rng.integers(0, 255, (64, 80, 3), np.uint8) for _ in range(10)], 50)
     src = LiveSource("c", str(clip), realtime=False, loop=True).start()
     try:
         got = [src.get(timeout=10).number for _ in range(35)]
@@ -112,7 +112,8 @@ def test_a_file_that_crashes_the_decoder_is_reported_and_retried_without_taking_
         wait_for(lambda: src.status().reconnects >= 2, 60, "two failed attempts")
         st = src.status()
         assert st.state == "reconnecting"
-        assert "decoder crashed" in st.reasons[0] and "bgslibrary_demo_48x48_raw.avi" in st.reasons[0]
+        assert "bgslibrary_demo_48x48_raw.avi" in st.reasons[0]
+        assert "decoder crashed" in st.reasons[0] or "too small" in st.reasons[0]  # random: see test_edge_video
     finally:
         t0 = time.monotonic()
         src.stop()

@@ -1,6 +1,9 @@
 """Video decoding: real clips decode fully; corrupt, truncated or crashing files give a clear error."""
 from __future__ import annotations
 
+import re
+
+import cv2
 import numpy as np
 import pytest
 from conftest import BAD, VIDEOS
@@ -35,16 +38,43 @@ def test_truncated_mp4_without_moov_is_a_clear_error():
 
 
 def test_file_that_crashes_the_decoder_is_reported_and_we_survive():
-    """This file makes OpenCV abort the whole process; the decoder child dies instead of us."""
+    """This file makes OpenCV abort the whole process (at a random point: it corrupts the heap). The
+    decoder child dies instead of us, or, when it survives long enough to report the frame size, the
+    48x48 frames are refused. Either way a clear error naming the file, and no frames."""
     with pytest.raises(VideoError) as e:
         with VideoReader(BAD / "bgslibrary_demo_48x48_raw.avi") as r:
             for _ in r:
                 pass
     msg = str(e.value)
-    assert "bgslibrary_demo_48x48_raw.avi" in msg and "decoder crashed" in msg and "SIGABRT" in msg
+    assert "bgslibrary_demo_48x48_raw.avi" in msg
+    assert ("decoder crashed (signal SIGABRT)" in msg) or ("frames are 48x48 pixels, too small" in msg), msg
     # and this process is fine: decode a real clip afterwards
     with VideoReader(VIDEOS / "car_park_overhead.mp4") as r:
         assert next(iter(r)).image.shape == (432, 768, 3)
+
+
+def test_a_decoder_that_dies_mid_stream_is_an_error_naming_the_frame():
+    import os
+    import signal
+
+    with pytest.raises(VideoError) as e:
+        with VideoReader(VIDEOS / "freeway_overpass.mp4") as r:
+            for fr in r:
+                if fr.index == 20:
+                    os.kill(r._proc.pid, signal.SIGABRT)
+    msg = str(e.value)
+    assert "freeway_overpass.mp4: the decoder crashed (signal SIGABRT)" in msg
+    assert int(re.search(r"at frame (\d+)", msg).group(1)) >= 21
+
+
+def test_frames_too_small_to_count_vehicles_are_refused(tmp_path):
+    path = tmp_path / "tiny.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    for i in range(10):
+        w.write(np.full((32, 32, 3), i * 20, np.uint8))
+    w.release()
+    with pytest.raises(VideoError, match=r"tiny.avi: frames are 32x32 pixels, too small to count vehicles"):
+        VideoReader(path)
 
 
 def test_not_a_video_missing_or_empty(tmp_path):
