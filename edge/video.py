@@ -94,6 +94,9 @@ def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
     try:
         import cv2
 
+        # One thread for OpenCV's own work here: this process runs beside the detector's threads on a
+        # small box, and oversubscribing the cores costs more than it gains (see `roadside bench`).
+        cv2.setNumThreads(1)
         cap = _open_capture(source)
         if not cap.isOpened():
             out.send(("error", 0, "cannot open: not a readable video (missing/truncated container index, unknown format or codec)"))
