@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -119,3 +120,56 @@ def test_every_command_has_help():
     for name in names:
         p = roadside(name, "--help")
         assert p.returncode == 0 and "usage: roadside" in p.stdout, (name, p.stderr)
+
+
+def _decoder_children() -> list[int]:
+    """PIDs of decoder processes started by this process (from /proc)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+            ppid = int(next(l for l in (p / "status").read_text().splitlines() if l.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if b"roadside.edge.video" in cmd and ppid == os.getpid():
+            out.append(int(p.name))
+    return out
+
+
+def test_a_decoder_crash_part_way_keeps_what_was_counted(tmp_path):
+    """Kill the decoder mid-replay (as a corrupt frame would): counts.json still holds every frame
+    processed so far, marked incomplete with the error, and the error is raised."""
+    import signal
+    import threading
+    import time
+
+    from roadside.edge.video import VideoError
+
+    g = gt("freeway_test")
+    result: dict = {}
+
+    def run():
+        try:
+            run_replay(VIDEOS / g["clip"], gt_config(g, VisionConfig()), tmp_path, model=DEFAULT_MODEL, progress=False)
+        except VideoError as e:
+            result["error"] = str(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 120
+    pids: list[int] = []
+    while not pids and time.monotonic() < deadline:
+        pids = _decoder_children()
+        time.sleep(0.2)
+    assert pids, "no decoder process found"
+    time.sleep(4)  # let it count for a while
+    os.kill(pids[0], signal.SIGSEGV)
+    t.join(120)
+    assert "decoder crashed (signal SIGSEGV)" in result.get("error", ""), result
+    saved = json.loads((tmp_path / "counts.json").read_text())
+    assert saved["complete"] is False and "SIGSEGV" in saved["error"]
+    assert 0 < saved["frames"] < g["decoded_frame_count"]
+    assert saved["events"], "nothing counted before the crash?"
+    assert all(e["frame"] < saved["frames"] for e in saved["events"])
