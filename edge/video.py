@@ -62,8 +62,11 @@ class Frame:
 def _open_capture(source: str):
     import cv2
 
-    src: str | int = int(source) if source.isdigit() else source
-    return cv2.VideoCapture(src)
+    if source.isdigit():  # a local camera device
+        return cv2.VideoCapture(int(source))
+    # One decoding thread: frame-threaded decoding spends ~15% more CPU per frame, and on a small box the
+    # detector needs those cycles more than the decoder needs the latency (see `roadside bench`).
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
@@ -332,13 +335,15 @@ class VideoReader:
             self._from_child.close()
         for s in self._shm:
             try:
-                s.unlink()
+                s.unlink()  # the name goes now; the memory goes when the last view of it does
             except FileNotFoundError:
                 pass
-            try:
-                s.close()
-            except BufferError:  # a caller still holds a view of the last frame; freed with it
-                pass
+            # Never unmap here: a caller may still hold the last frame's arrays, and numpy keeps no
+            # buffer export that would stop an unmap, so reading them would crash the process. Drop our
+            # handles instead; the mapping lives exactly as long as an array (or this object) uses it.
+            s._buf = None  # type: ignore[attr-defined]
+            s._mmap = None  # type: ignore[attr-defined]
+            s.close()  # now only closes the file descriptor
         self._shm = []
         try:
             os.unlink(self._stderr_path)

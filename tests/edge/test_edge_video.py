@@ -106,3 +106,24 @@ def test_a_hung_decoder_is_an_error_not_a_hang():
         assert time.monotonic() - t0 < 20
     finally:
         srv.close()
+
+
+def test_frames_kept_after_close_stay_readable_and_nothing_is_left_in_dev_shm():
+    import gc
+    from pathlib import Path
+
+    def segments():
+        return {p.name for p in Path("/dev/shm").glob("psm_*")}
+
+    before = segments()
+    pre = default_preprocess("picodet", 416, 416)
+    with VideoReader(VIDEOS / "freeway_overpass.mp4", preprocess=pre) as r:
+        frames = [fr for _, fr in zip(range(3), r)]
+        during = segments() - before
+    last = frames[-1]
+    # the reader is closed: the views must not point at unmapped memory (that would crash this process)
+    assert last.image.shape == (360, 640, 3) and float(last.image.mean()) > 0
+    assert np.isfinite(last.tensor).all()
+    assert len(during) >= 6 and not (segments() & during)  # names unlinked at close
+    del frames, last, r
+    gc.collect()
