@@ -15,7 +15,7 @@ from roadside.edge.config import VisionConfig
 from roadside.edge.detector import Detector
 from roadside.edge.errors import RoadsideError
 from roadside.edge.pipeline import CameraPipeline, config_hash
-from roadside.edge.video import VideoError, VideoReader
+from roadside.edge.video import FILE_DECODER_NICE, VideoError, VideoReader
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -41,7 +41,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     model_path = resolve_model(str(model) if model is not None else config.detector.model)
     detector = Detector(model_path, config.detector)
     wall0 = time.perf_counter()
-    reader = VideoReader(video, preprocess=detector.preprocess)
+    reader = VideoReader(video, preprocess=detector.preprocess, decoder_nice=FILE_DECODER_NICE)
     info = reader.info
     pipe = CameraPipeline(config, detector, info.fps)
     events: list[dict] = []

@@ -110,6 +110,19 @@ def test_missing_default_model_says_how_to_get_it(tmp_path):
     assert "roadside models fetch" in p.stderr
 
 
+def test_bench_prints_paired_medians_for_detector_and_pipeline():
+    p = roadside("bench", str(VIDEOS / "freeway_overpass.mp4"), "--model", str(DEFAULT_MODEL),
+                 "--frames", "15", "--runs", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["frames"] == 15 and r["runs"] == 3 and r["model"] == "picodet_s_416_coco"
+    runs = r["all"]
+    assert all(len(v) == 3 and min(v) > 0 for v in runs.values())
+    paired = sorted(pi / d for pi, d in zip(runs["pipeline"], runs["detector"]))
+    assert r["ratio_pipeline_to_detector"] == pytest.approx(paired[1], abs=0.01)
+    assert r["pipeline_fps"] == pytest.approx(sorted(runs["pipeline"])[1], abs=0.05)
+
+
 def test_every_command_has_help():
     from roadside.edge.cli import build_parser
 

@@ -1,6 +1,7 @@
 """Video decoding: real clips decode fully; corrupt, truncated or crashing files give a clear error."""
 from __future__ import annotations
 
+import os
 import re
 
 import cv2
@@ -9,7 +10,7 @@ import pytest
 from conftest import BAD, VIDEOS
 
 from roadside.edge.model_formats import default_preprocess
-from roadside.edge.video import VideoError, VideoReader
+from roadside.edge.video import FILE_DECODER_NICE, VideoError, VideoReader
 
 
 def test_decodes_every_frame_and_ignores_the_container_frame_count():
@@ -28,6 +29,16 @@ def test_frames_carry_the_detector_input_prepared_in_the_decoder_process():
         assert fr.index == 0 and fr.time_s == 0.0
         np.testing.assert_array_equal(fr.tensor, expected)
         assert fr.transform == transform
+
+
+def test_file_replays_decode_at_low_priority_and_live_sources_do_not():
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with VideoReader(VIDEOS / "car_park_overhead.mp4", decoder_nice=FILE_DECODER_NICE) as r:
+        next(iter(r))
+        assert os.getpriority(os.PRIO_PROCESS, r._proc.pid) == min(19, own + FILE_DECODER_NICE)
+    with VideoReader(VIDEOS / "car_park_overhead.mp4") as r:  # the live service's default
+        next(iter(r))
+        assert os.getpriority(os.PRIO_PROCESS, r._proc.pid) == own
 
 
 def test_truncated_mp4_without_moov_is_a_clear_error():
