@@ -209,7 +209,7 @@ def _proc_stat(pid: int) -> dict:
     return out
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Direct child processes (the decoders) of ``pid``."""
     out = []
     for d in Path("/proc").iterdir():
@@ -284,7 +284,7 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
                 next_sample += sample_s
                 st = _api(api_port, "/api/status") or {}
                 p = _proc_stat(svc.pid)
-                kids = [_proc_stat(k)["rss_bytes"] for k in _children(svc.pid)]
+                kids = [_proc_stat(k)["rss_bytes"] for k in child_pids(svc.pid)]
                 cams = st.get("cameras", {})
                 s = {
                     "t_s": round(now - t0, 1), "rss_bytes": p["rss_bytes"], "decoders_rss_bytes": sum(kids),

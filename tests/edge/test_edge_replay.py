@@ -16,6 +16,7 @@ from roadside.calibration.evaluate import gt_config
 from roadside.calibration.score import score
 from roadside.edge.config import VisionConfig
 from roadside.edge.replay import run_replay
+from roadside.edge.soak import child_pids
 
 DEFAULT_MODEL = MODELS / "picodet_s_416_coco.onnx"
 
@@ -136,18 +137,14 @@ def test_every_command_has_help():
 
 
 def _decoder_children() -> list[int]:
-    """PIDs of decoder processes started by this process (from /proc)."""
+    """PIDs of decoder processes started by this process."""
     out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
+    for pid in child_pids(os.getpid()):
         try:
-            cmd = (p / "cmdline").read_bytes()
-            ppid = int(next(l for l in (p / "status").read_text().splitlines() if l.startswith("PPid:")).split()[1])
-        except (OSError, StopIteration):
+            if b"roadside.edge.video" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:  # it exited meanwhile
             continue
-        if b"roadside.edge.video" in cmd and ppid == os.getpid():
-            out.append(int(p.name))
     return out
 
 

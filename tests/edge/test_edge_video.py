@@ -65,7 +65,6 @@ def test_file_that_crashes_the_decoder_is_reported_and_we_survive():
 
 
 def test_a_decoder_that_dies_mid_stream_is_an_error_naming_the_frame():
-    import os
     import signal
 
     with pytest.raises(VideoError) as e:
