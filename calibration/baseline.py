@@ -33,7 +33,7 @@ from roadside.edge.counting import BACKWARD, FORWARD, LineCounter
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.tracker import ByteTracker
-from roadside.edge.video import VideoReader
+from roadside.core.video import VideoReader
 
 
 def cached_detections(model: str, video: Path, cache: Path, config: DetectorConfig) -> tuple[list[Detections], float]:

@@ -1,4 +1,5 @@
-"""Installer and developer checks: ``roadside score`` and ``roadside evaluate``."""
+"""``roadside calibrate ...``: installer and developer checks against ground truth; and ``roadside models bench``,
+whose count-accuracy part replays ground-truth clips (so it lives beside ``evaluate``, above the edge)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from roadside.calibration.evaluate import evaluate, format_table
-    from roadside.edge.config import VisionConfig, load_config
+    from roadside.core.config import load_config
+    from roadside.edge.config import VisionConfig
 
     base = load_config(args.config, VisionConfig) if args.config else None
     results = evaluate(args.gt_dir, args.videos, args.model or [None], args.out, base)
@@ -29,22 +31,43 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "score",
+def _models_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from roadside.calibration.model_bench import format_header, run_benchmark
+    from roadside.models.catalog import known_models
+    from roadside.models.store import resolve_model
+
+    refs = args.models or [k.name for k in known_models().values() if k.sha256]
+    models = [resolve_model(r) for r in refs]
+    gt = Path(args.gt) if args.gt else None
+    videos = Path(args.videos) if args.videos else (gt.parent / "videos" if gt else None)
+    print(format_header(args.threads, gt is not None), flush=True)
+    rows = run_benchmark(models, Path(args.int8_dir), [Path(v) for v in args.calibration or []] or None, args.frames,
+                         args.runs, args.threads, gt, videos, progress=lambda line: print(line, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def register(cli) -> None:
+    cli.group("calibrate", help="check counts against ground truth or a manual count",
+              description="Installer and developer checks: score a replay against ground truth, evaluate models "
+                          "on every ground-truth clip.")
+    p = cli.verb(
+        "calibrate", "score", _score, old=("score",),
         help="compare a counts.json with ground truth and print count accuracy",
-        description="Compare COUNTS (from `roadside replay`) with GROUND_TRUTH (the shared/data/gt format: "
+        description="Compare COUNTS (from `roadside edge replay`) with GROUND_TRUTH (the shared/data/gt format: "
                     "hand-verified crossing events). Prints predicted and true counts per line, direction and "
                     "class, the overall count accuracy (1 - sum of errors / sum of true counts, backward "
                     "included) and event-level precision/recall.",
     )
-    p.add_argument("counts", help="counts.json written by roadside replay")
+    p.add_argument("counts", help="counts.json written by roadside edge replay")
     p.add_argument("ground_truth", help="ground-truth JSON (e.g. ../shared/data/gt/freeway_test.json)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    p.set_defaults(func=_score)
 
-    p = sub.add_parser(
-        "evaluate",
+    p = cli.verb(
+        "calibrate", "evaluate", _evaluate, old=("evaluate",),
         help="replay every ground-truth clip with one or more models and print the accuracy table",
         description="For each ground-truth JSON in --gt-dir, replay its clip from --videos with the "
                     "ground truth's own lines and score it. Prints a Markdown table.",
@@ -55,4 +78,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="base site YAML for detector/tracker/counting settings (its lines are replaced)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the replay outputs (default: %(default)s)")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.set_defaults(func=_evaluate)
+
+    b = cli.verb(
+        "models", "bench", _models_bench, old=("models benchmark",),
+        help="fp32 versus int8: latency (1 and 2 threads) and count accuracy against ground truth",
+        description="For each model, compare the fp32 file with a static int8 copy (made into --int8-dir with "
+        "--calibration, or reused from there): session latency (median and p90) with 1 and 2 threads and, "
+        "with --gt, the pipeline's count accuracy on every ground-truth clip. Prints a table; --json writes all numbers.",
+    )
+    b.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model files or installed names (default: the four Apache-2.0 models, installed)")
+    b.add_argument("--int8-dir", default="bench_int8", metavar="DIR", help="where int8 copies are made/reused")
+    b.add_argument("--calibration", nargs="+", metavar="VIDEO", help="calibration video(s) for missing int8 copies")
+    b.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
+    b.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
+    b.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts (default 1 2)")
+    b.add_argument("--gt", metavar="DIR", help="ground-truth folder (../shared/data/gt) for count accuracy")
+    b.add_argument("--videos", metavar="DIR", help="clips folder (default: ../videos beside --gt)")
+    b.add_argument("--json", metavar="FILE", help="write every number to FILE")

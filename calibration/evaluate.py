@@ -12,7 +12,7 @@ from pathlib import Path
 
 from roadside.calibration.score import score
 from roadside.edge.config import LineConfig, VisionConfig
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 
 def gt_config(gt: dict, base: VisionConfig) -> VisionConfig:

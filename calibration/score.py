@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 DIRECTIONS = ("forward", "backward")
 

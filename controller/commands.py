@@ -20,7 +20,7 @@ def _controller_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     svc.start(timeout_s=args.connect_timeout)
     print(f"roadside controller: site {cfg.site}, policy {svc.ctrl.policy.name}, broker "
-          f"{cfg.mqtt.host}:{cfg.mqtt.port}; publishing under roadside/{cfg.site}/controller/", flush=True)
+          f"{cfg.mqtt.host}:{cfg.mqtt.port}; publishing under {cfg.topics.controller('state').rsplit('/', 1)[0]}/", flush=True)
     try:
         svc.run(stop, duration_s=args.duration)
     finally:
@@ -67,31 +67,27 @@ def _add_sim_target(p: argparse.ArgumentParser) -> None:
     src.add_argument("--tls", help="traffic light id in --net (default: the only one)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``controller`` and ``sim`` to the root parser."""
-    ctl = sub.add_parser("controller", help="the signal controller service",
-                         description="The signal controller: reads the edge's MQTT counts and presence, decides "
-                                     "phase timings through a safety envelope, publishes plan/state/events.")
-    csub = ctl.add_subparsers(dest="controller_command", metavar="ACTION", required=True)
-    run = csub.add_parser("run", help="run the controller service against an MQTT broker",
-                          description="Subscribe to roadside/<site>/... edge topics, run the configured policy and "
-                                      "publish under roadside/<site>/controller/ until interrupted.")
+def register(cli) -> None:
+    """Add the ``controller`` and ``sim`` groups."""
+    cli.group("controller", help="the signal controller service",
+              description="The signal controller: reads the edge's MQTT counts and presence, decides "
+                          "phase timings through a safety envelope, publishes plan/state/events.")
+    run = cli.verb("controller", "run", _controller_run, help="run the controller service against an MQTT broker",
+                          description="Subscribe to the edge topics of the site (<prefix>/..., default prefix roadside/<site>), run the configured policy and "
+                                      "publish under <prefix>/controller/ until interrupted.")
     run.add_argument("--config", required=True, help="controller configuration (YAML)")
     run.add_argument("--policy", choices=POLICY_CHOICES, help="override timing.policy of the configuration")
     run.add_argument("--audit-log", help="append every audit event as a JSON line to this file")
     run.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
     run.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the broker (10)")
-    run.set_defaults(func=_controller_run)
-    chk = csub.add_parser("check", help="validate a configuration and print the derived timings",
+    chk = cli.verb("controller", "check", _controller_check, help="validate a configuration and print the derived timings",
                           description="Validate CTRL.yaml and print phases (with ITE clearances), stages and "
                                       "conflicts as JSON.")
     chk.add_argument("--config", required=True, help="controller configuration (YAML)")
-    chk.set_defaults(func=_controller_check)
 
-    sim = sub.add_parser("sim", help="closed-loop evaluation of the controller in SUMO (needs the 'sim' extra)",
-                         description="Run the controller against the SUMO traffic simulator.")
-    ssub = sim.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
-    srun = ssub.add_parser("run", help="simulate one network with one controller; print metrics as JSON",
+    cli.group("sim", help="closed-loop evaluation of the controller in SUMO (needs the 'sim' extra)",
+              description="Run the controller against the SUMO traffic simulator.")
+    srun = cli.verb("sim", "run", _sim_run, help="simulate one network with one controller; print metrics as JSON",
                            description="Simulate and print one JSON object: mean_time_loss_s, p95_time_loss_s, "
                                        "mean_waiting_s, throughput_veh, max_queue_veh, teleports, safety_violations.")
     _add_sim_target(srun)
@@ -108,10 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "detector data")
     srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
     srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
-    srun.set_defaults(func=_sim_run)
-    sc = ssub.add_parser("scenarios", help="list the shipped scenarios", description="List the shipped scenarios.")
-    sc.set_defaults(func=_sim_scenarios)
-    bench = ssub.add_parser("bench", help="benchmark all controllers on the scenarios (median over seeds)",
+    cli.verb("sim", "scenarios", _sim_scenarios, help="list the shipped scenarios",
+             description="List the shipped scenarios.")
+    bench = cli.verb("sim", "bench", _sim_bench, help="benchmark all controllers on the scenarios (median over seeds)",
                             description="Run every scenario with every controller over several seeds and print "
                                         "the table of medians (and optionally plots).")
     bench.add_argument("--scenarios", nargs="*", help="scenario names (default: all)")
@@ -124,4 +119,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--jobs", type=int, default=2, help="parallel simulations (2)")
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
     bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
-    bench.set_defaults(func=_sim_bench)
+

@@ -15,16 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
-from roadside.edge.config import Identifier, load_config, parse_config
+from roadside.core.config import Identifier, Strict, load_config, parse_config
+from roadside.core.mqtt import MqttConfig
+from roadside.core.topics import Topics
 
 Seconds = float
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ClearanceInputs(Strict):
@@ -305,16 +303,8 @@ class DetectionConfig(Strict):
     flow_window_s: float = Field(300.0, gt=0, le=7200)
 
 
-class MqttConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    client_id: str | None = None
-    qos: Literal[0, 1] = 1
-
-
 class ActuatorConfig(Strict):
-    #: ``mqtt``: publish every signal change to ``roadside/<site>/controller/command`` for a cabinet
+    #: ``mqtt``: publish every signal change to ``<prefix>/controller/command`` for a cabinet
     #: adapter; ``none``: decide and publish plan/state/events only (shadow mode).
     kind: Literal["mqtt", "none"] = "mqtt"
 
@@ -343,6 +333,10 @@ class ControllerConfig(Strict):
             if sid not in stage_ids:
                 raise ValueError(f"timing.fixed.greens: unknown stage {sid!r}")
         return self
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_site(self.site, self.mqtt.prefix)
 
     def device_of(self, ref: ZoneRef | LineRef) -> str:
         return ref.device or self.device

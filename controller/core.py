@@ -17,17 +17,13 @@ from pydantic import ValidationError
 from roadside.controller.config import ControllerConfig
 from roadside.controller.detection import DetectorState
 from roadside.controller.engine import Decision, SignalEngine, StepResult
-from roadside.controller.messages import AuditEvent, ModeRequest, PlanMessage, SignalCommand, StateMessage
 from roadside.controller.policies import make_policy
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
-from roadside.edge.payloads import SCHEMA_VERSION, CountsMessage, HealthMessage, PresenceMessage
+from roadside.core.payloads import (SCHEMA_VERSION, AuditEvent, CountsMessage, HealthMessage, ModeRequest, PlanMessage,
+                                    PresenceMessage, SignalCommand, StateMessage)
 
 PAYLOADS = {"counts": CountsMessage, "presence": PresenceMessage, "health": HealthMessage}
-
-
-def topic_root(site: str) -> str:
-    return f"roadside/{site}"
 
 
 @dataclass
@@ -41,6 +37,7 @@ class Controller:
     def __init__(self, cfg: ControllerConfig, start: float, policy: "str | Policy | None" = None,
                  wall: Callable[[float], datetime] | None = None) -> None:
         self.cfg = cfg
+        self.topics = cfg.topics
         self.start = start
         self._epoch = datetime.now(timezone.utc)
         self.wall = wall or (lambda t: self._epoch + timedelta(seconds=t - start))
@@ -73,16 +70,15 @@ class Controller:
         puts the phases fed by that device/camera on fail-safe."""
         self.messages_handled += 1
         self.now = max(self.now, now)
-        parts = topic.split("/")
-        root = topic_root(self.cfg.site).split("/")
-        if parts[:2] != root or len(parts) < 4:
+        where = self.topics.parse(topic)
+        if where is None:
             return
-        device = parts[2]
-        if device == "controller":
-            if parts[3:] == ["mode"]:
+        device = where.device
+        if where.from_controller:
+            if where.kind == "mode":
                 self._on_mode(payload)
             return
-        if len(parts) == 4 and parts[3] == "status":
+        if where.kind == "status":
             text = payload.decode("utf-8", "replace").strip().lower()
             if text not in ("online", "offline"):
                 self._malformed(topic, device, None, f"status must be 'online' or 'offline', got {text[:40]!r}")
@@ -92,9 +88,7 @@ class Controller:
             if was is None or was != (text == "online"):
                 self.emit("edge-status", {"device": device, "status": text})
             return
-        if len(parts) != 5 or parts[4] not in PAYLOADS:
-            return
-        camera, kind = parts[3], parts[4]
+        camera, kind = where.camera, where.kind
         try:
             msg = PAYLOADS[kind].model_validate_json(payload)
         except ValidationError as e:
@@ -124,7 +118,7 @@ class Controller:
         try:
             req = ModeRequest.model_validate_json(payload)
         except ValidationError as e:
-            self.emit("malformed", {"topic": f"{topic_root(self.cfg.site)}/controller/mode", "error": str(e.errors()[0]["msg"])})
+            self.emit("malformed", {"topic": self.topics.controller("mode"), "error": str(e.errors()[0]["msg"])})
             return
         self.set_manual(req.stage if req.mode == "manual" else None, manual=req.mode == "manual")
 

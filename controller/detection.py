@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from roadside.controller.config import ControllerConfig, LineRef, ZoneRef
-from roadside.edge.payloads import CountsMessage, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage, ZoneState
 
 Camera = tuple[str, str]  # (device, camera)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from roadside.controller.config import ControllerConfig
 from roadside.controller.core import Controller
-from roadside.edge.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
 
 EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -72,10 +72,10 @@ class QueueSim:
 
     def run(self, duration_s: float, record: bool = False) -> QueueSimResult:
         cfg, dt = self.cfg, self.cfg.tick_s
-        root = f"roadside/{cfg.site}"
+        topics = cfg.topics
         cams = {(cfg.device_of(r), r.camera) for p in cfg.intersection.phases for r in p.detectors.refs()}
         for dev in {d for d, _ in cams}:
-            self.publish(f"{root}/{dev}/status", b"online", 0.0)
+            self.publish(topics.device_status(dev), b"online", 0.0)
         t, changes, last_zones, next_bin, next_health = 0.0, 0, None, cfg.detection.counts_interval_s, 0.0
         timeline = []
         for _ in range(int(duration_s / dt)):
@@ -88,14 +88,14 @@ class QueueSim:
             zones = self._zone_msgs(t)
             if zones != last_zones:
                 for (dev, cam), z in zones.items():
-                    self.publish(f"{root}/{dev}/{cam}/presence", PresenceMessage(
+                    self.publish(topics.camera(dev, cam, "presence"), PresenceMessage(
                         site=cfg.site, device=dev, camera=cam, ts=EPOCH + timedelta(seconds=t),
                         zones=z).model_dump_json().encode(), t)
                 last_zones = zones
             if t >= next_health:
                 next_health += 5.0
                 for dev, cam in cams:
-                    self.publish(f"{root}/{dev}/{cam}/health", HealthMessage(
+                    self.publish(topics.camera(dev, cam, "health"), HealthMessage(
                         site=cfg.site, device=dev, camera=cam, ts=EPOCH + timedelta(seconds=t),
                         state="ok").model_dump_json().encode(), t)
             if t >= next_bin:
@@ -132,7 +132,7 @@ class QueueSim:
 
     def _publish_counts(self, t: float, cams) -> None:
         cfg = self.cfg
-        root = f"roadside/{cfg.site}"
+        topics = cfg.topics
         per_cam: dict[tuple[str, str], dict[str, DirectionCounts]] = {c: {} for c in cams}
         for p in cfg.intersection.phases:
             for ref in p.detectors.counts:
@@ -146,4 +146,4 @@ class QueueSim:
                                 interval_start=EPOCH + timedelta(seconds=t - cfg.detection.counts_interval_s),
                                 interval_s=cfg.detection.counts_interval_s, lines=lines, config_hash="sim",
                                 model="queue-sim")
-            self.publish(f"{root}/{dev}/{cam}/counts", msg.model_dump_json().encode(), t)
+            self.publish(topics.camera(dev, cam, "counts"), msg.model_dump_json().encode(), t)

@@ -1,6 +1,6 @@
 """The controller as an MQTT service: subscribes to the edge topics of its site, runs the controller core
 every tick and publishes ``plan``, ``state``, ``events`` (and ``command`` through the MQTT actuator)
-under ``roadside/<site>/controller/``.
+under ``<prefix>/controller/`` (see roadside.core.topics).
 
 Messages are received on paho's network thread and queued; everything else runs on one thread, in
 order, so the core needs no locks. When the broker goes away paho reconnects by itself; meanwhile the
@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from roadside.controller.config import ControllerConfig
-from roadside.controller.core import Controller, TickOutput, topic_root
-from roadside.edge.errors import RoadsideError
+from roadside.controller.core import Controller, TickOutput
+from roadside.core.errors import RoadsideError
 
 log = logging.getLogger(__name__)
 
-EDGE_TOPICS = ("+/status", "+/+/counts", "+/+/presence", "+/+/health")
 STATE_EVERY_S = 5.0
 COMMAND_HEARTBEAT_S = 1.0
 
@@ -54,12 +53,12 @@ class NullActuator:
 
 
 class MqttCommandActuator:
-    """Publishes :class:`SignalCommand` to ``roadside/<site>/controller/command`` on every signal change and
+    """Publishes :class:`SignalCommand` to ``<prefix>/controller/command`` on every signal change and
     every second as a heartbeat (a cabinet adapter falls back to its own plan when it stops)."""
 
-    def __init__(self, client, site: str, qos: int = 1) -> None:
+    def __init__(self, client, topic: str, qos: int = 1) -> None:
         self.client = client
-        self.topic = f"{topic_root(site)}/controller/command"
+        self.topic = topic
         self.qos = qos
         self.last = -float("inf")
 
@@ -77,7 +76,7 @@ class ControllerService:
 
         self.cfg = cfg
         self.clock = clock
-        self.root = topic_root(cfg.site)
+        self.topics = cfg.topics
         self.ctrl = Controller(cfg, clock(), policy, wall=wall)
         self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
         self.received = 0
@@ -86,13 +85,13 @@ class ControllerService:
         self.connected = threading.Event()
         cid = cfg.mqtt.client_id or f"roadside-controller-{cfg.site}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
-        self.client.will_set(f"{self.root}/controller/status", "offline", qos=1, retain=True)
+        self.client.will_set(self.topics.controller("status"), "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         if actuator is None:
-            actuator = MqttCommandActuator(self.client, cfg.site, cfg.mqtt.qos) if cfg.actuator.kind == "mqtt" \
+            actuator = MqttCommandActuator(self.client, self.topics.controller("command"), cfg.mqtt.qos) if cfg.actuator.kind == "mqtt" \
                 else NullActuator()
         self.actuator = actuator
         path = audit_log if audit_log is not None else cfg.audit_log
@@ -108,8 +107,8 @@ class ControllerService:
             return
         no_delay(client)
         q = self.cfg.mqtt.qos
-        client.subscribe([(f"{self.root}/{t}", q) for t in EDGE_TOPICS] + [(f"{self.root}/controller/mode", q)])
-        client.publish(f"{self.root}/controller/status", "online", qos=1, retain=True)
+        client.subscribe([(t, q) for t in self.topics.edge_subscriptions()] + [(self.topics.controller("mode"), q)])
+        client.publish(self.topics.controller("status"), "online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
 
@@ -121,9 +120,9 @@ class ControllerService:
     def _on_message(self, client, userdata, msg) -> None:
         self.inbox.put((msg.topic, bytes(msg.payload), self.clock()))
         self.received += 1
-        parts = msg.topic.split("/")
-        if len(parts) > 2:
-            self.received_from[parts[2]] = self.received_from.get(parts[2], 0) + 1
+        where = self.topics.parse(msg.topic)
+        if where is not None:
+            self.received_from[where.device] = self.received_from.get(where.device, 0) + 1
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:
@@ -143,7 +142,7 @@ class ControllerService:
         self.ctrl.emit("shutdown", {"reason": "service stopped"})
         self._publish_events(self.ctrl.pending)
         self.ctrl.pending = []
-        info = self.client.publish(f"{self.root}/controller/status", "offline", qos=1, retain=True)
+        info = self.client.publish(self.topics.controller("status"), "offline", qos=1, retain=True)
         try:
             info.wait_for_publish(2.0)
         except (RuntimeError, ValueError):
@@ -189,12 +188,12 @@ class ControllerService:
         self.actuator.apply(self.ctrl, out, now)
         q = self.cfg.mqtt.qos
         if out.plan_changed:
-            self.client.publish(f"{self.root}/controller/plan", self.ctrl.plan_message().model_dump_json(),
+            self.client.publish(self.topics.controller("plan"), self.ctrl.plan_message().model_dump_json(),
                                 qos=q, retain=True)
         key = (self.ctrl.mode, self.ctrl.engine.current, self.ctrl.engine.target, tuple(out.step.signals.values()))
         if key != self._last_state_key or now - self._last_state >= STATE_EVERY_S:
             self._last_state_key, self._last_state = key, now
-            self.client.publish(f"{self.root}/controller/state", self.ctrl.state_message().model_dump_json(),
+            self.client.publish(self.topics.controller("state"), self.ctrl.state_message().model_dump_json(),
                                 qos=q, retain=True)
         self._publish_events(out.events)
         return out
@@ -202,7 +201,7 @@ class ControllerService:
     def _publish_events(self, events) -> None:
         for ev in events:
             text = ev.model_dump_json()
-            self.client.publish(f"{self.root}/controller/events", text, qos=self.cfg.mqtt.qos)
+            self.client.publish(self.topics.controller("events"), text, qos=self.cfg.mqtt.qos)
             if self.audit_file:
                 self.audit_file.write(text + "\n")
         if events and self.audit_file:

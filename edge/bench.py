@@ -5,7 +5,7 @@ For one model and one video it measures, several times, and prints the medians o
 * ``session fps``: onnxruntime ``session.run`` alone on a pre-made input tensor;
 * ``detector fps``: the detector's own throughput on frames already in memory (pre-processing,
   inference, decoding and suppression), the "raw detector frame rate";
-* ``pipeline fps``: ``roadside replay``'s loop (decode in the child process, detect, track, count,
+* ``pipeline fps``: ``roadside edge replay``'s loop (decode in the child process, detect, track, count,
   bins, zones), from the first frame to the last;
 * ``ratio`` = pipeline / detector (target: >= 0.90), and pipeline / session: the median of the per-run
   ratios. Each run measures the three back to back, so a host that speeds up or slows down between runs
@@ -21,7 +21,7 @@ from pathlib import Path
 from roadside.edge.config import LineConfig, VisionConfig
 from roadside.edge.detector import Detector
 from roadside.edge.pipeline import CameraPipeline
-from roadside.edge.video import FILE_DECODER_NICE, VideoReader
+from roadside.core.video import FILE_DECODER_NICE, VideoReader
 
 
 def _load_frames(video: str, limit: int) -> list:
@@ -86,7 +86,7 @@ def default_lines(width: int, height: int) -> list[LineConfig]:
 
 
 def main_bench(args) -> int:
-    from roadside.edge.config import load_config
+    from roadside.core.config import load_config
 
     config = load_config(args.config, VisionConfig) if args.config else VisionConfig()
     if args.threads is not None:

@@ -1,4 +1,4 @@
-"""``roadside replay`` (and, with the edge service, ``roadside edge ...``)."""
+"""``roadside edge replay`` and ``roadside edge bench`` (the service's verbs are in service_commands.py)."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +7,13 @@ import sys
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from roadside.edge.config import VisionConfig, load_config
+    from roadside.core.config import load_config
+    from roadside.edge.config import VisionConfig
     from roadside.edge.replay import run_replay
 
     config = load_config(args.config, VisionConfig) if args.config else VisionConfig()
     if not config.lines and not config.zones:
-        print("roadside replay: warning: the configuration has no count lines or zones; only tracks will be recorded",
+        print("roadside edge replay: warning: the configuration has no count lines or zones; only tracks will be recorded",
               file=sys.stderr)
     counts = run_replay(args.video, config, args.out, model=args.model, annotate=args.annotate, realtime=args.realtime,
                         progress=False if args.no_progress else None)
@@ -28,9 +29,12 @@ def _bench(args: argparse.Namespace) -> int:
     return main_bench(args)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "replay",
+def register(cli) -> None:
+    from roadside.edge import service_commands
+
+    service_commands.register(cli)
+    p = cli.verb(
+        "edge", "replay", _replay, old=("replay",),
         help="count vehicles in a recorded video (developers: test and tune)",
         description="Run detector, tracker and counter over VIDEO; write OUT/counts.json "
                     "(totals per line, direction and class, every crossing event, interval bins, zone changes) "
@@ -44,10 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotate", action="store_true", help="also write OUT/annotated.mp4 with boxes, ids, lines and counts")
     p.add_argument("--realtime", action="store_true", help="pace processing to the video's frame rate (default: as fast as possible)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    p.set_defaults(func=_replay)
 
-    p = sub.add_parser(
-        "bench",
+    p = cli.verb(
+        "edge", "bench", _bench, old=("bench",),
         help="measure raw detector vs whole-pipeline throughput on a video (median of several runs)",
         description="Prints session.run-only, raw detector and full pipeline frames/s for MODEL on VIDEO, "
                     "and their ratio. Run it on an otherwise idle machine.",
@@ -59,4 +62,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=5, help="runs; medians are reported (default: %(default)s)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: from the config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_bench)

@@ -1,33 +1,21 @@
-"""Validated configuration of the vision pipeline (pydantic models) and the YAML loader.
+"""Validated configuration of the vision pipeline (pydantic models) for one camera view.
 
-Every model forbids unknown keys, so a typo such as ``confidnce: 0.3`` is rejected with the key path
-instead of being silently ignored. ``load_config`` turns pydantic's errors into one readable message that
-names the file, the key path (``lines[1].a``) and the problem.
+Built on the shared configuration base (:mod:`roadside.core.config`): unknown keys are errors naming their
+key path, and :func:`load_config` reads a file into any of these models.
 """
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Literal
 
-import yaml
-from roadside.edge.errors import RoadsideError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from roadside.core.config import Identifier, Strict
 
 Point = tuple[float, float]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 #: Vehicle categories of the product. Custom models may add their own (see DetectorConfig.classes).
 VEHICLE_CATEGORIES = ("car", "bus", "truck", "motorcycle", "bicycle")
-
-
-class ConfigError(RoadsideError, ValueError):
-    """A configuration file or value is invalid; the message names the place and the problem."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _finite_point(p: Point) -> Point:
@@ -108,7 +96,7 @@ class DetectorConfig(Strict):
     #: onnxruntime intra-op threads; 0 lets onnxruntime decide.
     threads: int = Field(2, ge=0, le=64)
     #: Let onnxruntime's worker threads busy-wait between runs. Off by default: on a small box the
-    #: decoder process and the tracker need those cycles (see ``roadside bench``), and idle cores stay cool.
+    #: decoder process and the tracker need those cycles (see ``roadside edge bench``), and idle cores stay cool.
     spin_wait: bool = False
     #: onnxruntime execution providers, in order of preference; unavailable ones fall back to CPU.
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
@@ -185,60 +173,3 @@ class VisionConfig(Strict):
                     raise ValueError(f"{kind} id {it.id!r} is used twice")
                 seen.add(it.id)
         return self
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
-    for e in err.errors():
-        # pydantic adds the validator kind (e.g. "function-after[...]") to locations; drop those parts
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the configuration schema; check the spelling)"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        lines.append(f"  - {_format_loc(loc)}: {msg}")
-    return "\n".join(lines)
-
-
-def parse_config(data: Any, model: type[M], source: str = "configuration") -> M:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
-
-
-def load_config(path: str | Path, model: type[M] = VisionConfig) -> M:  # type: ignore[assignment]
-    """Read a YAML (or JSON) file into ``model``; raise ConfigError naming the file, key and problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read configuration file: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{p}:{where}: not valid YAML: {problem}") from None
-    return parse_config(data, model, str(p))

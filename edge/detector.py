@@ -9,45 +9,15 @@ import numpy as np
 
 from roadside.edge.config import DetectorConfig
 from roadside.edge.detections import Detections, box_area, box_intersection
-from roadside.edge.errors import RoadsideError
-from roadside.edge.model_formats import DECODERS, ModelFormat, ModelFormatError, recognise
+from roadside.core.errors import RoadsideError
+from roadside.models.formats import DECODERS, ModelFormat, ModelFormatError, recognise
+from roadside.models.metadata import NAME_KEY
+from roadside.models.session import ModelLoadError, open_session
 
 log = logging.getLogger("roadside.detector")
 
-PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "dml": "DmlExecutionProvider",
-}
-
-
 class DetectorError(RoadsideError):
     """The model cannot be loaded or does not fit the configuration."""
-
-
-def choose_providers(wanted: list[str]) -> list[str]:
-    """Requested providers that this onnxruntime offers, in order, always ending with CPU.
-
-    A provider that is not available is skipped with a logged warning (falling back to CPU).
-    """
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    chosen: list[str] = []
-    for name in wanted:
-        full = PROVIDER_ALIASES.get(name.lower(), name)
-        if full in available:
-            if full not in chosen:
-                chosen.append(full)
-        else:
-            log.warning("execution provider %s is not available in this onnxruntime (has: %s); falling back to CPU",
-                        full, ", ".join(available))
-    if "CPUExecutionProvider" not in chosen:
-        chosen.append("CPUExecutionProvider")
-    return chosen
 
 
 def _normalise_name(name: str) -> str:
@@ -98,23 +68,14 @@ class Detector:
     """Runs one ONNX detector and returns vehicle detections (one box per vehicle)."""
 
     def __init__(self, model_path: str | Path, config: DetectorConfig | None = None):
-        import onnxruntime as ort
-
         self.config = config or DetectorConfig()
         self.path = Path(model_path)
         if not self.path.is_file():
             raise DetectorError(f"model file not found: {self.path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.config.threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin_wait else "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.providers = choose_providers(self.config.providers)
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
-        except Exception as e:  # onnxruntime raises several exception types for bad files
-            raise DetectorError(f"{self.path}: cannot load as an ONNX model: {e}") from None
+            self.session = open_session(self.path, self.config.threads, self.config.spin_wait, self.config.providers)
+        except ModelLoadError as e:
+            raise DetectorError(str(e)) from None
         self.providers = self.session.get_providers()
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -137,7 +98,7 @@ class Detector:
         self.preprocess = self.format.preprocess
         self.categories, self._cols, self._col_cat = build_class_map(self.config.classes, self.format.class_names, str(self.path))
         self._decode = DECODERS[self.family]
-        self.name = self.metadata.get("roadside.name") or self.path.stem
+        self.name = self.metadata.get(NAME_KEY) or self.path.stem
 
     # The three stages are public so that a pipeline can run pre-processing elsewhere (a decoder process).
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:

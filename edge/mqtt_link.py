@@ -32,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 from roadside.edge.outbox import Outbox, OutboxError
 from roadside.edge.service_config import MqttConfig
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

@@ -2,7 +2,7 @@
 
 The same class serves replay (media time) and the live service (wall-clock time): it does not read
 video itself; it is fed frames (with the detector's input tensor already prepared, usually by the
-decoder process; see edge/video.py).
+decoder process; see core/video.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``roadside replay``: run the vision pipeline over a recorded video and write counts (and a video).
+"""``roadside edge replay``: run the vision pipeline over a recorded video and write counts (and a video).
 
 Output ``DIR/counts.json`` is deterministic for the same video, configuration and model: it holds no
 wall-clock values. Timing of the run goes to ``DIR/run.json``.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from roadside.edge.config import VisionConfig
 from roadside.edge.detector import Detector
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 from roadside.edge.pipeline import CameraPipeline, config_hash
-from roadside.edge.video import FILE_DECODER_NICE, VideoError, VideoReader
+from roadside.core.video import FILE_DECODER_NICE, VideoError, VideoReader
 
 
 def _write_json(path: Path, data: dict) -> None:

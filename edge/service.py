@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from roadside.edge.config import VisionConfig
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 from roadside.edge.mqtt_link import MqttLink
 from roadside.edge.outbox import Outbox
-from roadside.edge.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, EdgeConfig, redact_url
 from roadside.edge.sources import LiveSource, SourceStatus, capture_options

@@ -27,7 +27,7 @@ def check_config(config, model_override: str | None = None) -> list[str]:
     """Problems the service would meet at start-up beyond the schema: missing files, unknown model."""
     from pathlib import Path
 
-    from roadside.edge.errors import RoadsideError
+    from roadside.core.errors import RoadsideError
     from roadside.models.store import resolve_model
 
     problems = []
@@ -50,7 +50,7 @@ def check_config(config, model_override: str | None = None) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from roadside.edge.errors import RoadsideError
+    from roadside.core.errors import RoadsideError
 
     config = _load(args)
     problems = check_config(config, args.model)
@@ -77,7 +77,7 @@ def _default_config(args: argparse.Namespace) -> int:
 
 
 def payload_schemas() -> dict:
-    from roadside.edge.payloads import CountsMessage, HealthMessage, PresenceMessage
+    from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage
     from roadside.edge.service_config import EdgeConfig
 
     return {"counts": CountsMessage.model_json_schema(), "presence": PresenceMessage.model_json_schema(),
@@ -116,46 +116,42 @@ def _soak(args: argparse.Namespace) -> int:
     return main_soak(args)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    edge = sub.add_parser("edge", help="the edge service: run it, check its configuration, print payload schemas",
-                          description="The roadside edge service: cameras -> counts, presence and health over MQTT, "
-                                      "with a durable outbox and a local health API.")
-    esub = edge.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
+def register(cli) -> None:
+    cli.group("edge", help="the edge service: run it, check its configuration, replay and benchmark video",
+              description="The roadside edge service: cameras -> counts, presence and health over MQTT, with a "
+                          "durable outbox and a local health API; and the developer's replay and benchmark.")
 
-    def config_arg(p: argparse.ArgumentParser) -> None:
+    def config_arg(p) -> None:
         p.add_argument("--config", help="site YAML (default: the built-in demo configuration, see "
                                         "`roadside edge default-config`)")
         p.add_argument("--model", help="ONNX model file or installed model name for every camera "
                                        "(default: detector.model, else the product default)")
 
-    p = esub.add_parser("run", help="run the service until SIGTERM/SIGINT",
-                        description="Run every configured camera, publish counts (through the durable outbox), presence "
-                                    "and health over MQTT and serve the health API. SIGTERM or SIGINT flushes and exits.")
+    p = cli.verb("edge", "run", _run, help="run the service until SIGTERM/SIGINT",
+                 description="Run every configured camera, publish counts (through the durable outbox), presence "
+                             "and health over MQTT and serve the health API. SIGTERM or SIGINT flushes and exits.")
     config_arg(p)
-    p.set_defaults(func=_run)
 
-    p = esub.add_parser("check-config", help="validate a site configuration and the files and model it names",
-                        description="Print a summary of the configuration; exit 2 naming every problem found "
-                                    "(schema, missing video/TLS files, model not installed).")
+    p = cli.verb("edge", "check", _check, old=("edge check-config",),
+                 help="validate a site configuration and the files and model it names",
+                 description="Print a summary of the configuration; exit 2 naming every problem found "
+                             "(schema, missing video/TLS files, model not installed).")
     config_arg(p)
-    p.set_defaults(func=_check)
 
-    p = esub.add_parser("default-config", help="print the built-in configuration (a starting point for a site)",
-                        description="Print the YAML used by `roadside edge run` without --config.")
-    p.set_defaults(func=_default_config)
+    cli.verb("edge", "default-config", _default_config, help="print the built-in configuration (a starting point for a site)",
+             description="Print the YAML used by `roadside edge run` without --config.")
 
-    p = esub.add_parser("schema", help="print the JSON Schema of the MQTT payloads or of the configuration",
-                        description="JSON Schema generated from the pydantic models the edge and the controller share.")
+    p = cli.verb("edge", "schema", _schema, help="print the JSON Schema of the MQTT payloads or of the configuration",
+                 description="JSON Schema generated from the pydantic models the edge and the controller share.")
     p.add_argument("which", nargs="?", default="all", choices=["all", "counts", "presence", "health", "config"])
     p.add_argument("--update-doc", metavar="MD", help="instead, rewrite the schema blocks of a Markdown file "
                                                       "(edge/README_SERVICE.md)")
-    p.set_defaults(func=_schema)
 
-    p = esub.add_parser("soak", help="run the service against shared clips for a long time; report memory, threads "
-                                     "and message accounting",
-                        description="Start `roadside edge run` with fake live cameras (shared clips looped at real "
-                                    "time) and a private broker, subscribe to its counts, and print RSS, thread counts and "
-                                    "message accounting over time; fails if a counts message was lost or memory grew.")
+    p = cli.verb("edge", "soak", _soak, help="run the service against shared clips for a long time; report memory, "
+                                             "threads and message accounting",
+                 description="Start `roadside edge run` with fake live cameras (shared clips looped at real "
+                             "time) and a private broker, subscribe to its counts, and print RSS, thread counts and "
+                             "message accounting over time; fails if a counts message was lost or memory grew.")
     p.add_argument("--minutes", type=float, default=10.0, help="how long (default: %(default)s)")
     p.add_argument("--cameras", type=int, default=2, help="fake live cameras (default: %(default)s)")
     p.add_argument("--model", help="ONNX model file (default: ../shared/models/picodet_s_320_coco.onnx)")
@@ -164,4 +160,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker-outage-s", type=float, default=20.0,
                    help="stop the private broker this long at mid-run (0: none; default: %(default)s)")
     p.add_argument("--out", help="write the samples and the summary as JSON here")
-    p.set_defaults(func=_soak)

@@ -19,63 +19,13 @@ from typing import Literal
 import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.edge.config import (ConfigError, CountingConfig, DetectorConfig, Identifier, LineConfig, Strict,
-                                  TrackerConfig, VisionConfig, ZoneConfig, load_config, parse_config)
+from roadside.core.config import Identifier, Strict, load_config, parse_config
+from roadside.core.mqtt import MqttConfig
+from roadside.core.paths import edge_state_dir
+from roadside.core.topics import CONTROLLER, Topics
+from roadside.edge.config import CountingConfig, DetectorConfig, LineConfig, TrackerConfig, VisionConfig, ZoneConfig
 
 DEFAULT_CONFIG_NAME = "edge.yaml"
-
-
-class TlsConfig(Strict):
-    """TLS to the broker. Without ``ca_file`` the system's trusted CAs verify the broker."""
-
-    ca_file: str | None = None
-    #: client certificate and its key (both or neither), for brokers that authenticate clients by certificate
-    cert_file: str | None = None
-    key_file: str | None = None
-    #: skip the check that the broker's certificate names the host (testing only)
-    insecure: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> "TlsConfig":
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
-        return self
-
-
-class MqttConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    #: topic prefix; default ``roadside/<site>/<device>``
-    prefix: str | None = None
-    #: MQTT client id (the broker keeps the persistent session under it); default ``roadside-<site>-<device>``
-    client_id: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    #: reconnect backoff: the wait doubles from min to max, with random jitter
-    reconnect_min_s: float = Field(1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    #: counts messages published and not yet acknowledged, at most
-    inflight: int = Field(20, ge=1, le=1000)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        v = v.strip("/")
-        if not v or any(c in v for c in "+#\0"):
-            raise ValueError("the topic prefix must be non-empty and hold no MQTT wildcards (+, #)")
-        return v
-
-    @model_validator(mode="after")
-    def _backoff(self) -> "MqttConfig":
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
-        if self.password is not None and self.username is None:
-            raise ValueError("a password needs a username")
-        return self
 
 
 class ApiConfig(Strict):
@@ -210,9 +160,22 @@ class EdgeConfig(Strict):
             seen.add(cam.id)
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _not_controller(cls, v: str) -> str:
+        if v == CONTROLLER:
+            raise ValueError(f"{CONTROLLER!r} is the signal controller's name under the site prefix; "
+                             "choose another device name")
+        return v
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_site(self.site, self.mqtt.prefix)
+
     @property
     def topic_prefix(self) -> str:
-        return self.mqtt.prefix or f"roadside/{self.site}/{self.device}"
+        """This device's topics are below this (``<site prefix>/<device>``)."""
+        return self.topics.device(self.device)
 
     @property
     def client_id(self) -> str:
@@ -232,8 +195,7 @@ class EdgeConfig(Strict):
     def state_path(self) -> Path:
         if self.state_dir:
             return Path(self.state_dir).expanduser()
-        home = os.environ.get("ROADSIDE_HOME") or "~/.local/share/roadside"
-        return Path(home).expanduser() / "edge" / f"{self.site}-{self.device}"
+        return edge_state_dir(self.site, self.device)
 
     def redacted(self) -> dict:
         """The configuration as JSON data with secrets (password, API token, passwords in stream URLs)
@@ -293,5 +255,5 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     return _with_paths(config, Path(path).resolve().parent)
 
 
-__all__ = ["ApiConfig", "CameraConfig", "ConfigError", "EdgeConfig", "MqttConfig", "OutboxConfig", "SourceSettings",
-           "TlsConfig", "default_config_text", "load_edge_config"]
+__all__ = ["ApiConfig", "CameraConfig", "EdgeConfig", "OutboxConfig", "SourceSettings", "default_config_text",
+           "load_edge_config"]

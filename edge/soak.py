@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
     rec = Recorder(broker.port, "roadside/soak/edge-soak", "soak-recorder")
     rec.wait_connected()
     svc_log = open(workdir / "service.log", "ab")
-    svc = subprocess.Popen([sys.executable, "-m", "roadside.edge.cli", "edge", "run", "--config", str(conf)],
+    svc = subprocess.Popen([sys.executable, "-m", "roadside.core.cli", "edge", "run", "--config", str(conf)],
                            stdout=svc_log, stderr=subprocess.STDOUT)
     samples: list[dict] = []
     t0 = time.monotonic()
@@ -341,11 +341,3 @@ def main_soak(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0 if result["summary"]["ok"] else 1
 
-
-if __name__ == "__main__":
-    from roadside.edge.service_commands import register
-
-    parser = argparse.ArgumentParser(prog="python -m roadside.edge.soak")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    sys.exit(main_soak(parser.parse_args(["edge", "soak", *sys.argv[1:]])))

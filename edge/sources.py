@@ -1,6 +1,6 @@
 """Live camera sources for the service: "latest frame wins", stall detection, reconnection, image checks.
 
-:class:`LiveSource` runs one :class:`~roadside.edge.video.VideoReader` (crash-isolated decoding) in a
+:class:`LiveSource` runs one :class:`~roadside.core.video.VideoReader` (crash-isolated decoding) in a
 thread of its own and keeps only the newest frame for the consumer: when inference is slower than the
 camera, older frames are dropped and counted, so the service always works on the present. It also
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roadside.edge.model_formats import Preprocess
+from roadside.models.formats import Preprocess
 from roadside.edge.service_config import SourceSettings, is_device, is_url
-from roadside.edge.video import VideoError, VideoReader
+from roadside.core.video import VideoError, VideoReader
 
 log = logging.getLogger("roadside.edge.sources")
 

@@ -6,7 +6,7 @@ headless OpenCV an edge box uses. This module is the algorithm as published (Kal
 (cx, cy, aspect, height), a first association of high-score detections, a second association of
 low-score detections with the tracks left over, track confirmation, a lost-track buffer), plus two
 things counting needs: a score-weighted class vote per track, and the time a track was confirmed.
-``roadside bench tracker`` compares it with Roboflow's ByteTrack on the ground-truth clips.
+``python -m roadside.calibration.baseline`` compares it with Roboflow's ByteTrack on the ground-truth clips.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from roadside.edge.model_formats import DECODERS, ModelFormat
+from roadside.models.formats import DECODERS, ModelFormat
 
 
 def _detect(outputs: list[np.ndarray], fmt: ModelFormat, threshold: float) -> tuple[np.ndarray, np.ndarray]:

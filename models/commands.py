@@ -10,18 +10,14 @@ import json
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``models`` command group to the root parser."""
-    p = sub.add_parser(
-        "models",
-        help="install, inspect, export and quantise detector models",
-        description="Manage the detector models of this box: a local store of verified ONNX files "
-        "(under $ROADSIDE_HOME/models), filled from offline mirrors.",
-    )
-    msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+def register(cli) -> None:
+    """Add the ``models`` command group (``models bench`` is registered by roadside.calibration.commands)."""
+    cli.group("models", help="install, inspect, export, quantise and benchmark detector models",
+              description="Manage the detector models of this box: a local store of verified ONNX files "
+                          "(under $ROADSIDE_HOME/models), filled from offline mirrors.")
 
-    f = msub.add_parser(
-        "fetch",
+    f = cli.verb(
+        "models", "fetch", _cmd_fetch,
         help="install a model into the local store, verifying its sha256",
         description="Install a model into the local store. The file must match the checksum of the known model "
         "(see `roadside models list`), or --sha256, or the mirror's MANIFEST.json entry. On any error the store is "
@@ -32,15 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="offline mirror folder (USB stick, internal share; ../shared/models in development), an "
                    "http(s) mirror base URL, or one .onnx file")
     f.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file (for models the product does not know)")
-    f.set_defaults(func=_cmd_fetch)
 
-    ls = msub.add_parser("list", help="show installed and known models",
+    ls = cli.verb("models", "list", _cmd_list, help="show installed and known models",
                          description="Show the models installed in the local store (checksums re-verified) and the models "
                          "the product knows how to get.")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ls.set_defaults(func=_cmd_list)
 
-    i = msub.add_parser("info", help="print a model's family, inputs, outputs, metadata and providers",
+    i = cli.verb("models", "info", _cmd_info, help="print a model's family, inputs, outputs, metadata and providers",
                         description="Describe a model file or installed model: family and how it was recognised, input, "
                         "outputs, embedded metadata, precision and the execution providers it would run on.")
     i.add_argument("model", help="path to an .onnx file or an installed model name")
@@ -50,10 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--family", default="auto", choices=["auto", "ultralytics", "yolox", "picodet", "nanodet"],
                    help="override family recognition")
     i.add_argument("--json", action="store_true", help="print JSON")
-    i.set_defaults(func=_cmd_info)
 
-    e = msub.add_parser(
-        "export",
+    e = cli.verb(
+        "models", "export", _cmd_export,
         help="export Ultralytics YOLO weights to ONNX with embedded metadata (needs the 'export' extra)",
         description="Export Ultralytics detection weights (.pt, or an architecture .yaml such as yolo11n.yaml for "
         "random weights) to OUT/NAME.onnx with roadside metadata (family, input size, class names, "
@@ -70,10 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's choice)")
     e.add_argument("--int8", action="store_true", help="also write a static int8 model (needs --calibration)")
     e.add_argument("--calibration", nargs="+", metavar="VIDEO", help="video(s) for int8 calibration")
-    e.set_defaults(func=_cmd_export)
 
-    q = msub.add_parser(
-        "quantize",
+    q = cli.verb(
+        "models", "quantize", _cmd_quantize,
         help="static int8 (QDQ) quantisation calibrated on real video",
         description="Write a static int8 QDQ copy of MODEL, calibrated on frames decoded from VIDEO(s) and "
         "pre-processed exactly as the detector does. The result is checked against the fp32 model on held-out "
@@ -93,26 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also quantise the output tail (decode ops after the last convolution); usually harmful")
     q.add_argument("--allow-degraded", action="store_true",
                    help="write the int8 model even if its detections disagree with fp32")
-    q.set_defaults(func=_cmd_quantize)
-
-    b = msub.add_parser(
-        "benchmark",
-        help="fp32 versus int8: latency (1 and 2 threads) and count accuracy against ground truth",
-        description="For each model, compare the fp32 file with a static int8 copy (made into --int8-dir with "
-        "--calibration, or reused from there): session latency (median and p90) with 1 and 2 threads and, "
-        "with --gt, the pipeline's count accuracy on every ground-truth clip. Prints a table; --json writes all numbers.",
-    )
-    b.add_argument("models", nargs="*", metavar="MODEL",
-                   help="model files or installed names (default: the four Apache-2.0 models, installed)")
-    b.add_argument("--int8-dir", default="bench_int8", metavar="DIR", help="where int8 copies are made/reused")
-    b.add_argument("--calibration", nargs="+", metavar="VIDEO", help="calibration video(s) for missing int8 copies")
-    b.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
-    b.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
-    b.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts (default 1 2)")
-    b.add_argument("--gt", metavar="DIR", help="ground-truth folder (../shared/data/gt) for count accuracy")
-    b.add_argument("--videos", metavar="DIR", help="clips folder (default: ../videos beside --gt)")
-    b.add_argument("--json", metavar="FILE", help="write every number to FILE")
-    b.set_defaults(func=_cmd_benchmark)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -234,23 +206,4 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
                          per_channel=not args.per_tensor, keep_tail_fp32=not args.quantize_tail,
                          allow_degraded=args.allow_degraded)
     _print_quantized(res)
-    return 0
-
-
-def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from roadside.models.benchmark import format_header, run_benchmark
-    from roadside.models.catalog import known_models
-    from roadside.models.store import resolve_model
-
-    refs = args.models or [k.name for k in known_models().values() if k.sha256]
-    models = [resolve_model(r) for r in refs]
-    gt = Path(args.gt) if args.gt else None
-    videos = Path(args.videos) if args.videos else (gt.parent / "videos" if gt else None)
-    print(format_header(args.threads, gt is not None), flush=True)
-    rows = run_benchmark(models, Path(args.int8_dir), [Path(v) for v in args.calibration or []] or None, args.frames,
-                         args.runs, args.threads, gt, videos, progress=lambda line: print(line, flush=True))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -18,8 +18,8 @@ from contextlib import chdir
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadside.edge.errors import RoadsideError
-from roadside.edge.model_formats import default_preprocess
+from roadside.core.errors import RoadsideError
+from roadside.models.formats import default_preprocess
 from roadside.models.catalog import NAME_PATTERN
 
 
@@ -126,7 +126,7 @@ def export_ultralytics(
     import onnx
 
     from roadside.models.inspect_model import describe_model
-    from roadside.models.metadata import detector_metadata, save_atomically, set_metadata
+    from roadside.models.metadata import SOURCE_KEY, detector_metadata, save_atomically, set_metadata
     from roadside.models.store import sha256_file
 
     weights = str(weights)
@@ -179,7 +179,7 @@ def export_ultralytics(
             proto = onnx.load(str(Path(tmp) / produced))
         pre = default_preprocess("ultralytics", h, w)
         meta = detector_metadata(name, "ultralytics", names, pre)
-        meta["roadside.source"] = json.dumps({
+        meta[SOURCE_KEY] = json.dumps({
             "weights": Path(weights).name, "weights_sha256": None if is_yaml else sha256_file(weights),
             "exporter": f"ultralytics {_ultralytics_version()}, torch {_version('torch')}",
         })

@@ -8,7 +8,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
+from roadside.models.metadata import NAME_KEY
+from roadside.models.session import ModelLoadError, open_session
 
 
 class ModelInspectError(RoadsideError):
@@ -28,31 +30,17 @@ def precision_of(op_counts: Counter, has_fp16_weights: bool = False) -> str:
     return "fp32"
 
 
-def open_session(path: str | Path, providers: list[str] | None = None, threads: int = 0):
-    """An onnxruntime session on ``providers`` (unavailable ones fall back to CPU with a logged warning)."""
-    import onnxruntime as ort
-
-    from roadside.edge.detector import choose_providers
-
-    ort.set_default_logger_severity(3)  # graph clean-up notices of quantised models are noise for users
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), opts, providers=choose_providers(providers or ["CPUExecutionProvider"]))
-    except Exception as e:  # onnxruntime raises several exception types for bad files
-        raise ModelInspectError(f"{path}: cannot load as an ONNX model: {e}") from None
-
-
 def recognise_file(path: str | Path, providers: list[str] | None = None, family: str = "auto", threads: int = 0):
     """Open ``path`` and recognise its detector format: (session, ModelFormat). Raises ModelInspectError."""
-    from roadside.edge.model_formats import ModelFormatError, recognise
+    from roadside.models.formats import ModelFormatError, recognise
 
     path = Path(path)
     if not path.is_file():
         raise ModelInspectError(f"model file not found: {path}")
-    session = open_session(path, providers, threads)
+    try:
+        session = open_session(path, threads, providers=providers)
+    except ModelLoadError as e:
+        raise ModelInspectError(str(e)) from None
     meta = session.get_modelmeta()
     inputs = session.get_inputs()
     if len(inputs) != 1:
@@ -103,7 +91,7 @@ def describe_model(path: str | Path, providers: list[str] | None = None, family:
     desc["known_as"] = known.name if known else None
     pre = fmt.preprocess
     desc.update({
-        "name": metadata.get("roadside.name") or (known.name if known else path.stem),
+        "name": metadata.get(NAME_KEY) or (known.name if known else path.stem),
         "family": fmt.family,
         "recognised_by": fmt.recognised_by,
         "input_size": [pre.height, pre.width],

@@ -1,9 +1,10 @@
-"""Embedding ``roadside.*`` metadata in an ONNX file, so that the detector needs no side files.
+"""The ``roadside.*`` metadata of an ONNX file (so that the detector needs no side files): its keys, and
+writing them. Every reader and writer of these keys uses the constants below.
 
-Keys (read by ``roadside.edge.model_formats.recognise``): ``roadside.family``, ``roadside.class_names`` (JSON
-list), ``roadside.preprocess`` (JSON object with the fields of ``Preprocess`` except the size, which comes
-from the input shape), ``roadside.name``. Other keys written here are informative (``roadside.source``,
-``roadside.quantization``).
+Read by :func:`roadside.models.formats.recognise`: ``roadside.family``, ``roadside.class_names`` (JSON list),
+``roadside.preprocess`` (JSON object with the fields of ``Preprocess`` except the size, which comes from the
+input shape); by the detector and ``models info``: ``roadside.name``. Informative: ``roadside.source`` (what
+it was exported from) and ``roadside.quantization`` (how it was quantised, and its agreement with fp32).
 """
 from __future__ import annotations
 
@@ -12,20 +13,30 @@ import os
 import tempfile
 from pathlib import Path
 
-from roadside.edge.model_formats import Preprocess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from roadside.models.formats import Preprocess
+
+NAME_KEY = "roadside.name"
+FAMILY_KEY = "roadside.family"
+CLASS_NAMES_KEY = "roadside.class_names"
+PREPROCESS_KEY = "roadside.preprocess"
+SOURCE_KEY = "roadside.source"
+QUANTIZATION_KEY = "roadside.quantization"
 
 
-def preprocess_json(pre: Preprocess) -> str:
+def preprocess_json(pre: "Preprocess") -> str:
     return json.dumps({"color": pre.color, "resize": pre.resize, "pad_value": pre.pad_value,
                        "mean": list(pre.mean), "std": list(pre.std), "scale": pre.scale})
 
 
-def detector_metadata(name: str, family: str, class_names: list[str] | tuple[str, ...], pre: Preprocess) -> dict[str, str]:
+def detector_metadata(name: str, family: str, class_names: list[str] | tuple[str, ...], pre: "Preprocess") -> dict[str, str]:
     return {
-        "roadside.name": name,
-        "roadside.family": family,
-        "roadside.class_names": json.dumps(list(class_names)),
-        "roadside.preprocess": preprocess_json(pre),
+        NAME_KEY: name,
+        FAMILY_KEY: family,
+        CLASS_NAMES_KEY: json.dumps(list(class_names)),
+        PREPROCESS_KEY: preprocess_json(pre),
     }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 log = logging.getLogger("roadside.models")
 
@@ -60,7 +60,7 @@ class QuantizeResult:
 
 def collect_calibration_frames(videos: list[str | Path], preprocess, frames: int) -> list[np.ndarray]:
     """Up to ``frames`` pre-processed tensors spread evenly over ``videos`` (decoded in a child process)."""
-    from roadside.edge.video import VideoReader
+    from roadside.core.video import VideoReader
 
     per_video = max(1, -(-frames // len(videos)))
     out: list[np.ndarray] = []
@@ -147,8 +147,9 @@ def quantize_model(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from roadside.models.agreement import detection_agreement
-    from roadside.models.inspect_model import open_session, recognise_file
-    from roadside.models.metadata import detector_metadata, save_atomically, set_metadata
+    from roadside.models.inspect_model import recognise_file
+    from roadside.models.metadata import NAME_KEY, QUANTIZATION_KEY, detector_metadata, save_atomically, set_metadata
+    from roadside.models.session import open_session
 
     src = Path(model)
     if method not in METHODS:
@@ -218,10 +219,10 @@ def quantize_model(
         )
     # The quantiser rewrites the producer name (PicoDet is recognised by it) and drops metadata: write
     # everything the detector needs explicitly, keeping the original keys.
-    name = old_meta.get("roadside.name") or src.stem
+    name = old_meta.get(NAME_KEY) or src.stem
     meta = dict(old_meta)
     meta.update(detector_metadata(f"{name}_int8", fmt.family, fmt.class_names, fmt.preprocess))
-    meta["roadside.quantization"] = json.dumps({
+    meta[QUANTIZATION_KEY] = json.dumps({
         "format": "QDQ", "weights": "int8 per-channel" if per_channel else "int8 per-tensor", "activations": "uint8",
         "method": method, "frames": len(tensors), "calibration": [Path(v).name for v in calibration],
         "fp32_tail_nodes": len(exclude), "source_model": src.name, "agreement_with_fp32": agreement,

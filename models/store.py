@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
+from roadside.core.paths import models_dir
 from roadside.models.catalog import NAME_PATTERN, KnownModel, known_models
 
 #: The product's default detector (resolved when the configuration names no model).
@@ -45,11 +46,7 @@ class ChecksumMismatch(ModelStoreError):
 
 
 def store_dir() -> Path:
-    override = os.environ.get("ROADSIDE_MODELS_DIR")
-    if override:
-        return Path(override).expanduser()
-    home = os.environ.get("ROADSIDE_HOME") or "~/.local/share/roadside"
-    return Path(home).expanduser() / "models"
+    return models_dir()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 
 def _free_port() -> int:

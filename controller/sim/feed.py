@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from roadside.controller.sim.tls import QUEUE_M, SIM_DEVICE, DerivedTLS, ident
-from roadside.edge.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.topics import Topics
 
 EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
 PRESENCE_M = 25.0
@@ -74,7 +75,7 @@ class DetectorFeed:
         self.rng = random.Random(seed * 7919 + 17)
         self.seed = seed
         self.interval = counts_interval_s
-        self.root = f"roadside/{site}/{SIM_DEVICE}"
+        self.topics = Topics.for_site(site)
         # camera -> lanes
         self.cam_lanes: dict[str, list[str]] = {}
         for pid, lanes in d.phase_lanes.items():
@@ -97,7 +98,7 @@ class DetectorFeed:
 
     def start_messages(self) -> list[tuple[str, bytes, bool]]:
         """(topic, payload, retain) to send before the first step."""
-        return [(f"{self.root}/status", b"online", True)]
+        return [(self.topics.device_status(SIM_DEVICE), b"online", True)]
 
     def _visible(self, vid: str) -> bool:
         if self.det.miss <= 0:
@@ -145,7 +146,7 @@ class DetectorFeed:
             key = {k: (z.occupied, z.count, int(z.max_dwell_s // 5)) for k, z in zones.items()}
             if key != self.last_zones.get(cam):
                 self.last_zones[cam] = key
-                msgs.append((f"{self.root}/{cam}/presence", PresenceMessage(
+                msgs.append((self.topics.camera(SIM_DEVICE, cam, "presence"), PresenceMessage(
                     site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), zones=zones).model_dump_json().encode()))
         waiting = self._waiting_pedestrians(traci) if self.ped_cams else {}
         for cam, crossing in self.ped_cams.items():
@@ -153,7 +154,7 @@ class DetectorFeed:
             key = {"waiting": (n > 0, n)}
             if key != self.last_zones.get(cam):
                 self.last_zones[cam] = key
-                msgs.append((f"{self.root}/{cam}/presence", PresenceMessage(
+                msgs.append((self.topics.camera(SIM_DEVICE, cam, "presence"), PresenceMessage(
                     site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t),
                     zones={"waiting": ZoneState(occupied=n > 0, count=n)}).model_dump_json().encode()))
         if t >= self.next_bin:
@@ -168,14 +169,14 @@ class DetectorFeed:
                     self.bin_counts[i] = 0
                 seq = self.seq.get(cam, 0)
                 self.seq[cam] = seq + 1
-                msgs.append((f"{self.root}/{cam}/counts", CountsMessage(
+                msgs.append((self.topics.camera(SIM_DEVICE, cam, "counts"), CountsMessage(
                     seq=seq, site=self.site, device=SIM_DEVICE, camera=cam, interval_start=self._ts(t - self.interval),
                     interval_s=self.interval, lines=lines, config_hash="sumo", model="sumo-detectors"
                 ).model_dump_json().encode()))
         if t >= self.next_health:
             self.next_health += HEALTH_EVERY_S
             for cam in list(self.cam_lanes) + list(self.ped_cams):
-                msgs.append((f"{self.root}/{cam}/health", HealthMessage(
+                msgs.append((self.topics.camera(SIM_DEVICE, cam, "health"), HealthMessage(
                     site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), state="ok",
                     fps_in=10.0, fps_processed=10.0).model_dump_json().encode()))
         if self.det.outage and self.det.outage[0] <= t < self.det.outage[1]:

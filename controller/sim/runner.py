@@ -25,7 +25,7 @@ from roadside.controller.sim.monitor import SafetyMonitor
 from roadside.controller.sim.programs import KINDS, program_id, program_xml
 from roadside.controller.sim.scenarios import Scenario, build_net, get_scenario, write_routes
 from roadside.controller.sim.tls import DerivedTLS, derive
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 OURS = ("fixed", "webster", "actuated", "adaptive", "webster-true")
 TIMESERIES_BIN_S = 60.0
@@ -129,7 +129,7 @@ class _BrokerLoop:
             c.loop_start()
         sub = threading.Event()
         self.cabinet.on_subscribe = lambda *a, **k: sub.set()
-        self.cabinet.subscribe(f"roadside/{self.site}/controller/command", qos=1)
+        self.cabinet.subscribe(self.svc.topics.controller("command"), qos=1)
         sub.wait(5)
         self.svc.start()
         self.published = 0
@@ -168,7 +168,7 @@ class _BrokerLoop:
     def close(self) -> None:
         self.svc.stop()
         for c in (self.pub, self.cabinet):
-            c.publish(f"roadside/{self.site}/sumo/status", "", retain=True) if c is self.pub else None
+            c.publish(self.svc.topics.device_status("sumo"), "", retain=True) if c is self.pub else None
             c.loop_stop()
             c.disconnect()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 APPROACHES = ("N", "E", "S", "W")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
 from roadside.controller.config import ControllerConfig, parse_controller_config
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 
 SIM_DEVICE = "sumo"
 QUEUE_M = 100.0  # length of the queue zones the simulated camera reports (see feed.py)

@@ -7,7 +7,7 @@ import sys
 
 from controller_helpers import EXAMPLE
 
-ROADSIDE = [sys.executable, "-m", "roadside.edge.cli"]
+ROADSIDE = [sys.executable, "-m", "roadside.core.cli"]
 
 
 def run(*args, timeout=60):

@@ -6,8 +6,8 @@ import pytest
 from controller_helpers import EXAMPLE, intersection_dict, make_config
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s, yellow_change_s
 from roadside.controller.config import load_controller_config
-from roadside.edge.config import ConfigError
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import ConfigError
+from roadside.core.errors import RoadsideError
 
 
 def test_example_configuration_loads_and_computes_clearances():

@@ -45,7 +45,7 @@ def test_manual_hold_goes_through_the_envelope_and_back_to_auto():
 def test_counts_bins_of_another_length_redeliveries_and_late_bins_do_not_inflate_the_flow():
     from datetime import datetime, timezone
 
-    from roadside.edge.payloads import CountsMessage, DirectionCounts
+    from roadside.core.payloads import CountsMessage, DirectionCounts
 
     cfg = make_config()
     ctrl = Controller(cfg, 0.0)

@@ -14,7 +14,7 @@ import pytest
 
 from controller_helpers import intersection_dict, make_config
 from roadside.controller.service import BrokerError, ControllerService
-from roadside.edge.payloads import HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import HealthMessage, PresenceMessage, ZoneState
 
 SITE = "testsite"
 
@@ -206,7 +206,7 @@ def test_edge_last_will_offline_triggers_failsafe(broker):
     code = f"""
 import time, paho.mqtt.client as mqtt
 from datetime import datetime, timezone
-from roadside.edge.payloads import HealthMessage
+from roadside.core.payloads import HealthMessage
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
 c.will_set("roadside/{SITE}/edge1/status", "offline", qos=1, retain=True)
 c.connect("127.0.0.1", {broker.port}, keepalive=5)

@@ -66,15 +66,15 @@ def test_degraded_detection_still_safe():
 
 
 def test_cli_run_and_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "roadside.edge.cli", "sim", "run", "--scenario", "peak", "--controller",
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "peak", "--controller",
                         "sumo-delay-based", "--duration", "120"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert KEYS <= set(json.loads(r.stdout))
-    r = subprocess.run([sys.executable, "-m", "roadside.edge.cli", "sim", "run", "--scenario", "nope", "--controller",
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "nope", "--controller",
                         "fixed"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown scenario 'nope'" in r.stderr
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "roadside.edge.cli", "sim", "bench", "--scenarios", "balanced",
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--scenarios", "balanced",
                         "--controllers", "adaptive", "sumo-actuated", "--seeds", "1", "--duration", "120",
                         "--out", str(out), "--plots"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

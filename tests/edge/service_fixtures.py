@@ -133,7 +133,7 @@ class ServiceProcess:
 
     def start(self) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "roadside.edge.cli", "-v", "edge", "run", "--config", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "roadside.core.cli", "-v", "edge", "run", "--config", str(self.config)],
                                      cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.get("/healthz")[0] == 200 or self._died(), 60, "the service's health API")
         assert self.proc.poll() is None, f"the service exited with {self.proc.returncode}:\n{self.log()}"

@@ -196,7 +196,8 @@ def test_tracker_class_is_a_score_weighted_vote():
 
 
 def test_lines_and_zones_reject_bad_geometry():
-    from roadside.edge.config import ConfigError, VisionConfig, parse_config
+    from roadside.core.config import ConfigError, parse_config
+    from roadside.edge.config import VisionConfig
 
     with pytest.raises(ConfigError, match=r"lines\[0\]: .*same point"):
         parse_config({"lines": [{"id": "x", "a": [5, 5], "b": [5, 5]}]}, VisionConfig)

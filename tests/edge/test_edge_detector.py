@@ -10,7 +10,8 @@ from conftest import IMAGES, MODELS, REAL_MODELS, make_constant_model
 
 from roadside.edge.config import DetectorConfig
 from roadside.edge.detections import box_iou
-from roadside.edge.detector import Detector, DetectorError, choose_providers
+from roadside.edge.detector import Detector, DetectorError
+from roadside.models.session import choose_providers
 
 FRAME_W, FRAME_H = 640, 360  # a 16:9 source frame, so letterboxing matters
 TRUCK = 7

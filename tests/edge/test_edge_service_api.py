@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from service_fixtures import BAD, VIDEOS, Mosquitto, Recorder, ServiceProcess, check_delivery, free_port, site_config, wait_for
 
-from roadside.edge.payloads import CountsMessage, HealthMessage, PresenceMessage
+from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage
 
 TOKEN = "test-token-0123456789"
 PREFIX = "roadside/test/edge-t"

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from service_fixtures import BAD, ROOT, SMALL_MODEL, VIDEOS
 
-from roadside.edge.config import ConfigError
-from roadside.edge.payloads import CountsMessage
+from roadside.core.errors import ConfigError
+from roadside.core.payloads import CountsMessage
 from roadside.edge.service_config import EdgeConfig, load_edge_config
 
 
 def roadside(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "roadside.edge.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "roadside.core.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, ROADSIDE_MODELS_DIR=str(ROOT / "no-such-store")))
 
 
@@ -54,7 +54,8 @@ def test_per_camera_settings_and_paths_relative_to_the_file(tmp_path):
     assert north.source == str(tmp_path / "clips" / "a.mp4") and north.kind == "file"
     assert south.source == "rtsp://u:secret@10.1.2.3/s1" and south.kind == "rtsp"
     assert cfg.state_path() == tmp_path / "state"
-    assert cfg.topic_prefix == "city/x"
+    # mqtt.prefix is the site prefix, shared with the controller; each device publishes below it
+    assert cfg.topics.prefix == "city/x" and cfg.topic_prefix == "city/x/d1"
     vn, vs = cfg.vision(north), cfg.vision(south)
     assert vn.detector.model == str(tmp_path / "models" / "m.onnx") and vn.counting.bins_s == [60, 900]
     assert vs.detector.model == "picodet_s_320_coco" and vs.counting.bins_s == [1]  # an installed-model name stays a name
@@ -98,7 +99,7 @@ def test_cli_rejects_a_malformed_config_with_one_clear_line(tmp_path):
     path = _write(tmp_path, {"site": "s", "device": "d", "cameras": [{"id": "c", "source": "a.mp4", "loop": "often"}]})
     r = roadside("edge", "run", "--config", path)
     assert r.returncode == 2
-    assert f"roadside edge: error: {path}: invalid configuration" in r.stderr
+    assert f"roadside edge run: error: {path}: invalid configuration" in r.stderr
     assert "cameras[0].loop: Input should be a valid boolean" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -108,7 +109,7 @@ def test_check_config_names_missing_files_and_an_uninstalled_model(tmp_path):
         {"id": "gone", "source": "missing.mp4"},
         {"id": "ok", "source": str(VIDEOS / "car_park_overhead.mp4"), "detector": {"model": str(SMALL_MODEL)}},
     ]})
-    r = roadside("edge", "check-config", "--config", path)
+    r = roadside("edge", "check", "--config", path)
     assert r.returncode == 2, r.stderr
     assert f"cameras[gone].source: no such file: {tmp_path / 'missing.mp4'}" in r.stderr
     assert "cameras[gone] detector.model: model 'picodet_s_416_coco' is not installed" in r.stderr
@@ -118,7 +119,7 @@ def test_check_config_names_missing_files_and_an_uninstalled_model(tmp_path):
     # a bad video is not a configuration problem: the service reports it at run time
     ok = _write(tmp_path, {"site": "s", "device": "d", "detector": {"model": str(SMALL_MODEL)},
                            "cameras": [{"id": "bad", "source": str(BAD / "vehicles_no_moov.mp4")}]})
-    assert roadside("edge", "check-config", "--config", ok).returncode == 0
+    assert roadside("edge", "check", "--config", ok).returncode == 0
 
 
 def test_schema_command_prints_the_shared_payload_schemas():

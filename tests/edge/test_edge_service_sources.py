@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from service_fixtures import BAD, VIDEOS, HttpCamera, RtspCamera, wait_for
 
-from roadside.edge.model_formats import default_preprocess
+from roadside.models.formats import default_preprocess
 from roadside.edge.service_config import SourceSettings
 from roadside.edge.sources import LiveSource
 

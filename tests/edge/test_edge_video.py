@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import BAD, VIDEOS
 
-from roadside.edge.model_formats import default_preprocess
-from roadside.edge.video import FILE_DECODER_NICE, VideoError, VideoReader
+from roadside.models.formats import default_preprocess
+from roadside.core.video import FILE_DECODER_NICE, VideoError, VideoReader
 
 
 def test_decodes_every_frame_and_ignores_the_container_frame_count():

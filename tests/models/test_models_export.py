@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roadside.edge.cli import main
+from roadside.core.cli import main
 from roadside.edge.config import DetectorConfig
 from roadside.edge.detector import Detector
 from roadside.models.coco import COCO80
@@ -75,7 +75,7 @@ def exported(weights, tmp_path_factory) -> dict:
 
 
 def frame_from(video: str, index: int = 30) -> np.ndarray:
-    from roadside.edge.video import VideoReader
+    from roadside.core.video import VideoReader
 
     with VideoReader(VIDEOS / video) as r:
         for fr in r:

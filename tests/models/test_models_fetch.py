@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from roadside.edge.cli import main
+from roadside.core.cli import main
 from roadside.models.fetch import ModelFetchError, fetch
 from roadside.models.store import ChecksumMismatch, ModelStoreError
 
@@ -151,7 +151,7 @@ def test_cli_fetch_list_and_tampering(store, mirror, capsys):
     assert "installed at" in out and "verified against the product manifest" in out
     assert main(["models", "fetch", "nanodet_m_416", "--from", str(store.parent / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("roadside models: error:") and "does not exist" in err and "\n" not in err
+    assert err.startswith("roadside models fetch: error:") and "does not exist" in err and "\n" not in err
 
     assert main(["models", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

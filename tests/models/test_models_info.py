@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from roadside.edge.cli import main
+from roadside.core.cli import main
 from roadside.models.catalog import known_models
 from roadside.models.inspect_model import ModelInspectError, describe_model
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from roadside.edge.cli import main
+from roadside.core.cli import main
 from roadside.edge.detector import Detector
-from roadside.edge.errors import RoadsideError
-from roadside.edge.video import VideoReader
+from roadside.core.errors import RoadsideError
+from roadside.core.video import VideoReader
 from roadside.models.fetch import fetch
 from roadside.models.inspect_model import describe_model
 from roadside.models import quantize as quantize_mod
@@ -127,7 +127,7 @@ def test_cli_quantize_of_an_installed_model_writes_beside_not_into_the_store(sto
 def test_benchmark_reports_latency_and_count_accuracy_for_fp32_and_int8(nanodet_int8, tmp_path):
     import shutil
 
-    from roadside.models.benchmark import run_benchmark
+    from roadside.calibration.model_bench import run_benchmark
 
     cache = tmp_path / "int8"
     cache.mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 from roadside.models.catalog import known_models, parse_catalog
 from roadside.models.coco import COCO80
 from roadside.models.fetch import fetch

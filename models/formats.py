@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from roadside.edge.errors import RoadsideError
+from roadside.core.errors import RoadsideError
 from roadside.models.coco import COCO80
+from roadside.models.metadata import CLASS_NAMES_KEY, FAMILY_KEY, PREPROCESS_KEY
 
 FAMILIES = ("ultralytics", "yolox", "picodet", "nanodet")
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -143,16 +144,16 @@ def recognise(
     names: tuple[str, ...] | None = None
     pre: Preprocess | None = None
 
-    if "roadside.family" in metadata:
-        family, how = metadata["roadside.family"], "roadside metadata"
-        if "roadside.class_names" in metadata:
-            names = _parse_names(metadata["roadside.class_names"])
-        if "roadside.preprocess" in metadata:
+    if FAMILY_KEY in metadata:
+        family, how = metadata[FAMILY_KEY], "roadside metadata"
+        if CLASS_NAMES_KEY in metadata:
+            names = _parse_names(metadata[CLASS_NAMES_KEY])
+        if PREPROCESS_KEY in metadata:
             try:
-                spec = json.loads(metadata["roadside.preprocess"])
+                spec = json.loads(metadata[PREPROCESS_KEY])
                 pre = Preprocess(height, width, **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
             except (ValueError, TypeError) as e:
-                raise ModelFormatError(f"{source}: bad roadside.preprocess metadata: {e}") from None
+                raise ModelFormatError(f"{source}: bad {PREPROCESS_KEY} metadata: {e}") from None
     elif metadata.get("task") == "detect" and "names" in metadata:
         family, how = "ultralytics", "Ultralytics metadata"
         names = _parse_names(metadata["names"])

@@ -22,13 +22,21 @@ from dataclasses import dataclass
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 
-from roadside.edge.errors import RoadsideError
-from roadside.edge.model_formats import Preprocess
+from roadside.core.errors import RoadsideError
 
+
+class Preprocess(Protocol):
+    """Turns a decoded BGR frame into a detector's input tensor (``roadside.models.formats.Preprocess``).
+    It is pickled to the decoder process, which runs it beside decoding."""
+
+    height: int
+    width: int
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]: ...
 
 
 #: Smallest frame side accepted: below this no vehicle covers enough pixels to be detected (the
@@ -152,7 +160,7 @@ def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
 
 
 def _spawn_decoder(stderr_path: str, capture_options: str | None = None) -> tuple[subprocess.Popen, Connection, Connection]:
-    """Start ``python -m roadside.edge.video`` with two pipes (no re-import of the caller's __main__)."""
+    """Start ``python -m roadside.core.video`` with two pipes (no re-import of the caller's __main__)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     env = None
@@ -160,7 +168,7 @@ def _spawn_decoder(stderr_path: str, capture_options: str | None = None) -> tupl
         env = dict(os.environ, OPENCV_FFMPEG_CAPTURE_OPTIONS=capture_options)
     with open(stderr_path, "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "roadside.edge.video", str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "roadside.core.video", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=err, close_fds=True, env=env,
         )

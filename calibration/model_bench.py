@@ -1,4 +1,4 @@
-"""``roadside models benchmark``: fp32 against static int8 for each model, on this machine.
+"""``roadside models bench``: fp32 against static int8 for each model, on this machine.
 
 For every model: the fp32 file and its int8 copy (made with :func:`quantize_model` into a cache folder, or
 reused from there). Reported per variant:
@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from roadside.models.metadata import QUANTIZATION_KEY
+from roadside.models.session import open_session
+
 
 def _frame_tensor(detector, video: Path | None):
     """A real frame pre-processed for ``detector`` (the 30th frame of ``video``), else a mid-grey image."""
     if video is not None:
-        from roadside.edge.video import VideoReader
+        from roadside.core.video import VideoReader
 
         with VideoReader(video, preprocess=detector.preprocess) as r:
             for fr in r:
@@ -40,17 +43,6 @@ def _frame_tensor(detector, video: Path | None):
 BLOCKS = 5
 
 
-def _session(model: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-
-
 def measure_latencies(variants: dict[str, Path], threads: list[int], runs: int, tensor_video: Path | None = None) -> dict:
     """``session.run`` latency of each variant at each thread count, measured interleaved.
 
@@ -62,7 +54,7 @@ def measure_latencies(variants: dict[str, Path], threads: list[int], runs: int, 
 
     first = next(iter(variants.values()))
     tensor = _frame_tensor(Detector(first, DetectorConfig(classes={"any": [0]})), tensor_video)
-    sessions = {(v, t): _session(p, t) for v, p in variants.items() for t in threads}
+    sessions = {(v, t): open_session(p, t) for v, p in variants.items() for t in threads}
     feeds = {k: {s.get_inputs()[0].name: tensor} for k, s in sessions.items()}
     per_block = max(1, runs // BLOCKS)
     times: dict = {k: [] for k in sessions}
@@ -111,10 +103,10 @@ def int8_variant(model: Path, cache: Path, calibration: list[Path] | None, frame
     if target.is_file():
         from roadside.models.inspect_model import describe_model
 
-        q = json.loads(describe_model(target)["metadata"].get("roadside.quantization", "{}"))
+        q = json.loads(describe_model(target)["metadata"].get(QUANTIZATION_KEY, "{}"))
         return target, q.get("agreement_with_fp32", {})
     if not calibration:
-        from roadside.edge.errors import RoadsideError
+        from roadside.core.errors import RoadsideError
 
         raise RoadsideError(f"{target} is missing: give --calibration VIDEO to make it")
     cache.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,73 @@
+"""The one MQTT configuration of every process (edge, controller, SUMO harness, tests).
+
+``MqttConfig`` says where the broker is, how to authenticate (username/password, TLS, client certificate),
+the site's topic prefix (see :mod:`roadside.core.topics`) and how to reconnect.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from roadside.core.config import Strict
+from roadside.core.topics import check_prefix
+
+
+class TlsConfig(Strict):
+    """TLS to the broker. Without ``ca_file`` the system's trusted CAs verify the broker."""
+
+    ca_file: str | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that authenticate "
+                                                    "clients by certificate; needs key_file")
+    key_file: str | None = Field(None, description="private key of cert_file")
+    insecure: bool = Field(False, description="skip the check that the broker's certificate names the host "
+                                              "(testing only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
+        return self
+
+
+class MqttConfig(Strict):
+    """The MQTT broker and how to talk to it."""
+
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is the usual TLS port)")
+    prefix: str | None = Field(None, description="the site's topic prefix; default `roadside/<site>`. Devices "
+                                                 "publish under `<prefix>/<device>/`, the controller under "
+                                                 "`<prefix>/controller/`; edges and controller of a site must agree")
+    client_id: str | None = Field(None, description="MQTT client id (the broker keeps a persistent session "
+                                                    "under it); default derived from site and device")
+    username: str | None = Field(None, description="user name for the broker")
+    password: SecretStr | None = Field(None, description="password for the broker (never logged or served)")
+    tls: TlsConfig | None = Field(None, description="TLS settings; absent: plain TCP")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive (s)")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="reconnect backoff starts here (s), doubling "
+                                                                 "with random jitter ...")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="... up to this (s)")
+    inflight: int = Field(20, ge=1, le=1000, description="QoS 1 messages published and not yet acknowledged, "
+                                                         "at most")
+    qos: Literal[0, 1] = Field(1, description="QoS of real-time messages (presence, health, controller state "
+                                              "and events); counts are always QoS 1")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        return None if v is None else check_prefix(v)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "MqttConfig":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+__all__ = ["MqttConfig", "TlsConfig"]
