@@ -7,20 +7,80 @@ into one readable message that names the file, the key path (``lines[1].a``) and
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from roadside.core.errors import ConfigError
 
 #: Names of sites, devices, cameras, lines, zones, phases, stages: safe in MQTT topics and file names.
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
+#: A configuration file larger than this is not a configuration (a wrong file, or an attack on the parser).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
-class Strict(BaseModel):
-    """Base of every configuration model: unknown keys are errors, values are immutable."""
+
+def bool_where_number(value: Any, annotation: Any) -> bool:
+    """True when ``value`` holds a YAML/JSON true/false where ``annotation`` wants a number (pydantic's lax
+    mode would silently read ``port: true`` as port 1)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return bool_where_number(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, bool):
+            return not any(_admits_bool(a) for a in args) and any(_is_number(a) for a in args)
+        return any(bool_where_number(value, a) for a in args if typing.get_origin(a) in (list, tuple, dict))
+    if isinstance(value, bool):
+        return _is_number(annotation) and not _admits_bool(annotation)
+    if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):
+        items = args if origin is tuple and args and args[-1] is not Ellipsis else (args[:1] * len(value))
+        return any(bool_where_number(v, a) for v, a in zip(value, items))
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(bool_where_number(v, args[1]) for v in value.values())
+    return False
+
+
+def _is_number(tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _is_number(args[0])
+    if origin is Literal:
+        return any(type(a) in (int, float) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_number(a) for a in args)
+    return tp in (int, float)
+
+
+def _admits_bool(tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _admits_bool(args[0])
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_bool(a) for a in args)
+    return tp in (bool, Any, object)
+
+
+class NumbersNotBooleans(BaseModel):
+    """A model where true/false is never read as a number (configuration and payloads)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and bool_where_number(value, field.annotation):
+            raise ValueError("expected a number, got true/false")
+        return value
+
+
+class Strict(NumbersNotBooleans):
+    """Base of every configuration model: unknown keys are errors, values are immutable, and true/false is
+    never read as a number."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,24 +123,62 @@ def parse_config(data: Any, model: type[M], source: str = "configuration") -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the data is nested too deeply to be a configuration") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last
+    one silently, so a pasted second ``detector:`` block would quietly replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = first.get(key)
+            except TypeError:  # an unhashable key: let the base class report it
+                break
+            if seen is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping (first on line {seen.start_mark.line + 1})",
+                    key_node.start_mark)
+            first[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML (or JSON) text; ConfigError naming ``source`` (and the line) for anything wrong with it."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(text)} bytes is too large for a configuration file "
+                          f"(at most {MAX_CONFIG_BYTES}); is it the right file?")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a safe loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{source}:{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the data is nested too deeply to be a configuration") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits
+        raise ConfigError(f"{source}: a value cannot be read: {e}") from None
 
 
 def read_yaml(path: str | Path) -> Any:
     """The parsed content of a YAML (or JSON) file; ConfigError naming the file (and line) otherwise."""
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a configuration file "
+                              f"(at most {MAX_CONFIG_BYTES}); is it the right file?")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: configuration file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read configuration file: {e}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{p}:{where}: not valid YAML: {problem}") from None
+    return parse_yaml(text, str(p))
 
 
 def load_config(path: str | Path, model: type[M]) -> M:
@@ -88,5 +186,5 @@ def load_config(path: str | Path, model: type[M]) -> M:
     return parse_config(read_yaml(path), model, str(Path(path)))
 
 
-__all__ = ["ConfigError", "Identifier", "Strict", "format_location", "format_validation_error", "load_config",
-           "parse_config", "read_yaml"]
+__all__ = ["ConfigError", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number", "format_location", "format_validation_error",
+           "load_config", "parse_config", "parse_yaml", "read_yaml"]

@@ -23,85 +23,122 @@ The controller (under ``<prefix>/controller/``):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import ConfigDict, Field, model_validator
+
+from roadside.core.config import Identifier, NumbersNotBooleans
 
 SCHEMA_VERSION = 1
 Direction = Literal["forward", "backward"]
 
+# Physical bounds of every number a payload carries. Anything outside them is not a measurement but a fault or
+# an attack, and the message is rejected as malformed (so that no single message can overflow a computation).
+#: A count line may carry up to this many vehicles per second (about 8 saturated lanes), plus MIN_BIN_VEHICLES.
+MAX_LINE_RATE_VPS = 5.0
+MIN_BIN_VEHICLES = 50
+#: the longest interval bin (a day)
+MAX_INTERVAL_S = 86400.0
+#: vehicles in one zone at once
+MAX_ZONE_VEHICLES = 500
+#: the longest dwell or age reported (a day; a stuck vehicle is reported long before)
+MAX_AGE_S = 86400.0
+#: entries in one message: lines, zones, classes per direction, health reasons
+MAX_LINES = 64
+MAX_ZONES = 64
+MAX_CLASSES = 32
+MAX_REASONS = 32
+#: JSON numbers above this lose integer precision in many parsers
+MAX_SEQ = 2**53
 
-class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Count = Annotated[int, Field(ge=0, le=MAX_INTERVAL_S * MAX_LINE_RATE_VPS + MIN_BIN_VEHICLES)]
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+ShortText = Annotated[str, Field(max_length=200)]
 
-    schema_version: int = SCHEMA_VERSION
+
+class _Bounded(NumbersNotBooleans):
+    """Base of every payload: unknown keys, infinities, NaN and true/false for a number are all rejected."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class DirectionCounts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Payload(_Bounded):
+    schema_version: int = Field(SCHEMA_VERSION, ge=0, le=1000)
 
-    forward: dict[str, NonNegativeInt] = Field(default_factory=dict)  # category -> vehicles
-    backward: dict[str, NonNegativeInt] = Field(default_factory=dict)
+
+class DirectionCounts(_Bounded):
+    forward: dict[Identifier, Count] = Field(default_factory=dict, max_length=MAX_CLASSES)  # category -> vehicles
+    backward: dict[Identifier, Count] = Field(default_factory=dict, max_length=MAX_CLASSES)
+
+    def total(self) -> int:
+        return sum(self.forward.values()) + sum(self.backward.values())
 
 
 class CountsMessage(Payload):
     """Vehicles that crossed each count line during one interval bin."""
 
-    seq: NonNegativeInt  # monotonic per camera, survives restarts
-    site: str
-    device: str
-    camera: str
+    seq: Seq  # monotonic per camera, survives restarts
+    site: Identifier
+    device: Identifier
+    camera: Identifier
     interval_start: datetime  # UTC, ISO-8601
-    interval_s: float = Field(gt=0)
-    lines: dict[str, DirectionCounts]
-    config_hash: str
-    model: str
+    interval_s: float = Field(gt=0, le=MAX_INTERVAL_S)
+    lines: dict[Identifier, DirectionCounts] = Field(max_length=MAX_LINES)
+    config_hash: ShortText
+    model: ShortText
     late: bool = False  # True when delivered from the outbox after an outage
     #: optional, added with the edge service: True when the camera delivered frames for only part of the
     #: interval (start-up, shutdown, an outage); the counts then cover ``observed_s`` seconds of it
     partial: bool = False
-    observed_s: float | None = Field(None, ge=0)
+    observed_s: float | None = Field(None, ge=0, le=MAX_INTERVAL_S)
+
+    @model_validator(mode="after")
+    def _physical(self) -> "CountsMessage":
+        most = self.interval_s * MAX_LINE_RATE_VPS + MIN_BIN_VEHICLES
+        for lid, dirs in self.lines.items():
+            if dirs.total() > most:
+                raise ValueError(f"line {lid!r}: {dirs.total()} vehicles in {self.interval_s:g} s is more than a count "
+                                 f"line can carry (at most {most:g})")
+        if self.observed_s is not None and self.observed_s > self.interval_s * 1.01 + 1:
+            raise ValueError(f"observed_s {self.observed_s:g} is longer than the interval ({self.interval_s:g} s)")
+        return self
 
 
-class ZoneState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ZoneState(_Bounded):
     occupied: bool
-    count: NonNegativeInt  # vehicles in the zone now
+    count: int = Field(ge=0, le=MAX_ZONE_VEHICLES)  # vehicles in the zone now
     #: longest current dwell (s) of a vehicle in the zone, 0 when empty
-    max_dwell_s: float = Field(0.0, ge=0)
+    max_dwell_s: float = Field(0.0, ge=0, le=MAX_AGE_S)
 
 
 class PresenceMessage(Payload):
     """Zone occupancy for actuated control; sent on every change, low latency."""
 
-    site: str
-    device: str
-    camera: str
+    site: Identifier
+    device: Identifier
+    camera: Identifier
     ts: datetime  # UTC time of the frame that changed the state
-    zones: dict[str, ZoneState]
+    zones: dict[Identifier, ZoneState] = Field(max_length=MAX_ZONES)
 
 
 class HealthMessage(Payload):
-    site: str
-    device: str
-    camera: str
+    site: Identifier
+    device: Identifier
+    camera: Identifier
     ts: datetime
     state: Literal["ok", "degraded", "offline"]
-    reasons: list[str] = Field(default_factory=list)
-    fps_in: float = Field(0.0, ge=0)
-    fps_processed: float = Field(0.0, ge=0)
-    detector_latency_ms: float = Field(0.0, ge=0)
-    last_frame_age_s: float | None = None
+    reasons: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=MAX_REASONS)
+    fps_in: float = Field(0.0, ge=0, le=1000)
+    fps_processed: float = Field(0.0, ge=0, le=1000)
+    detector_latency_ms: float = Field(0.0, ge=0, le=600_000)
+    last_frame_age_s: float | None = Field(None, ge=0, le=10 * 365 * MAX_AGE_S)
 
 
 # -- the controller ------------------------------------------------------------------------------------
 Mode = Literal["normal", "fail-safe", "manual"]
 
 
-class ControllerPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ControllerPayload(_Bounded):
     schema_version: int = 1
     site: str
     ts: datetime
@@ -124,7 +161,7 @@ class StateMessage(ControllerPayload):
 
 
 class AuditEvent(ControllerPayload):
-    seq: NonNegativeInt
+    seq: Seq
     type: Literal["startup", "decision", "stage-green", "failsafe", "malformed", "edge-status", "mode", "plan",
                   "shutdown"]
     #: controller clock (s since start) of the event, for ordering within a run
@@ -133,14 +170,12 @@ class AuditEvent(ControllerPayload):
 
 
 class SignalCommand(ControllerPayload):
-    seq: NonNegativeInt
+    seq: Seq
     stage: str | None
     signals: dict[str, Literal["green", "yellow", "red"]]
 
 
-class ModeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ModeRequest(_Bounded):
     mode: Literal["auto", "manual"]
     #: Manual: the stage to hold (it changes through the safety envelope like any decision).
-    stage: str | None = None
+    stage: Identifier | None = None

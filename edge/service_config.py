@@ -16,10 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.core.config import Identifier, Strict, load_config, parse_config
+from roadside.core.config import Identifier, Strict, load_config, parse_config, parse_yaml
 from roadside.core.mqtt import MqttConfig
 from roadside.core.paths import edge_state_dir
 from roadside.core.topics import CONTROLLER, Topics
@@ -248,7 +247,7 @@ def default_config_text() -> str:
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     """Load a site configuration (``None``: the built-in default); raise ConfigError naming key and problem."""
     if path is None:
-        data = yaml.safe_load(default_config_text())
+        data = parse_yaml(default_config_text(), f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
         config = parse_config(data, EdgeConfig, f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
         return _with_paths(config, Path.cwd())
     config = load_config(path, EdgeConfig)
