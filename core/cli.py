@@ -21,6 +21,7 @@ import sys
 from typing import Any, Callable
 
 from roadside.core.errors import RoadsideError
+from roadside.core.redact import install_log_redaction, redact
 
 #: Modules that each provide ``register(cli: CommandLine)``, in the order their groups appear in --help.
 COMMAND_MODULES = (
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()
     name = getattr(args, "command_name", args.command)
     if getattr(args, "deprecated_as", None):
         print(f"roadside: note: `roadside {args.deprecated_as}` is deprecated and goes in the next release; "
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RoadsideError as e:
-        print(f"roadside {name}: error: {e}", file=sys.stderr)
+        print(f"roadside {name}: error: {redact(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"roadside {name}: interrupted", file=sys.stderr)

@@ -27,6 +27,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from roadside.core.errors import RoadsideError
+from roadside.core.redact import redact
 
 
 class Preprocess(Protocol):
@@ -200,6 +201,8 @@ class VideoReader:
                  open_timeout_s: float = 30.0, stall_timeout_s: float = 20.0, capture_options: str | None = None,
                  assume_fps: float | None = None, cancel: threading.Event | None = None, decoder_nice: int = 0):
         self.source = str(source)
+        #: how the source is named in messages: never with its password
+        self.name = redact(self.source)
         self._cancel = cancel
         self.preprocess = preprocess
         self.frames_read = 0
@@ -209,11 +212,11 @@ class VideoReader:
         if "://" not in self.source and not self.source.isdigit():
             p = Path(self.source)
             if not p.exists():
-                raise VideoError(f"{self.source}: no such file")
+                raise VideoError(f"{self.name}: no such file")
             if not p.is_file():
-                raise VideoError(f"{self.source}: not a file")
+                raise VideoError(f"{self.name}: not a file")
             if p.stat().st_size == 0:
-                raise VideoError(f"{self.source}: the file is empty")
+                raise VideoError(f"{self.name}: the file is empty")
         fd, self._stderr_path = tempfile.mkstemp(prefix="roadside-decoder-", suffix=".log")
         os.close(fd)
         self._proc, self._to_child, self._from_child = _spawn_decoder(self._stderr_path, capture_options)
@@ -224,13 +227,13 @@ class VideoReader:
                 raise self._error(msg[1], msg[2])
             _, w, h, fps, count = msg
             if w < MIN_FRAME_SIDE or h < MIN_FRAME_SIDE:
-                raise VideoError(f"{self.source}: frames are {w}x{h} pixels, too small to count vehicles in "
+                raise VideoError(f"{self.name}: frames are {w}x{h} pixels, too small to count vehicles in "
                                  f"(at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} is needed)")
             if fps <= 0 and assume_fps:
                 fps = float(assume_fps)
             if fps <= 0:
-                raise VideoError(f"{self.source}: the video reports no frame rate; cannot time its frames")
-            self.info = VideoInfo(self.source, w, h, fps, count)
+                raise VideoError(f"{self.name}: the video reports no frame rate; cannot time its frames")
+            self.info = VideoInfo(self.name, w, h, fps, count)
             fsize = w * h * 3
             self._shm = [shared_memory.SharedMemory(create=True, size=fsize) for _ in range(slots)]
             self._frame_bufs = self._shm[:slots]
@@ -260,7 +263,7 @@ class VideoReader:
     def _error(self, index: int, what: str) -> VideoError:
         where = f" at frame {index}" if index > 0 else ""
         log = self._decoder_log()
-        return VideoError(f"{self.source}: {what}{where}" + (f" (decoder says: {log})" if log else ""))
+        return VideoError(f"{self.name}: {what}{where}" + (f" (decoder says: {redact(log)})" if log else ""))
 
     def _get(self, timeout: float, doing: str):
         deadline = time.monotonic() + timeout
@@ -279,7 +282,7 @@ class VideoReader:
             if time.monotonic() > deadline:
                 raise self._error(self.frames_read, f"the decoder gave no frame for {timeout:.0f} s while {doing} (stalled)")
             if self._cancel is not None and self._cancel.is_set():
-                raise VideoError(f"{self.source}: cancelled while {doing}")
+                raise VideoError(f"{self.name}: cancelled while {doing}")
 
     def _check_clean_exit(self, wait_s: float = 10.0) -> None:
         """After the last frame the decoder must exit with status 0; a crash then means the frames it

@@ -31,7 +31,8 @@ from roadside.edge.mqtt_link import MqttLink
 from roadside.edge.outbox import Outbox
 from roadside.core.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
 from roadside.edge.pipeline import CameraPipeline, config_hash
-from roadside.edge.service_config import CameraConfig, EdgeConfig, redact_url
+from roadside.core.redact import redact
+from roadside.edge.service_config import CameraConfig, EdgeConfig
 from roadside.edge.sources import LiveSource, SourceStatus, capture_options
 
 log = logging.getLogger("roadside.edge.service")
@@ -227,7 +228,7 @@ class CameraWorker:
         link = self.service.link.status()
         last_ack = link.last_counts_ack.get(self.cam.id)
         return {
-            "state": state, "reasons": reasons, "source": redact_url(self.cam.source), "source_state": src.state,
+            "state": state, "reasons": reasons, "source": redact(self.cam.source), "source_state": src.state,
             "fps_in": round(src.fps_in, 2), "fps_processed": round(self._rate.rate(time.monotonic()), 2),
             "frames_in": src.frames_in, "frames_processed": self.frames_processed, "frames_dropped": src.frames_dropped,
             "detector_latency_ms": round(self.detector_ms, 2),

@@ -11,7 +11,6 @@ the current working directory (the checkout root in development).
 from __future__ import annotations
 
 import os
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from roadside.core.config import Identifier, Strict, load_config, parse_config, parse_yaml
 from roadside.core.mqtt import MqttConfig
+from roadside.core.redact import redact
 from roadside.core.paths import edge_state_dir
 from roadside.core.topics import CONTROLLER, Topics
 from roadside.edge.config import CountingConfig, DetectorConfig, LineConfig, TrackerConfig, VisionConfig, ZoneConfig
@@ -77,12 +77,6 @@ class SourceSettings(Strict):
         if self.dark_level >= self.bright_level:
             raise ValueError("dark_level must be below bright_level")
         return self
-
-
-def redact_url(source: str) -> str:
-    """``rtsp://user:secret@host/...`` -> ``rtsp://user:**********@host/...`` (other sources unchanged)."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@]*):([^/@]*)@(.*)$", source)
-    return f"{m.group(1)}{m.group(2)}:**********@{m.group(4)}" if m else source
 
 
 def is_url(source: str) -> bool:
@@ -201,7 +195,7 @@ class EdgeConfig(Strict):
         replaced by ``**********``."""
         data = self.model_dump(mode="json")
         for cam in data["cameras"]:
-            cam["source"] = redact_url(cam["source"])
+            cam["source"] = redact(cam["source"])
         return data
 
 

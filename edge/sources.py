@@ -26,6 +26,7 @@ import numpy as np
 
 from roadside.models.formats import Preprocess
 from roadside.edge.service_config import SourceSettings, is_device, is_url
+from roadside.core.redact import redact
 from roadside.core.video import VideoError, VideoReader
 
 log = logging.getLogger("roadside.edge.sources")
@@ -245,7 +246,7 @@ class LiveSource:
             st.width, st.height, st.fps = info.width, info.height, info.fps
             if st.state != "live":
                 log.info("camera %s: receiving %dx%d at %.2f fps from %s", self.camera_id, info.width, info.height,
-                         info.fps, self.source)
+                         info.fps, redact(self.source))
             st.state, st.reasons = "live", []
             self._check.reset()
             opened = time.monotonic()
