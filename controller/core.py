@@ -2,8 +2,9 @@
 
 ``on_message`` takes an MQTT topic and its raw payload (parsed with the shared payload models, so a
 malformed message is rejected exactly as the edge would); ``tick`` runs the detector bookkeeping, the
-fail-safe, the policy, the sequencer and the safety envelope, and returns what to publish. The MQTT service
-and the SUMO harness both drive this same object.
+fail-safe, the policy, the sequencer and the safety envelope, and returns what to publish. The
+:class:`Intersection` is built here, once, and shared by the sequencer, the envelope and the policies.
+The MQTT service and the SUMO harness both drive this same object.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from roadside.controller.config import ControllerConfig
 from roadside.controller.detection import DetectorState
 from roadside.controller.engine import Decision, SignalEngine, StepResult
+from roadside.controller.intersection import Intersection
 from roadside.controller.policies import make_policy
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
@@ -41,10 +43,11 @@ class Controller:
         self.start = start
         self._epoch = datetime.now(timezone.utc)
         self.wall = wall or (lambda t: self._epoch + timedelta(seconds=t - start))
-        self.engine = SignalEngine(cfg.intersection, cfg.tick_s, start)
+        self.intersection = Intersection.of(cfg)
+        self.engine = SignalEngine(self.intersection, cfg.tick_s, start)
         self.detection = DetectorState(cfg, start)
-        self.policy = policy if isinstance(policy, Policy) else make_policy(cfg, policy)
-        self.fallback = FixedTimePolicy(cfg)
+        self.policy = policy if isinstance(policy, Policy) else make_policy(cfg, self.intersection, policy)
+        self.fallback = FixedTimePolicy(cfg, self.intersection)
         self.mode = "normal"
         self.manual_stage: str | None = None
         self.seq = 0
@@ -53,7 +56,7 @@ class Controller:
         self.pending: list[AuditEvent] = []
         self._plan_key = ""
         self.messages_handled = 0
-        self.emit("startup", {"policy": self.policy.name, "stages": [s.id for s in cfg.intersection.stages],
+        self.emit("startup", {"policy": self.policy.name, "stages": list(self.intersection.sequence),
                               "failsafe_action": cfg.failsafe.action})
 
     # -- audit -------------------------------------------------------------------------------------
@@ -123,8 +126,7 @@ class Controller:
         self.set_manual(req.stage if req.mode == "manual" else None, manual=req.mode == "manual")
 
     def set_manual(self, stage: str | None, manual: bool = True) -> None:
-        stages = {s.id for s in self.cfg.intersection.stages}
-        if manual and stage not in stages:
+        if manual and stage not in self.intersection.stages:
             self.emit("mode", {"accepted": False, "error": f"unknown stage {stage!r}"})
             return
         self.manual_stage = stage if manual else None
@@ -171,7 +173,7 @@ class Controller:
         return TickOutput(step, events, plan_changed)
 
     def _active_policy(self):
-        if self.detection and self.mode == "fail-safe" and self.cfg.failsafe.action == "fixed":
+        if self.mode == "fail-safe" and self.cfg.failsafe.action == "fixed":
             return self.fallback
         return self.policy
 

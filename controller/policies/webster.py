@@ -13,9 +13,9 @@ from roadside.controller.webster import smooth, webster_plan
 class WebsterPolicy(FixedTimePolicy):
     name = "webster"
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
-        self.flows: dict[str, float | None] = {p.id: None for p in self.inter.phases if p.kind == "vehicle"}
+    def __init__(self, cfg, inter) -> None:
+        super().__init__(cfg, inter)
+        self.flows: dict[str, float | None] = {pid: None for pid, p in self.inter.phases.items() if p.vehicle}
         self.last_update: float | None = None
         self.cycle_s: float | None = None
         self.why = "fixed plan until flows are measured"
@@ -44,7 +44,7 @@ class WebsterPolicy(FixedTimePolicy):
         for s, target in plan.greens.items():
             g = self.greens[s]
             step = max(-ws.max_green_change_s, min(ws.max_green_change_s, target - g))
-            self.greens[s] = min(max(g + step, self.stage_min[s]), self.stage_max[s])
+            self.greens[s] = self.stages[s].clamp(g + step)
         self.why = (f"Webster from smoothed flows: Y={plan.flow_ratio_sum:.2f}, L={plan.lost_time_s:.0f}s, "
                     f"C0={plan.cycle_s:.0f}s; greens move at most {ws.max_green_change_s:g}s per cycle")
 

@@ -233,8 +233,8 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                 from roadside.controller.policies.fixed import FixedTimePolicy
                 from roadside.controller.webster import webster_plan
 
-                plan = webster_plan(d.config.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
-                policy = FixedTimePolicy(d.config, greens=plan.greens)
+                plan = webster_plan(d.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
+                policy = FixedTimePolicy(d.config, d.intersection, greens=plan.greens)
                 policy.why = f"Webster from the true demand: C0={plan.cycle_s:.0f}s"
             feed = DetectorFeed(d, site, Detection.named(spec.detection, duration), spec.seed)
             if spec.mode == "broker":

@@ -6,18 +6,19 @@ import pytest
 from controller_helpers import EXAMPLE, intersection_dict, make_config
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s, yellow_change_s
 from roadside.controller.config import load_controller_config
+from roadside.controller.intersection import Intersection
 from roadside.core.errors import ConfigError
 from roadside.core.errors import RoadsideError
 
 
 def test_example_configuration_loads_and_computes_clearances():
-    cfg = load_controller_config(EXAMPLE)
-    ns = cfg.intersection.phase("ns").timing
+    inter = Intersection.of(load_controller_config(EXAMPLE))
+    ns = inter.phases["ns"].timing
     # ITE in imperial units, computed independently: 50 km/h = 45.57 ft/s, a = 10 ft/s^2, width 22 m + 20 ft
     v_fts = 50 / 3.6 / 0.3048
     assert ns.yellow == pytest.approx(1 + v_fts / 20, abs=0.1)
     assert ns.red_clearance == pytest.approx((22 / 0.3048 + 20) / v_fts, abs=0.1)
-    ped = cfg.intersection.phase("ped_ew").timing
+    ped = inter.phases["ped_ew"].timing
     assert ped.yellow == pytest.approx(14 / 1.07, abs=0.1) and ped.min_green == 7
 
 
