@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from roadside.controller.policy_names import POLICY_NAMES
 from roadside.core.config import Identifier, Strict, load_config, parse_config
 from roadside.core.mqtt import MqttConfig
 from roadside.core.topics import Topics
@@ -232,7 +233,7 @@ class AdaptiveConfig(Strict):
 
 
 class TimingConfig(Strict):
-    policy: Literal["fixed", "webster", "actuated", "adaptive"] = "actuated"
+    policy: Literal[POLICY_NAMES] = "actuated"  # type: ignore[valid-type]
     fixed: FixedPlanConfig = Field(default_factory=FixedPlanConfig)
     webster: WebsterConfig = Field(default_factory=WebsterConfig)
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roadside.controller.policy_names import POLICY_NAMES
 from roadside.controller.sim.feed import EPOCH, Detection, DetectorFeed, additional_xml
 from roadside.controller.sim.monitor import SafetyMonitor
 from roadside.controller.sim.programs import KINDS, program_id, program_xml
@@ -27,7 +28,7 @@ from roadside.controller.sim.scenarios import Scenario, build_net, get_scenario,
 from roadside.controller.sim.tls import DerivedTLS, derive
 from roadside.core.errors import RoadsideError
 
-OURS = ("fixed", "webster", "actuated", "adaptive", "webster-true")
+OURS = POLICY_NAMES + ("webster-true",)
 TIMESERIES_BIN_S = 60.0
 
 

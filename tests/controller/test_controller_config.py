@@ -64,3 +64,17 @@ def test_inconsistent_intersections_are_rejected_with_the_reason(mutate, message
 def test_fixed_plan_must_name_real_stages():
     with pytest.raises(ConfigError, match="unknown stage 'XX'"):
         make_config(timing={"policy": "fixed", "fixed": {"greens": {"XX": 10}}})
+
+
+def test_policy_names_are_one_list_for_schema_registry_and_command_line():
+    from roadside.controller.commands import POLICY_CHOICES
+    from roadside.controller.policies import POLICIES, make_policy
+
+    assert tuple(POLICIES) == POLICY_CHOICES
+    for name in POLICY_CHOICES:
+        cfg = make_config(timing={"policy": name})
+        policy = make_policy(cfg, Intersection.of(cfg))
+        assert type(policy) is POLICIES[name] and policy.name == name
+    with pytest.raises(ConfigError) as e:
+        make_config(timing={"policy": "websterr"})
+    assert "timing.policy: Input should be 'fixed', 'webster', 'actuated' or 'adaptive'" in str(e.value)
