@@ -252,7 +252,9 @@ class FailsafeConfig(Strict):
     malformed_hold_s: float = Field(30.0, ge=0, le=3600)
 
 
-class DetectionConfig(Strict):
+class InputsConfig(Strict):
+    """How the controller reads the edge's counts (the ``detection`` section of the file)."""
+
     #: The counts bin length (s) the controller uses; other bins of the same counts are ignored so
     #: that vehicles are not counted twice.
     counts_interval_s: float = Field(60.0, gt=0, le=3600)
@@ -274,7 +276,7 @@ class ControllerConfig(Strict):
     intersection: IntersectionConfig
     timing: TimingConfig = Field(default_factory=TimingConfig)
     failsafe: FailsafeConfig = Field(default_factory=FailsafeConfig)
-    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    detection: InputsConfig = Field(default_factory=InputsConfig)
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig)
     #: Decision period (s). Signal changes happen on these ticks; max green holds exactly when ticks
     #: are never further apart than this.

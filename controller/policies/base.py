@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from roadside.controller.config import ControllerConfig
-from roadside.controller.detection import PhaseInput
 from roadside.controller.engine import Decision, SignalEngine
+from roadside.controller.inputs import PhaseInput
 from roadside.controller.intersection import Intersection
 
 

@@ -62,7 +62,7 @@ def test_counts_bins_of_another_length_redeliveries_and_late_bins_do_not_inflate
     ctrl.on_message(topic, msg(0, 60, 30), 60.5)  # QoS 1 redelivery
     ctrl.on_message(topic, msg(0, 900, 400), 61.0)  # the 15-min bin of the same vehicles
     ctrl.on_message(topic, msg(1, 60, 500, late=True), 61.0)  # replayed after an outage: history
-    flow = ctrl.detection.inputs(61.0)["ns"].flow_vph
+    flow = ctrl.inputs.phase_inputs(61.0)["ns"].flow_vph
     assert flow == 30 * 60
 
 
