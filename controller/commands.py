@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-POLICY_CHOICES = ("fixed", "webster", "actuated", "adaptive")
+from roadside.controller.policy_names import POLICY_NAMES
+
+POLICY_CHOICES = POLICY_NAMES
 SIM_CONTROLLERS = POLICY_CHOICES + ("webster-true", "sumo-static", "sumo-actuated", "sumo-delay-based")
 
 

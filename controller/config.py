@@ -4,20 +4,20 @@ The intersection is described as *phases* (signal groups: the movements or one p
 show one signal), which pairs of phases are *compatible* (may show green together), and a *sequence* of
 *stages* (sets of compatible phases that are green together; the ring). Each phase has its own timings;
 change and clearance intervals may be given directly or computed by the ITE formulas (see clearance.py).
+What follows from these (timings, conflicts, stage limits, change times) is worked out once, by
+:class:`~roadside.controller.intersection.Intersection`.
 
 Every model forbids unknown keys; load a file with :func:`load_controller_config`.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
+from roadside.controller.policy_names import POLICY_NAMES
 from roadside.core.config import Identifier, Strict, load_config, parse_config
 from roadside.core.mqtt import MqttConfig
 from roadside.core.topics import Topics
@@ -122,34 +122,6 @@ class PhaseConfig(Strict):
                 raise ValueError(f"{where}: yellow {self.yellow} s is shorter than 3 s")
         return self
 
-    @cached_property
-    def timing(self) -> "PhaseTiming":
-        """The four numbers the safety envelope enforces; for pedestrians green is WALK and yellow is the
-        pedestrian clearance (flashing DON'T WALK)."""
-        if self.kind == "pedestrian":
-            assert self.walk is not None
-            fdw = self.ped_clearance if self.ped_clearance is not None else pedestrian_clearance_s(
-                float(self.crossing_length_m or 0))
-            return PhaseTiming(self.walk, self.walk + 1.0, fdw, self.red_clearance or 0.0)
-        assert self.min_green is not None and self.max_green is not None
-        if self.clearance is not None:
-            c = ite_clearance(self.clearance.approach_speed_kmh, self.clearance.grade_percent,
-                              self.clearance.width_m, self.clearance.vehicle_length_m)
-            return PhaseTiming(self.min_green, self.max_green, c.yellow_s, c.red_clearance_s)
-        assert self.yellow is not None and self.red_clearance is not None
-        return PhaseTiming(self.min_green, self.max_green, self.yellow, self.red_clearance)
-
-
-@dataclass(frozen=True)
-class PhaseTiming:
-    """What the safety envelope enforces. Pedestrians: green is WALK (timed ``walk`` to ``walk`` + 1 s),
-    yellow is the pedestrian clearance (flashing DON'T WALK)."""
-
-    min_green: float
-    max_green: float
-    yellow: float
-    red_clearance: float
-
 
 class StageConfig(Strict):
     id: Identifier
@@ -208,21 +180,6 @@ class IntersectionConfig(Strict):
                         out.add(frozenset((a, b)))
         return frozenset(out)
 
-    def conflicts(self, a: str, b: str) -> bool:
-        return a != b and frozenset((a, b)) not in self.compatible_pairs
-
-    def phase(self, pid: str) -> PhaseConfig:
-        for p in self.phases:
-            if p.id == pid:
-                return p
-        raise KeyError(pid)
-
-    def stage(self, sid: str) -> StageConfig:
-        for s in self.stages:
-            if s.id == sid:
-                return s
-        raise KeyError(sid)
-
 
 class FixedPlanConfig(Strict):
     #: Green time per stage (s); the cycle is the sum of greens and the change intervals between stages.
@@ -276,7 +233,7 @@ class AdaptiveConfig(Strict):
 
 
 class TimingConfig(Strict):
-    policy: Literal["fixed", "webster", "actuated", "adaptive"] = "actuated"
+    policy: Literal[POLICY_NAMES] = "actuated"  # type: ignore[valid-type]
     fixed: FixedPlanConfig = Field(default_factory=FixedPlanConfig)
     webster: WebsterConfig = Field(default_factory=WebsterConfig)
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig)
@@ -295,7 +252,9 @@ class FailsafeConfig(Strict):
     malformed_hold_s: float = Field(30.0, ge=0, le=3600)
 
 
-class DetectionConfig(Strict):
+class InputsConfig(Strict):
+    """How the controller reads the edge's counts (the ``detection`` section of the file)."""
+
     #: The counts bin length (s) the controller uses; other bins of the same counts are ignored so
     #: that vehicles are not counted twice.
     counts_interval_s: float = Field(60.0, gt=0, le=3600)
@@ -317,7 +276,7 @@ class ControllerConfig(Strict):
     intersection: IntersectionConfig
     timing: TimingConfig = Field(default_factory=TimingConfig)
     failsafe: FailsafeConfig = Field(default_factory=FailsafeConfig)
-    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    detection: InputsConfig = Field(default_factory=InputsConfig)
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig)
     #: Decision period (s). Signal changes happen on these ticks; max green holds exactly when ticks
     #: are never further apart than this.
@@ -340,39 +299,6 @@ class ControllerConfig(Strict):
 
     def device_of(self, ref: ZoneRef | LineRef) -> str:
         return ref.device or self.device
-
-    def fixed_green(self, stage_id: str) -> float:
-        """The fixed-plan green of a stage: configured, else the largest min green of its vehicle phases
-        plus half the room up to the smallest max green (a neutral default)."""
-        if stage_id in self.timing.fixed.greens:
-            return self.timing.fixed.greens[stage_id]
-        return default_green(self.intersection, stage_id)
-
-
-def default_green(inter: IntersectionConfig, stage_id: str) -> float:
-    st = inter.stage(stage_id)
-    timings = [inter.phase(p).timing for p in st.phases if inter.phase(p).kind == "vehicle"]
-    if not timings:
-        return max(inter.phase(p).timing.min_green + inter.phase(p).timing.yellow for p in st.phases)
-    lo = max(t.min_green for t in timings)
-    hi = min(t.max_green for t in timings)
-    return lo + max(0.0, hi - lo) / 2
-
-
-def stage_minimum(inter: IntersectionConfig, stage_id: str) -> float:
-    """Shortest green a stage can have: its vehicle min greens, and WALK plus clearance of its pedestrians."""
-    st = inter.stage(stage_id)
-    need = 0.0
-    for pid in st.phases:
-        t = inter.phase(pid).timing
-        need = max(need, t.min_green + (t.yellow if inter.phase(pid).kind == "pedestrian" else 0.0))
-    return need
-
-
-def stage_maximum(inter: IntersectionConfig, stage_id: str) -> float:
-    st = inter.stage(stage_id)
-    vals = [inter.phase(p).timing.max_green for p in st.phases if inter.phase(p).kind == "vehicle"]
-    return min(vals) if vals else math.inf
 
 
 def parse_controller_config(data: object, source: str = "controller configuration") -> ControllerConfig:

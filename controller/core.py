@@ -1,9 +1,10 @@
 """The controller without any I/O: edge messages in, signals and audit records out, on a clock it is given.
 
 ``on_message`` takes an MQTT topic and its raw payload (parsed with the shared payload models, so a
-malformed message is rejected exactly as the edge would); ``tick`` runs the detector bookkeeping, the
-fail-safe, the policy, the sequencer and the safety envelope, and returns what to publish. The MQTT service
-and the SUMO harness both drive this same object.
+malformed message is rejected exactly as the edge would); ``tick`` runs the input bookkeeping, the
+fail-safe, the policy, the sequencer and the safety envelope, and returns what to publish. The
+:class:`Intersection` is built here, once, and shared by the sequencer, the envelope and the policies.
+The MQTT service and the SUMO harness both drive this same object.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from roadside.controller.config import ControllerConfig
-from roadside.controller.detection import DetectorState
 from roadside.controller.engine import Decision, SignalEngine, StepResult
+from roadside.controller.inputs import InputState
+from roadside.controller.intersection import Intersection
 from roadside.controller.policies import make_policy
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
@@ -41,10 +43,11 @@ class Controller:
         self.start = start
         self._epoch = datetime.now(timezone.utc)
         self.wall = wall or (lambda t: self._epoch + timedelta(seconds=t - start))
-        self.engine = SignalEngine(cfg.intersection, cfg.tick_s, start)
-        self.detection = DetectorState(cfg, start)
-        self.policy = policy if isinstance(policy, Policy) else make_policy(cfg, policy)
-        self.fallback = FixedTimePolicy(cfg)
+        self.intersection = Intersection.of(cfg)
+        self.engine = SignalEngine(self.intersection, cfg.tick_s, start)
+        self.inputs = InputState(cfg, start)
+        self.policy = policy if isinstance(policy, Policy) else make_policy(cfg, self.intersection, policy)
+        self.fallback = FixedTimePolicy(cfg, self.intersection)
         self.mode = "normal"
         self.manual_stage: str | None = None
         self.seq = 0
@@ -53,7 +56,7 @@ class Controller:
         self.pending: list[AuditEvent] = []
         self._plan_key = ""
         self.messages_handled = 0
-        self.emit("startup", {"policy": self.policy.name, "stages": [s.id for s in cfg.intersection.stages],
+        self.emit("startup", {"policy": self.policy.name, "stages": list(self.intersection.sequence),
                               "failsafe_action": cfg.failsafe.action})
 
     # -- audit -------------------------------------------------------------------------------------
@@ -83,8 +86,8 @@ class Controller:
             if text not in ("online", "offline"):
                 self._malformed(topic, device, None, f"status must be 'online' or 'offline', got {text[:40]!r}")
                 return
-            was = self.detection.device_online.get(device)
-            self.detection.on_status(device, text == "online", now)
+            was = self.inputs.device_online.get(device)
+            self.inputs.on_status(device, text == "online", now)
             if was is None or was != (text == "online"):
                 self.emit("edge-status", {"device": device, "status": text})
             return
@@ -104,14 +107,14 @@ class Controller:
                                                    f"topic says {self.cfg.site}/{device}/{camera}")
             return
         if isinstance(msg, CountsMessage):
-            self.detection.on_counts(msg, now)
+            self.inputs.on_counts(msg, now)
         elif isinstance(msg, PresenceMessage):
-            self.detection.on_presence(msg, now)
+            self.inputs.on_presence(msg, now)
         else:
-            self.detection.on_health(msg, now)
+            self.inputs.on_health(msg, now)
 
     def _malformed(self, topic: str, device: str, camera: str | None, error: str) -> None:
-        self.detection.on_malformed(device, camera, error, self.now)
+        self.inputs.on_malformed(device, camera, error, self.now)
         self.emit("malformed", {"topic": topic, "error": error})
 
     def _on_mode(self, payload: bytes) -> None:
@@ -123,8 +126,7 @@ class Controller:
         self.set_manual(req.stage if req.mode == "manual" else None, manual=req.mode == "manual")
 
     def set_manual(self, stage: str | None, manual: bool = True) -> None:
-        stages = {s.id for s in self.cfg.intersection.stages}
-        if manual and stage not in stages:
+        if manual and stage not in self.intersection.stages:
             self.emit("mode", {"accepted": False, "error": f"unknown stage {stage!r}"})
             return
         self.manual_stage = stage if manual else None
@@ -133,11 +135,11 @@ class Controller:
     # -- one tick --------------------------------------------------------------------------------------
     def tick(self, now: float) -> TickOutput:
         self.now = max(self.now, now)
-        for pid, ok, reasons in self.detection.update_reliability(self.now):
+        for pid, ok, reasons in self.inputs.update_reliability(self.now):
             self.emit("failsafe", {"phase": pid, "state": "normal" if ok else "fail-safe",
                                    "reasons": reasons or ["data good again"],
                                    "action": None if ok else self.cfg.failsafe.action})
-        inputs = self.detection.inputs(self.now)
+        inputs = self.inputs.phase_inputs(self.now)
         failing = {p: i.problems for p, i in inputs.items() if not i.reliable}
         mode = "manual" if self.manual_stage else ("fail-safe" if failing else "normal")
         if mode != self.mode:
@@ -171,7 +173,7 @@ class Controller:
         return TickOutput(step, events, plan_changed)
 
     def _active_policy(self):
-        if self.detection and self.mode == "fail-safe" and self.cfg.failsafe.action == "fixed":
+        if self.mode == "fail-safe" and self.cfg.failsafe.action == "fixed":
             return self.fallback
         return self.policy
 
@@ -188,7 +190,7 @@ class Controller:
                             time_in_signal_s={p: round(self.now - s.since, 2) for p, s in env.phases.items()})
 
     def plan_message(self) -> PlanMessage:
-        inputs = self.detection.inputs(self.now)
+        inputs = self.inputs.phase_inputs(self.now)
         return PlanMessage(site=self.cfg.site, ts=self.wall(self.now), policy=self._active_policy().name,
                            mode=self.mode, plan=self._active_policy().plan(),  # type: ignore[arg-type]
                            failsafe_phases={p: i.problems for p, i in inputs.items() if not i.reliable})

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from roadside.controller.config import IntersectionConfig
+from roadside.controller.intersection import Intersection
 from roadside.controller.safety import GREEN, RED, SafetyEnvelope, Signal
 
 
@@ -54,17 +54,13 @@ class StepResult:
 
 
 class SignalEngine:
-    def __init__(self, inter: IntersectionConfig, tick_s: float, start: float, first_stage: str | None = None) -> None:
+    def __init__(self, inter: Intersection, tick_s: float, start: float, first_stage: str | None = None) -> None:
         self.inter = inter
         self.envelope = SafetyEnvelope(inter, tick_s, start)
-        self.stage_ids = [s.id for s in inter.stages]
-        self.stage_phases = {s.id: frozenset(s.phases) for s in inter.stages}
-        self.kind = {p.id: p.kind for p in inter.phases}
-        self.vehicles = {sid: frozenset(p for p in ph if self.kind[p] == "vehicle") for sid, ph in self.stage_phases.items()}
-        self.peds = {sid: frozenset(p for p in ph if self.kind[p] == "pedestrian") for sid, ph in self.stage_phases.items()}
+        self.stages = inter.stages
         # power-up behaves like a change from nothing to the first stage
         self.current: str | None = None
-        self.target: str | None = first_stage if first_stage in self.stage_phases else self.stage_ids[0]
+        self.target: str | None = first_stage if first_stage in self.stages else inter.sequence[0]
         self.stage_green_since: float = start
         self.walk_pending: set[str] = set()
         self.walked: set[str] = set()  # pedestrian phases served in this stage visit
@@ -84,39 +80,35 @@ class SignalEngine:
         """Green time of the current stage so far (0 while changing)."""
         return 0.0 if self.changing else self.now - self.stage_green_since
 
-    def next_in_sequence(self, sid: str | None) -> str:
-        if sid not in self.stage_phases:
-            return self.stage_ids[0]
-        return self.stage_ids[(self.stage_ids.index(sid) + 1) % len(self.stage_ids)]
-
     def forced_target(self) -> str | None:
         """At max-out without a policy's choice: the next stage in ring order that does not keep a phase
         that is maxing out."""
         assert self.current is not None
-        maxing = {p for p in self.vehicles[self.current] if self.envelope.will_max_out(p)}
+        maxing = {p for p in self.stages[self.current].vehicles if self.envelope.will_max_out(p)}
         sid = self.current
-        for _ in self.stage_ids:
-            sid = self.next_in_sequence(sid)
-            if sid != self.current and not (self.stage_phases[sid] & maxing):
+        for _ in self.inter.sequence:
+            sid = self.inter.next_in_sequence(sid)
+            if sid != self.current and not (self.stages[sid].phases & maxing):
                 return sid
-        nxt = self.next_in_sequence(self.current)
+        nxt = self.inter.next_in_sequence(self.current)
         return nxt if nxt != self.current else None
 
     def can_change_to(self, target: str) -> bool:
         """Every phase that would end has had its min green (pedestrians: their WALK)."""
         if self.changing or self.current is None:
             return False
-        ending = self.stage_phases[self.current] - self.stage_phases.get(target, frozenset())
+        kept = self.stages[target].phases if target in self.stages else frozenset()
+        ending = self.stages[self.current].phases - kept
         return all(self.envelope.can_end(p) for p in ending)
 
     def must_change(self) -> bool:
         """A vehicle phase of the current stage reaches its max green on this tick."""
         if self.changing or self.current is None:
             return False
-        return any(self.envelope.will_max_out(p) for p in self.vehicles[self.current])
+        return any(self.envelope.will_max_out(p) for p in self.stages[self.current].vehicles)
 
     def walk_possible(self, pid: str) -> bool:
-        return (not self.changing and self.current is not None and pid in self.peds[self.current]
+        return (not self.changing and self.current is not None and pid in self.stages[self.current].pedestrians
                 and pid not in self.walked and self.envelope.phases[pid].signal == RED)
 
     # -- one tick ----------------------------------------------------------------------------------
@@ -126,8 +118,9 @@ class SignalEngine:
         if isinstance(now, (int, float)) and math.isfinite(now) and now > self.envelope.now:
             self.envelope.now = float(now)  # queries below see this tick's time; apply() keeps it
         change: StageChange | None = None
-        target = decision.target if isinstance(decision.target, str) and decision.target in self.stage_phases else None
-        walk = {p for p in (decision.walk if isinstance(decision.walk, (set, frozenset)) else ()) if p in self.kind}
+        target = decision.target if isinstance(decision.target, str) and decision.target in self.stages else None
+        asked = decision.walk if isinstance(decision.walk, (set, frozenset)) else ()
+        walk = {p for p in asked if p in self.inter.phases}
         if not self.changing and self.current is not None:
             forced = self.must_change()
             wanted_change = target is not None and target != self.current
@@ -141,13 +134,13 @@ class SignalEngine:
                                      dict(decision.inputs), self.now - self.stage_green_since)
                 self.target = target
                 self.change_reason = change.reason
-                self.walk_pending = {p for p in walk if p in self.peds[target]}
+                self.walk_pending = {p for p in walk if p in self.stages[target].pedestrians}
             else:
                 for p in walk:
                     if self.walk_possible(p):
                         self.walk_pending.add(p)
         elif self.changing:
-            self.walk_pending |= {p for p in walk if p in self.peds[self.target or ""]}
+            self.walk_pending |= {p for p in walk if p in self.stages[self.target].pedestrians}
         signals = self.envelope.apply(now, self._wanted())
         started = self._maybe_complete_change()
         for p in list(self.walk_pending):
@@ -161,16 +154,17 @@ class SignalEngine:
     def _wanted(self) -> set[str]:
         if not self.changing:
             assert self.current is not None
-            return set(self.vehicles[self.current]) | self.walk_pending
+            return set(self.stages[self.current].vehicles) | self.walk_pending
         assert self.target is not None
         sig = self.envelope.phases
-        keep = set(self.vehicles[self.target])
-        if self.current is not None:
-            ending_peds = self.peds[self.current] - self.peds[self.target]
+        cur, tgt = (self.stages[self.current] if self.current is not None else None), self.stages[self.target]
+        keep = set(tgt.vehicles)
+        if cur is not None:
+            ending_peds = cur.pedestrians - tgt.pedestrians
             peds_done = all(sig[p].signal == RED for p in ending_peds)
-            keep |= self.vehicles[self.current] & self.vehicles[self.target]
+            keep |= cur.vehicles & tgt.vehicles
             if not peds_done:  # vehicles of S stay green while their pedestrians clear
-                return set(self.vehicles[self.current])
+                return set(cur.vehicles)
         return keep | self.walk_pending
 
     def _maybe_complete_change(self) -> str | None:
@@ -178,10 +172,10 @@ class SignalEngine:
             return None
         assert self.target is not None
         sig = self.envelope.phases
-        leaving = (self.stage_phases[self.current] if self.current else frozenset()) - self.stage_phases[self.target]
+        leaving = (self.stages[self.current].phases if self.current else frozenset()) - self.stages[self.target].phases
         if not all(sig[p].signal == RED for p in leaving):
             return None
-        veh = [p for p in self.vehicles[self.target] if not self.envelope.latched(p)]
+        veh = [p for p in self.stages[self.target].vehicles if not self.envelope.latched(p)]
         if not all(sig[p].signal == GREEN for p in veh):
             return None
         self.current, self.target = self.target, None

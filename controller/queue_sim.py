@@ -126,7 +126,7 @@ class QueueSim:
                         self.delays.append(t - arrived)
                 if not q:
                     self.credit[p.id] = min(self.credit[p.id], 1.0)
-        left = sum(len(q) for pid, q in self.queues.items() if cfg.intersection.phase(pid).kind == "vehicle")
+        left = sum(len(q) for pid, q in self.queues.items() if self.ctrl.intersection.phases[pid].vehicle)
         mean = sum(self.delays) / len(self.delays) if self.delays else 0.0
         return QueueSimResult(mean, len(self.delays), left, changes, self.ctrl, timeline)
 

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from roadside.controller.config import IntersectionConfig, PhaseTiming
+from roadside.controller.intersection import Intersection
 
 Signal = Literal["green", "yellow", "red"]
 GREEN: Signal = "green"
@@ -36,15 +36,13 @@ class PhaseSignal:
 
 
 class SafetyEnvelope:
-    def __init__(self, inter: IntersectionConfig, tick_s: float, start: float) -> None:
+    def __init__(self, inter: Intersection, tick_s: float, start: float) -> None:
         if not (math.isfinite(start) and 0 < tick_s <= 1):
             raise ValueError("the envelope needs a finite start time and 0 < tick_s <= 1")
         self.tick_s = tick_s
-        self.order = [p.id for p in inter.phases]
-        self.timing: dict[str, PhaseTiming] = {p.id: p.timing for p in inter.phases}
-        self.conflicting: dict[str, tuple[str, ...]] = {
-            a: tuple(b for b in self.order if inter.conflicts(a, b)) for a in self.order
-        }
+        self.inter = inter
+        self.order = tuple(inter.phases)
+        self.timing = {pid: p.timing for pid, p in inter.phases.items()}  # the numbers it enforces, by phase
         # Power-up: everything red, and red clearance is timed from power-up.
         self.phases: dict[str, PhaseSignal] = {p: PhaseSignal(RED, start) for p in self.order}
         self.now = start
@@ -72,7 +70,7 @@ class SafetyEnvelope:
         return s.signal == RED and self.now - s.since >= self.timing[pid].red_clearance - 1e-9
 
     def may_start(self, pid: str) -> bool:
-        return all(self.cleared(q) for q in self.conflicting[pid])
+        return all(self.cleared(q) for q in self.inter.phases[pid].conflicts)
 
     def latched(self, pid: str) -> bool:
         return self.phases[pid].latched

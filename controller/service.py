@@ -210,18 +210,17 @@ class ControllerService:
 
 def describe(cfg: ControllerConfig) -> dict:
     """The derived timings of a configuration (for ``roadside controller check``)."""
-    from roadside.controller.config import stage_minimum
+    from roadside.controller.intersection import Intersection
 
-    inter = cfg.intersection
+    inter = Intersection.of(cfg)
     return {
         "site": cfg.site,
         "policy": cfg.timing.policy,
         "phases": {p.id: {"kind": p.kind, **{k: round(v, 2) for k, v in vars(p.timing).items()}}
-                   for p in inter.phases},
-        "stages": {s.id: {"phases": s.phases, "min_green_s": stage_minimum(inter, s.id),
-                          "fixed_green_s": cfg.fixed_green(s.id)} for s in inter.stages},
-        "conflicts": sorted([a.id, b.id] for a in inter.phases for b in inter.phases
-                            if a.id < b.id and inter.conflicts(a.id, b.id)),
+                   for p in inter.phases.values()},
+        "stages": {s.id: {"phases": s.phases, "min_green_s": inter.stages[s.id].min_green,
+                          "fixed_green_s": inter.stages[s.id].fixed_green} for s in cfg.intersection.stages},
+        "conflicts": sorted([a, b] for a in inter.phases for b in inter.phases[a].conflicts if a < b),
     }
 
 

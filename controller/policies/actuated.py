@@ -12,9 +12,10 @@ class ActuatedPolicy(Policy):
     name = "actuated"
 
     def extend_or_end(self, view, cur, nxt, why_next, walk, used) -> Decision:
-        ending = [p for p in self.vehicles(cur) - self.stage_phases[nxt]]
-        extending = [p for p in ending if view.inputs[p].gap_s < self.inter.phase(p).passage
-                     or self.inter.phase(p).recall == "max"]
+        ending = [p for p in self.stages[cur].vehicles - self.stages[nxt].phases]
+        phases = self.inter.phases
+        extending = [p for p in ending if view.inputs[p].gap_s < phases[p].config.passage
+                     or phases[p].config.recall == "max"]
         if extending:
             return Decision(walk=walk)
         return Decision(nxt, f"gap-out: no vehicle on {', '.join(ending) or '-'} within the passage time; "
@@ -24,4 +25,4 @@ class ActuatedPolicy(Policy):
         return {"policy": self.name,
                 "why": "gap-out / max-out from presence calls; stages without calls are skipped",
                 "phases": {p.id: {"min_green": p.timing.min_green, "max_green": p.timing.max_green,
-                                  "passage": p.passage} for p in self.inter.phases if p.kind == "vehicle"}}
+                                  "passage": p.config.passage} for p in self.inter.phases.values() if p.vehicle}}

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from roadside.controller.engine import Decision
 from roadside.controller.policies.base import Policy, View
-from roadside.controller.webster import change_time
 
 
 class AdaptivePolicy(Policy):
     name = "adaptive"
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, inter) -> None:
+        super().__init__(cfg, inter)
         self.ac = cfg.timing.adaptive
-        self.sat = {p.id: p.saturation_flow_vph * p.lanes / 3600.0 for p in self.inter.phases}
-        self.lanes = {p.id: p.lanes for p in self.inter.phases}
-        self.travel = {p.id: p.detectors.queue_travel_s for p in self.inter.phases}
+        phases = self.inter.phases.values()
+        self.sat = {p.id: p.saturation_vph / 3600.0 for p in phases}
+        self.lanes = {p.id: p.config.lanes for p in phases}
+        self.travel = {p.id: p.config.detectors.queue_travel_s for p in phases}
         #: running average of each stage's actual greens (s)
         self.recent_green: dict[str, float] = {}
         self._last_change_t: float | None = None
@@ -56,7 +56,7 @@ class AdaptivePolicy(Policy):
         waiting for a gap) serves nothing."""
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
-            busy = inp.gap_s < self.inter.phase(pid).passage
+            busy = inp.gap_s < self.inter.phases[pid].config.passage
             return self.sat[pid] if busy else self.arrival_rate(view, pid)
         travel, margin = self.travel[pid], self.ac.queued_margin_s
         lane_sat = self.sat[pid] / self.lanes[pid]
@@ -83,22 +83,23 @@ class AdaptivePolicy(Policy):
 
     def stage_need(self, view: View, sid: str, current: str) -> float:
         """Green stage ``sid`` would need to clear what waits for it (0 when nobody waits)."""
-        new = [p for p in self.new_phases(current, sid) if self.kind[p] == "vehicle"]
+        new = [p for p in self.inter.new_phases(current, sid) if self.inter.phases[p].vehicle]
         if not self.demanded(view, current, sid):
             return 0.0
         clear = max((self.queue(view, p) / self.sat[p] for p in new), default=0.0)
-        return max(self.stage_min[sid], min(clear + self.ac.startup_lost_s, self.stage_max[sid]))
+        st = self.stages[sid]
+        return max(st.min_green, min(clear + self.ac.startup_lost_s, st.max_green))
 
     def score(self, view: View, current: str, sid: str) -> float:
         return sum(self.queue(view, p) * self.weight(view, p) + (1.0 if view.inputs[p].call else 0.0)
-                   for p in self.new_phases(current, sid))
+                   for p in self.inter.new_phases(current, sid))
 
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
         cands = [s for s in self.stage_ids if s != current and self.demanded(view, current, s)]
         if not cands:
             return None, ""
-        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.new_phases(current, s))
+        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.inter.new_phases(current, s))
                     >= self.ac.max_wait_s]
         if starving:
             return starving[0], f"{starving[0]} waited over {self.ac.max_wait_s:.0f}s"
@@ -111,7 +112,8 @@ class AdaptivePolicy(Policy):
     def return_time(self, view: View, current: str, nxt: str) -> float:
         """Estimated red time of the current stage if it ended now: every other stage that is waiting gets
         the green it needs, with the change intervals between them."""
-        r = change_time(self.inter, current, nxt)
+        change_time = self.inter.change_time
+        r = change_time(current, nxt)
         prev = nxt
         for k in range(len(self.stage_ids)):
             sid = self.stage_ids[(self.stage_ids.index(nxt) + k) % len(self.stage_ids)]
@@ -121,9 +123,9 @@ class AdaptivePolicy(Policy):
             if need > 0 or sid == nxt:
                 if sid in self.recent_green and self.ac.return_from_history:
                     need = min(need, self.recent_green[sid])  # what that stage has really been getting
-                r += max(need, self.stage_min[sid]) + change_time(self.inter, prev, sid) * (sid != nxt)
+                r += max(need, self.stages[sid].min_green) + change_time(prev, sid) * (sid != nxt)
                 prev = sid
-        return r + change_time(self.inter, prev, current) + self.ac.startup_lost_s
+        return r + change_time(prev, current) + self.ac.startup_lost_s
 
     def _learn(self, view: View) -> None:
         """Average the green each stage actually had, from the sequencer's accepted changes."""
@@ -142,11 +144,11 @@ class AdaptivePolicy(Policy):
         e = view.engine
         if not e.can_change_to(nxt):
             return Decision(walk=walk)
-        ending = [p for p in self.vehicles(cur) - self.stage_phases[nxt]]
+        ending = [p for p in self.stages[cur].vehicles - self.stages[nxt].phases]
         rate = sum(self.discharge_rate(view, p) for p in ending)
         ret = self.return_time(view, cur, nxt)
-        others = sum(self.queue(view, p.id) * self.weight(view, p.id)
-                     for p in self.inter.phases if p.id not in self.stage_phases[cur])
+        others = sum(self.queue(view, p) * self.weight(view, p)
+                     for p in self.inter.phases if p not in self.stages[cur].phases)
         gain, cost = self.ac.hold_bias * rate * ret, others
         if gain > cost:
             return Decision(walk=walk)

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from roadside.controller.config import ControllerConfig, stage_maximum, stage_minimum
-from roadside.controller.detection import PhaseInput
+from roadside.controller.config import ControllerConfig
 from roadside.controller.engine import Decision, SignalEngine
+from roadside.controller.inputs import PhaseInput
+from roadside.controller.intersection import Intersection
 
 
 @dataclass
@@ -23,14 +24,11 @@ LATE_WALK_S = 2.0
 class Policy:
     name = "policy"
 
-    def __init__(self, cfg: ControllerConfig) -> None:
+    def __init__(self, cfg: ControllerConfig, inter: Intersection) -> None:
         self.cfg = cfg
-        self.inter = cfg.intersection
-        self.stage_ids = [s.id for s in self.inter.stages]
-        self.stage_phases = {s.id: frozenset(s.phases) for s in self.inter.stages}
-        self.kind = {p.id: p.kind for p in self.inter.phases}
-        self.stage_min = {s: stage_minimum(self.inter, s) for s in self.stage_ids}
-        self.stage_max = {s: stage_maximum(self.inter, s) for s in self.stage_ids}
+        self.inter = inter
+        self.stage_ids = inter.sequence
+        self.stages = inter.stages
 
     def decide(self, view: View) -> Decision:
         """The decision of a demand-responsive policy: WALKs, the next stage, max-out and fail-safe here;
@@ -44,7 +42,7 @@ class Policy:
         nxt, why_next = self.choose_next(view, cur)
         if nxt is None:
             return Decision(walk=walk)  # rest in green: nobody else is waiting
-        used = self.inputs_used(view, self.stage_phases[cur] | self.new_phases(cur, nxt))
+        used = self.inputs_used(view, self.stages[cur].phases | self.inter.new_phases(cur, nxt))
         if e.must_change():
             return Decision(nxt, f"max-out; next {why_next}", walk, used)
         failsafe = self.failsafe_in(view, cur)
@@ -68,28 +66,20 @@ class Policy:
         return {"policy": self.name}
 
     # -- shared helpers ------------------------------------------------------------------------
-    def vehicles(self, sid: str) -> frozenset[str]:
-        return frozenset(p for p in self.stage_phases[sid] if self.kind[p] == "vehicle")
-
-    def peds(self, sid: str) -> frozenset[str]:
-        return frozenset(p for p in self.stage_phases[sid] if self.kind[p] == "pedestrian")
-
-    def new_phases(self, current: str | None, sid: str) -> frozenset[str]:
-        """Phases a change from ``current`` to ``sid`` would start."""
-        return self.stage_phases[sid] - (self.stage_phases[current] if current else frozenset())
-
     def demanded(self, view: View, current: str | None, sid: str) -> bool:
-        return any(view.inputs[p].call for p in self.new_phases(current, sid))
+        return any(view.inputs[p].call for p in self.inter.new_phases(current, sid))
 
     def walks(self, view: View, sid: str) -> frozenset[str]:
         """Pedestrian phases of a stage that are called (or on recall or fail-safe)."""
-        return frozenset(p for p in self.peds(sid) if view.inputs[p].call)
+        return frozenset(p for p in self.stages[sid].pedestrians if view.inputs[p].call)
 
     def failsafe_in(self, view: View, sid: str) -> list[str]:
-        return [p for p in self.stage_phases[sid] if not view.inputs[p].reliable]
+        return [p for p in self.stages[sid].phases if not view.inputs[p].reliable]
 
     def fixed_green(self, sid: str) -> float:
-        return min(max(self.cfg.fixed_green(sid), self.stage_min[sid]), self.stage_max[sid])
+        """The stage's fixed-plan green, within its min and max green."""
+        st = self.stages[sid]
+        return st.clamp(st.fixed_green)
 
     def next_called(self, view: View, current: str) -> str | None:
         """The next stage after ``current`` in ring order that has a call for a phase it would start."""

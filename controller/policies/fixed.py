@@ -11,8 +11,8 @@ from roadside.controller.policies.base import Policy, View
 class FixedTimePolicy(Policy):
     name = "fixed"
 
-    def __init__(self, cfg, greens: dict[str, float] | None = None) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, inter, greens: dict[str, float] | None = None) -> None:
+        super().__init__(cfg, inter)
         self.greens = {s: self.fixed_green(s) for s in self.stage_ids}
         if greens:
             self.set_greens(greens)
@@ -20,16 +20,16 @@ class FixedTimePolicy(Policy):
 
     def set_greens(self, greens: dict[str, float]) -> None:
         for s, g in greens.items():
-            self.greens[s] = min(max(g, self.stage_min[s]), self.stage_max[s])
+            self.greens[s] = self.stages[s].clamp(g)
 
     def decide(self, view: View) -> Decision:
         e = view.engine
         if e.changing or e.current is None:
-            return Decision(walk=self.peds(e.target or self.stage_ids[0]))
+            return Decision(walk=self.stages[e.target or self.stage_ids[0]].pedestrians)
         cur = e.current
         if e.stage_elapsed() + 1e-9 >= self.greens[cur]:
-            nxt = e.next_in_sequence(cur)
-            return Decision(nxt, f"scheduled: {cur} green {self.greens[cur]:.0f}s done", self.peds(nxt),
+            nxt = self.inter.next_in_sequence(cur)
+            return Decision(nxt, f"scheduled: {cur} green {self.greens[cur]:.0f}s done", self.stages[nxt].pedestrians,
                             {"plan": self.plan_greens()})
         return Decision()
 

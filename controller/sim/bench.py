@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roadside.controller.policy_names import POLICY_NAMES
 from roadside.controller.sim.scenarios import SCENARIOS
 
 BASELINES = ("sumo-static", "webster-true", "sumo-actuated", "sumo-delay-based")
-OUR_POLICIES = ("fixed", "webster", "actuated", "adaptive")
+OUR_POLICIES = POLICY_NAMES
 ALL = BASELINES + OUR_POLICIES
 LABELS = {"sumo-static": "SUMO default fixed plan", "webster-true": "Webster (true demand)",
           "sumo-actuated": "SUMO actuated", "sumo-delay-based": "SUMO delay_based", "fixed": "ours: fixed",

@@ -31,21 +31,23 @@ HEALTH_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
-class Detection:
+class SensorDegradation:
+    """How much worse than perfect the simulated detectors are (``--detection perfect|degraded|outage``)."""
+
     miss: float = 0.0
     phantom: float = 0.0
     latency_s: float = 0.0
     outage: tuple[float, float] | None = None
 
     @staticmethod
-    def named(name: str, duration_s: float) -> "Detection":
+    def named(name: str, duration_s: float) -> "SensorDegradation":
         if name == "perfect":
-            return Detection()
+            return SensorDegradation()
         if name == "degraded":
-            return Detection(0.10, 0.05, 1.0)
+            return SensorDegradation(0.10, 0.05, 1.0)
         if name == "outage":
             start = min(1200.0, max(0.0, duration_s / 3))
-            return Detection(outage=(start, start + 300.0))
+            return SensorDegradation(outage=(start, start + 300.0))
         raise ValueError(name)
 
 
@@ -68,10 +70,11 @@ def additional_xml(d: DerivedTLS, net) -> str:
 
 
 class DetectorFeed:
-    def __init__(self, d: DerivedTLS, site: str, detection: Detection, seed: int, counts_interval_s: float = 60.0) -> None:
+    def __init__(self, d: DerivedTLS, site: str, degradation: SensorDegradation, seed: int,
+                 counts_interval_s: float = 60.0) -> None:
         self.d = d
         self.site = site
-        self.det = detection
+        self.det = degradation
         self.rng = random.Random(seed * 7919 + 17)
         self.seed = seed
         self.interval = counts_interval_s

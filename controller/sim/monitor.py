@@ -27,7 +27,7 @@ class SafetyMonitor:
             if pid is None:
                 rules[str(i)] = SignalRules()
                 continue
-            t = d.config.intersection.phase(pid).timing
+            t = d.intersection.phases[pid].timing
             if d.phase_kind[pid] == "pedestrian":
                 # SUMO shows the pedestrian clearance as red: it counts as clearance before conflicting greens
                 rules[str(i)] = (SignalRules(t.min_green, t.max_green, 0.0, t.yellow + t.red_clearance) if ours

@@ -23,7 +23,7 @@ def program_id(controller: str) -> str:
 def change_intervals(d: DerivedTLS, before: str, after: str) -> tuple[float, float]:
     """ITE yellow and red clearance of the vehicle phases whose links turn yellow between two states."""
     ending = {d.link_phase[i] for i, c in enumerate(after) if c in "yY" and i in d.link_phase}
-    timings = [d.config.intersection.phase(p).timing for p in ending if d.phase_kind[p] == "vehicle"]
+    timings = [d.intersection.phases[p].timing for p in ending if d.phase_kind[p] == "vehicle"]
     if not timings:
         return 3.0, 0.0
     return max(t.yellow for t in timings), max(t.red_clearance for t in timings)
@@ -72,13 +72,13 @@ def _is_stage_start(d: DerivedTLS, states, k: int) -> bool:
 def _limits(d: DerivedTLS, state: str) -> tuple[float, float]:
     """min/max green of a stage-start phase: the vehicle min (at least the WALK of its crossings) and max."""
     phases = {d.link_phase[i] for i, c in enumerate(state) if c in "Gg" and i in d.link_phase}
-    t = [d.config.intersection.phase(p).timing for p in phases if d.phase_kind[p] == "vehicle"]
-    walk = [d.config.intersection.phase(p).timing.min_green for p in phases if d.phase_kind[p] == "pedestrian"]
+    t = [d.intersection.phases[p].timing for p in phases if d.phase_kind[p] == "vehicle"]
+    walk = [d.intersection.phases[p].timing.min_green for p in phases if d.phase_kind[p] == "pedestrian"]
     return max([x.min_green for x in t] + walk), min(x.max_green for x in t)
 
 
 def _ped_clearance(d: DerivedTLS, before: str, state: str) -> float:
     """Pedestrian clearance of the crossings that turn red between two green phases."""
     ending = {d.link_phase[i] for i, c in enumerate(state) if c in "rR" and before[i] in "Gg" and i in d.link_phase}
-    return max((d.config.intersection.phase(p).timing.yellow for p in ending if d.phase_kind[p] == "pedestrian"),
+    return max((d.intersection.phases[p].timing.yellow for p in ending if d.phase_kind[p] == "pedestrian"),
                default=0.0)

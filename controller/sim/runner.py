@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadside.controller.sim.feed import EPOCH, Detection, DetectorFeed, additional_xml
+from roadside.controller.policy_names import POLICY_NAMES
+from roadside.controller.sim.feed import EPOCH, DetectorFeed, SensorDegradation, additional_xml
 from roadside.controller.sim.monitor import SafetyMonitor
 from roadside.controller.sim.programs import KINDS, program_id, program_xml
 from roadside.controller.sim.scenarios import Scenario, build_net, get_scenario, write_routes
 from roadside.controller.sim.tls import DerivedTLS, derive
 from roadside.core.errors import RoadsideError
 
-OURS = ("fixed", "webster", "actuated", "adaptive", "webster-true")
+OURS = POLICY_NAMES + ("webster-true",)
 TIMESERIES_BIN_S = 60.0
 
 
@@ -231,12 +232,12 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                 if sc is None:
                     raise SimError("webster-true needs a --scenario (its true demand is known)")
                 from roadside.controller.policies.fixed import FixedTimePolicy
-                from roadside.controller.webster import webster_plan
+                from roadside.controller.policies.webster import webster_plan
 
-                plan = webster_plan(d.config.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
-                policy = FixedTimePolicy(d.config, greens=plan.greens)
+                plan = webster_plan(d.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
+                policy = FixedTimePolicy(d.config, d.intersection, greens=plan.greens)
                 policy.why = f"Webster from the true demand: C0={plan.cycle_s:.0f}s"
-            feed = DetectorFeed(d, site, Detection.named(spec.detection, duration), spec.seed)
+            feed = DetectorFeed(d, site, SensorDegradation.named(spec.detection, duration), spec.seed)
             if spec.mode == "broker":
                 address = spec.broker
                 if address == "auto":

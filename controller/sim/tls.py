@@ -13,12 +13,13 @@ green/yellow/red program.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
 from roadside.controller.config import ControllerConfig, parse_controller_config
+from roadside.controller.intersection import Intersection
 from roadside.core.errors import RoadsideError
 
 SIM_DEVICE = "sumo"
@@ -73,6 +74,11 @@ class DerivedTLS:
     phase_lanes: dict[str, list[str]] = field(default_factory=dict)
     #: pedestrian phase -> crossing edge
     phase_crossing: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def intersection(self) -> Intersection:
+        """The derived configuration's intersection (timings, conflicts, stages)."""
+        return Intersection.of(self.config)
 
     def char(self, link: int, stage_ids: list[str | None]) -> str:
         for sid in stage_ids:

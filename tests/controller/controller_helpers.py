@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from roadside.controller.config import ControllerConfig, IntersectionConfig, parse_controller_config
+from roadside.controller.config import ControllerConfig, parse_controller_config
+from roadside.controller.intersection import Intersection
 from roadside.controller.signal_check import SignalRules, SignalTimelineChecker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "controller" / "examples" / "ctrl.yaml"
@@ -41,11 +42,14 @@ def make_config(**over) -> ControllerConfig:
     return parse_controller_config(data)
 
 
-def checker_for(inter: IntersectionConfig, start: float = 0.0) -> SignalTimelineChecker:
+def make_intersection(**over) -> Intersection:
+    return Intersection.of(make_config(**over))
+
+
+def checker_for(inter: Intersection, start: float = 0.0) -> SignalTimelineChecker:
     rules = {p.id: SignalRules(p.timing.min_green, p.timing.max_green, p.timing.yellow, p.timing.red_clearance)
-             for p in inter.phases}
-    conflicts = {frozenset((a.id, b.id)) for a in inter.phases for b in inter.phases
-                 if a.id < b.id and inter.conflicts(a.id, b.id)}
+             for p in inter.phases.values()}
+    conflicts = {frozenset((a, b)) for a in inter.phases for b in inter.phases if a < b and inter.conflicts(a, b)}
     return SignalTimelineChecker(rules, conflicts, start=start)
 
 

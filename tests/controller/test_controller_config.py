@@ -6,18 +6,19 @@ import pytest
 from controller_helpers import EXAMPLE, intersection_dict, make_config
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s, yellow_change_s
 from roadside.controller.config import load_controller_config
+from roadside.controller.intersection import Intersection
 from roadside.core.errors import ConfigError
 from roadside.core.errors import RoadsideError
 
 
 def test_example_configuration_loads_and_computes_clearances():
-    cfg = load_controller_config(EXAMPLE)
-    ns = cfg.intersection.phase("ns").timing
+    inter = Intersection.of(load_controller_config(EXAMPLE))
+    ns = inter.phases["ns"].timing
     # ITE in imperial units, computed independently: 50 km/h = 45.57 ft/s, a = 10 ft/s^2, width 22 m + 20 ft
     v_fts = 50 / 3.6 / 0.3048
     assert ns.yellow == pytest.approx(1 + v_fts / 20, abs=0.1)
     assert ns.red_clearance == pytest.approx((22 / 0.3048 + 20) / v_fts, abs=0.1)
-    ped = cfg.intersection.phase("ped_ew").timing
+    ped = inter.phases["ped_ew"].timing
     assert ped.yellow == pytest.approx(14 / 1.07, abs=0.1) and ped.min_green == 7
 
 
@@ -63,3 +64,17 @@ def test_inconsistent_intersections_are_rejected_with_the_reason(mutate, message
 def test_fixed_plan_must_name_real_stages():
     with pytest.raises(ConfigError, match="unknown stage 'XX'"):
         make_config(timing={"policy": "fixed", "fixed": {"greens": {"XX": 10}}})
+
+
+def test_policy_names_are_one_list_for_schema_registry_and_command_line():
+    from roadside.controller.commands import POLICY_CHOICES
+    from roadside.controller.policies import POLICIES, make_policy
+
+    assert tuple(POLICIES) == POLICY_CHOICES
+    for name in POLICY_CHOICES:
+        cfg = make_config(timing={"policy": name})
+        policy = make_policy(cfg, Intersection.of(cfg))
+        assert type(policy) is POLICIES[name] and policy.name == name
+    with pytest.raises(ConfigError) as e:
+        make_config(timing={"policy": "websterr"})
+    assert "timing.policy: Input should be 'fixed', 'webster', 'actuated' or 'adaptive'" in str(e.value)

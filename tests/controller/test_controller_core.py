@@ -5,12 +5,13 @@ import json
 
 from controller_helpers import checker_for, make_config
 from roadside.controller.core import Controller
+from roadside.controller.intersection import Intersection
 
 
 def test_manual_hold_goes_through_the_envelope_and_back_to_auto():
     cfg = make_config(timing={"policy": "actuated"})
     ctrl = Controller(cfg, 0.0)
-    checker = checker_for(cfg.intersection)
+    checker = checker_for(Intersection.of(cfg))
     root = f"roadside/{cfg.site}/controller/mode"
     events, t = [], 0.0
 
@@ -61,7 +62,7 @@ def test_counts_bins_of_another_length_redeliveries_and_late_bins_do_not_inflate
     ctrl.on_message(topic, msg(0, 60, 30), 60.5)  # QoS 1 redelivery
     ctrl.on_message(topic, msg(0, 900, 400), 61.0)  # the 15-min bin of the same vehicles
     ctrl.on_message(topic, msg(1, 60, 300, late=True), 61.0)  # replayed after an outage: history
-    flow = ctrl.detection.inputs(61.0)["ns"].flow_vph
+    flow = ctrl.inputs.phase_inputs(61.0)["ns"].flow_vph
     assert flow == 30 * 60
 
 
@@ -74,7 +75,7 @@ def test_failsafe_fixed_action_runs_the_fixed_plan_while_a_camera_is_silent_then
     # cam2 (EW and its crossing) goes silent from 300 s to 600 s
     sim.tamper = lambda topic, payload, t: None if "/cam2/" in topic and 300 <= t < 600 else payload
     res = sim.run(900, record=True)
-    checker = checker_for(cfg.intersection)
+    checker = checker_for(Intersection.of(cfg))
     for t, s in res.timeline:
         checker.observe(t, s)
     assert checker.violations == []

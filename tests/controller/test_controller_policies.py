@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller_helpers import checker_for, make_config
+from roadside.controller.intersection import Intersection
 from roadside.controller.queue_sim import QueueSim
 
 BALANCED = {"ns": 700, "nsl": 150, "ew": 700, "ped_ew": 60}
@@ -16,7 +17,7 @@ def run(policy: str, demand: dict, duration: float = 1200, seed: int = 3, **timi
     cfg = make_config(timing={"policy": policy, "fixed": {"greens": PLAN}, **timing})
     sim = QueueSim(cfg, demand, seed=seed)
     res = sim.run(duration, record=True)
-    checker = checker_for(cfg.intersection)
+    checker = checker_for(Intersection.of(cfg))
     for t, s in res.timeline:
         checker.observe(t, s)
     return res, checker, sim
@@ -45,7 +46,8 @@ def test_actuated_skips_uncalled_stages_and_gaps_out():
     # a gap-out decision carries the inputs it used: the gap of the ending phase exceeded its passage
     d = gapouts[-1]
     ending = "ns" if d["from"] == "NS" else "ew"
-    assert d["inputs"][ending]["gap_s"] is None or d["inputs"][ending]["gap_s"] >= cfg.intersection.phase(ending).passage
+    passage = Intersection.of(cfg).phases[ending].config.passage
+    assert d["inputs"][ending]["gap_s"] is None or d["inputs"][ending]["gap_s"] >= passage
 
 
 def test_webster_follows_the_measured_flows_in_bounded_steps():

@@ -9,16 +9,17 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from controller_helpers import checker_for, make_config
+from controller_helpers import checker_for, make_intersection
 from roadside.controller.config import IntersectionConfig
 from roadside.controller.engine import Decision, SignalEngine
+from roadside.controller.intersection import Intersection
 from roadside.controller.safety import SafetyEnvelope
 
 TICK = 0.5
 
 
 @st.composite
-def intersections(draw) -> IntersectionConfig:
+def intersections(draw) -> Intersection:
     n = draw(st.integers(2, 6))
     phases = []
     for i in range(n):
@@ -48,16 +49,16 @@ def intersections(draw) -> IntersectionConfig:
         stages.append([ids[1]])
     data = {"phases": phases, "compatible": compatible,
             "stages": [{"id": f"s{i}", "phases": s} for i, s in enumerate(stages)]}
-    return IntersectionConfig.model_validate(data)
+    return Intersection(IntersectionConfig.model_validate(data))
 
 
 JUNK = [None, "", "no-such-stage", 42, math.nan, object(), "p0", ["s0"]]
 
 
 @st.composite
-def decisions(draw, inter: IntersectionConfig):
-    stage_ids = [s.id for s in inter.stages]
-    phase_ids = [p.id for p in inter.phases]
+def decisions(draw, inter: Intersection):
+    stage_ids = list(inter.stages)
+    phase_ids = list(inter.phases)
     kind = draw(st.integers(0, 9))
     if kind == 0:
         return draw(st.sampled_from(JUNK))  # not a Decision at all
@@ -66,7 +67,7 @@ def decisions(draw, inter: IntersectionConfig):
     return Decision(target=target, reason="random", walk=walk)
 
 
-def run_engine(inter: IntersectionConfig, steps, start: float = 100.0):
+def run_engine(inter: Intersection, steps, start: float = 100.0):
     engine = SignalEngine(inter, TICK, start)
     checker = checker_for(inter, start=start)
     t = start
@@ -102,7 +103,7 @@ def test_no_policy_decision_breaks_the_rules(data):
 def test_envelope_alone_is_safe_for_any_wanted_set(data):
     """The envelope without the sequencer: arbitrary (conflicting, unknown, non-string) wanted sets."""
     inter = data.draw(intersections())
-    ids = [p.id for p in inter.phases]
+    ids = list(inter.phases)
     env = SafetyEnvelope(inter, TICK, 0.0)
     checker = checker_for(inter, start=0.0)
     t = 0.0
@@ -119,9 +120,9 @@ def test_envelope_alone_is_safe_for_any_wanted_set(data):
 def test_long_random_run_on_the_example_intersection_serves_every_stage():
     """A long (12 simulated hours) run of random and junk decisions: still safe, and every stage and the
     pedestrian WALK are actually served, so the envelope is not 'safe' by never showing green."""
-    inter = make_config().intersection
+    inter = make_intersection()
     rng = random.Random(7)
-    stage_ids = [s.id for s in inter.stages]
+    stage_ids = list(inter.stages)
     steps = []
     for _ in range(86400):
         r = rng.random()
@@ -130,7 +131,7 @@ def test_long_random_run_on_the_example_intersection_serves_every_stage():
         steps.append((TICK, decision, 0))
     engine = SignalEngine(inter, TICK, 0.0)
     checker = checker_for(inter)
-    greens = {p.id: 0 for p in inter.phases}
+    greens = {p: 0 for p in inter.phases}
     last = engine.signals()
     t = 0.0
     for dt, decision, _ in steps:
@@ -145,7 +146,7 @@ def test_long_random_run_on_the_example_intersection_serves_every_stage():
 
 
 def test_max_green_forces_the_change_even_if_the_policy_never_asks():
-    inter = make_config().intersection
+    inter = make_intersection()
     engine = SignalEngine(inter, TICK, 0.0)
     checker = checker_for(inter)
     t = 0.0
@@ -160,13 +161,13 @@ def test_max_green_forces_the_change_even_if_the_policy_never_asks():
     # NSL would keep the maxing-out ns phase green, so the forced change skips it
     assert [s for _, s in stages[:4]] == ["NS", "EW", "NS", "EW"]
     # ns is green exactly its max green (40 s, ticks land on it): EW starts after its yellow + red clearance
-    ns = inter.phase("ns").timing
+    ns = inter.phases["ns"].timing
     assert stages[1][0] - stages[0][0] == pytest.approx(40.0 + ns.yellow + ns.red_clearance, abs=1e-9)
 
 
 def test_the_checker_catches_a_broken_envelope(monkeypatch):
     """The same properties fail when the envelope's interlock is sabotaged: the tests can fail."""
-    inter = make_config().intersection
+    inter = make_intersection()
     monkeypatch.setattr(SafetyEnvelope, "may_start", lambda self, pid: True)
     _, checker = run_engine(inter, [(TICK, Decision(target=s), 0) for s in ["EW", "NS", "EW", "NSL"] * 50])
     rules = {v.rule for v in checker.violations}
@@ -174,14 +175,14 @@ def test_the_checker_catches_a_broken_envelope(monkeypatch):
 
 
 def test_the_checker_catches_skipped_red_clearance(monkeypatch):
-    inter = make_config().intersection
+    inter = make_intersection()
     monkeypatch.setattr(SafetyEnvelope, "cleared", lambda self, pid: self.phases[pid].signal == "red")
     _, checker = run_engine(inter, [(TICK, Decision(target=s), 0) for s in ["EW", "NS", "EW", "NSL"] * 50])
     assert {v.rule for v in checker.violations} == {"red-clearance"}
 
 
 def test_pedestrian_walk_and_clearance_complete_before_conflicting_green():
-    inter = make_config().intersection
+    inter = make_intersection()
     engine = SignalEngine(inter, TICK, 0.0)
     checker = checker_for(inter)
     t, log = 0.0, []
@@ -194,7 +195,7 @@ def test_pedestrian_walk_and_clearance_complete_before_conflicting_green():
     assert checker.violations == []
     walks = [t for (_, p, _), (t, q, _) in zip(log, log[1:]) if p != "green" and q == "green" and t < log[-1][0] - 60]
     assert len(walks) >= 3
-    ped = inter.phase("ped_ew").timing
+    ped = inter.phases["ped_ew"].timing
     for t0 in walks:
         seq = [(t, p, e) for t, p, e in log if t > t0]
         end_walk = next(t for t, p, _ in seq if p != "green")

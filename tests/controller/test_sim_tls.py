@@ -20,8 +20,8 @@ def program(net_file):
 def test_four_leg_with_crossings():
     net = build_net(get_scenario("pedestrians"))
     d = derive(str(net))
-    inter = d.config.intersection
-    kinds = {p.id: p.kind for p in inter.phases}
+    inter = d.intersection
+    kinds = {p.id: p.kind for p in inter.phases.values()}
     assert sorted(k for k in kinds.values()) == ["pedestrian"] * 4 + ["vehicle"] * 4
     assert not inter.conflicts("N2C", "S2C") and inter.conflicts("N2C", "E2C")
     # every stage's fixed green is the program's green time of that stage (incl. its pedestrian clearance)

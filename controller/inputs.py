@@ -1,8 +1,8 @@
-"""What the detectors say, per phase, and whether it can be trusted.
+"""The controller's inputs: what the edge's detectors say, per phase, and whether it can be trusted.
 
 Fed with the edge's parsed payloads (and the times the controller received them), it keeps per camera the
 time of its last message, its health and status, and whether it lately sent something malformed; per zone
-the latest occupancy; per count line the recent counts. :meth:`DetectorState.inputs` condenses that into
+the latest occupancy; per count line the recent counts. :meth:`InputState.phase_inputs` condenses that into
 one :class:`PhaseInput` per phase, with ``reliable`` False (and the reasons) when the phase must go on
 fail-safe: a camera it needs is stale, degraded, offline or sending malformed payloads. A phase returns to
 normal only after its data has been good for ``recover_after_s``.
@@ -67,7 +67,7 @@ class _CameraHealth:
     malformed_error: str = ""
 
 
-class DetectorState:
+class InputState:
     def __init__(self, cfg: ControllerConfig, start: float) -> None:
         self.cfg = cfg
         self.start = start
@@ -201,7 +201,7 @@ class DetectorState:
             return None
         return total * 3600.0 / (bins * self.cfg.detection.counts_interval_s)
 
-    def inputs(self, now: float) -> dict[str, PhaseInput]:
+    def phase_inputs(self, now: float) -> dict[str, PhaseInput]:
         out = {}
         for p in self.cfg.intersection.phases:
             det = p.detectors
