@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roadside.core.errors import ConfigError
+from roadside.core.errors import ConfigError, RoadsideError
 
 #: Names of sites, devices, cameras, lines, zones, phases, stages: safe in MQTT topics and file names.
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -32,6 +32,8 @@ def format_location(loc: tuple[Any, ...]) -> str:
     """``("cameras", 0, "lines", 1, "a")`` -> ``cameras[0].lines[1].a``."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and re.match(r"^[a-z-]+\[", part):
+            continue  # pydantic adds the validator kind (e.g. "function-after[...]") to locations
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -42,14 +44,12 @@ def format_location(loc: tuple[Any, ...]) -> str:
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        # pydantic adds the validator kind (e.g. "function-after[...]") to locations; drop those parts
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the configuration schema; check the spelling)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        lines.append(f"  - {format_location(loc)}: {msg}")
+        lines.append(f"  - {format_location(e['loc'])}: {msg}")
     return "\n".join(lines)
 
 
@@ -65,15 +65,21 @@ def parse_config(data: Any, model: type[M], source: str = "configuration") -> M:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
+def read_text(path: str | Path, what: str = "configuration", error: type[RoadsideError] = ConfigError) -> str:
+    """The text (UTF-8) of a ``what`` file; ``error`` naming the file when it is missing or unreadable."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{p}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{p}: cannot read {what} file: {e}") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """The parsed content of a YAML (or JSON) file; ConfigError naming the file (and line) otherwise."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read configuration file: {e}") from None
+    text = read_text(p)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -89,4 +95,4 @@ def load_config(path: str | Path, model: type[M]) -> M:
 
 
 __all__ = ["ConfigError", "Identifier", "Strict", "format_location", "format_validation_error", "load_config",
-           "parse_config", "read_yaml"]
+           "parse_config", "read_text", "read_yaml"]

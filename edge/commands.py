@@ -17,8 +17,8 @@ def _replay(args: argparse.Namespace) -> int:
               file=sys.stderr)
     counts = run_replay(args.video, config, args.out, model=args.model, annotate=args.annotate, realtime=args.realtime,
                         progress=False if args.no_progress else None)
-    summary = {lid: {d: sum(c.values()) for d, c in dirs.items()} for lid, dirs in counts["lines"].items()}
-    print(json.dumps({"frames": counts["frames"], "model": counts["model"], "lines": summary,
+    summary = {lid: {d: sum(c.values()) for d, c in dirs.model_dump().items()} for lid, dirs in counts.lines.items()}
+    print(json.dumps({"frames": counts.frames, "model": counts.model, "lines": summary,
                       "counts": f"{args.out}/counts.json"}))
     return 0
 

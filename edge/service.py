@@ -29,7 +29,8 @@ from roadside.edge.config import VisionConfig
 from roadside.core.errors import RoadsideError
 from roadside.edge.mqtt_link import MqttLink
 from roadside.edge.outbox import Outbox
-from roadside.core.payloads import CountsMessage, DirectionCounts, HealthMessage, PresenceMessage, ZoneState
+from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage, ZoneState
+from roadside.edge.counting import IntervalBin
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, EdgeConfig, redact_url
 from roadside.edge.sources import LiveSource, SourceStatus, capture_options
@@ -163,20 +164,19 @@ class CameraWorker:
             except Exception:
                 log.exception("camera %s: cannot store the last bins", self.cam.id)
 
-    def _emit(self, closed: list[dict]) -> None:
+    def _emit(self, closed: list[IntervalBin]) -> None:
         if not closed:
             return
         svc = self.service
         for b in closed:
-            length = float(b["interval_s"])
-            observed = min(self.coverage.observed(b["start_s"], b["end_s"]), length)
-            partial = bool(b["partial"]) or observed < length * (1 - _PARTIAL_TOLERANCE)
+            length = b.interval_s
+            observed = min(self.coverage.observed(b.start_s, b.end_s), length)
+            partial = b.partial or observed < length * (1 - _PARTIAL_TOLERANCE)
 
             def make(seq: int, b=b, length=length, observed=observed, partial=partial) -> bytes:
                 msg = CountsMessage(
                     seq=seq, site=svc.config.site, device=svc.config.device, camera=self.cam.id,
-                    interval_start=_utc(b["start_s"]), interval_s=length,
-                    lines={lid: DirectionCounts(**dirs) for lid, dirs in b["lines"].items()},
+                    interval_start=_utc(b.start_s), interval_s=length, lines=b.lines,
                     config_hash=self.hash, model=self.model_name, partial=partial,
                     observed_s=round(observed, 3),
                 )
