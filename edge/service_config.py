@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.core.config import Identifier, Strict, load_config, parse_config
+from roadside.core.config import Identifier, Strict, parse_config, read_yaml
 from roadside.core.mqtt import MqttConfig
 from roadside.core.paths import edge_state_dir
 from roadside.core.topics import CONTROLLER, Topics
@@ -264,9 +264,14 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         data = yaml.safe_load(default_config_text())
         config = parse_config(data, EdgeConfig, f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
         return _with_paths(config, Path.cwd())
-    config = load_config(path, EdgeConfig)
+    return edge_config_from(read_yaml(path), path)
+
+
+def edge_config_from(data: object, path: str | Path) -> EdgeConfig:
+    """Validate the already-read content of the site file at ``path`` (its relative paths are relative to it)."""
+    config = parse_config(data, EdgeConfig, str(Path(path)))
     return _with_paths(config, Path(path).resolve().parent)
 
 
 __all__ = ["ApiConfig", "CameraConfig", "EdgeConfig", "OutboxConfig", "SourceSettings", "default_config_text",
-           "load_edge_config"]
+           "edge_config_from", "load_edge_config"]

@@ -160,3 +160,14 @@ def test_every_configuration_field_is_described_and_the_reference_is_generated_f
     assert "| `sources.stall_timeout_s` | number > 0, ≤ 120 | `2` |" in text
     assert "| `counting.bins_s` | list of number | `[60.0, 900.0]` |" in text
     assert "| `cameras[].detector` | mapping | none |" in text
+
+
+def test_a_site_file_with_one_camera_is_a_vision_configuration_without_choosing(monkeypatch):
+    from roadside.edge.site_file import load_vision_config
+
+    monkeypatch.chdir(ROOT)
+    site = load_edge_config(ROOT / "edge" / "defaults" / "edge.yaml")
+    vision = load_vision_config(ROOT / "edge" / "defaults" / "edge.yaml")
+    assert vision == site.vision(site.cameras[0]) and [ln.id for ln in vision.lines] == ["ew_middle", "ns_middle"]
+    with pytest.raises(ConfigError, match="--camera cam1: cameras are chosen in a site file; give it with --config"):
+        load_vision_config(None, "cam1")
