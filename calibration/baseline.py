@@ -30,6 +30,7 @@ from roadside.calibration.evaluate import gt_config
 from roadside.calibration.score import score
 from roadside.edge.config import DetectorConfig, VisionConfig
 from roadside.edge.counting import BACKWARD, FORWARD, LineCounter
+from roadside.edge.counts_file import CountsFile, CrossingRecord
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.tracker import ByteTracker
@@ -72,7 +73,7 @@ class SvLineCounter:
         self.zones = {ln.id: sv.LineZone(sv.Point(*ln.a), sv.Point(*ln.b), triggering_anchors=[sv.Position.BOTTOM_CENTER])
                       for ln in config.lines}
         self.totals = {ln.id: {FORWARD: {}, BACKWARD: {}} for ln in config.lines}
-        self.events: list[dict] = []
+        self.events: list[CrossingRecord] = []
         # Which of LineZone's in/out is our forward? Probe with a point moving from s<0 to s>0.
         self.in_is_forward = {lid: self._probe(ln) for lid, ln in zip(self.zones, config.lines)}
 
@@ -98,11 +99,12 @@ class SvLineCounter:
                     d = FORWARD if is_in == self.in_is_forward[lid] else BACKWARD
                     cat = str(tracked.data["category"][i])
                     self.totals[lid][d][cat] = self.totals[lid][d].get(cat, 0) + 1
-                    self.events.append({"line": lid, "direction": d, "frame": frame, "time_s": frame / fps, "class": cat,
-                                        "track_id": int(tracked.tracker_id[i])})
+                    self.events.append(CrossingRecord(line=lid, direction=d, frame=frame, time_s=frame / fps,
+                                                      category=cat, track_id=int(tracked.tracker_id[i])))
 
 
-def run_combo(dets: list[Detections], fps: float, config: VisionConfig, tracker_kind: str, counter_kind: str) -> tuple[dict, float]:
+def run_combo(dets: list[Detections], fps: float, config: VisionConfig, tracker_kind: str,
+              counter_kind: str) -> tuple[CountsFile, float]:
     if tracker_kind == "theirs":
         from trackers import ByteTrackTracker
 
@@ -110,7 +112,7 @@ def run_combo(dets: list[Detections], fps: float, config: VisionConfig, tracker_
     else:
         ours = ByteTracker(config.tracker, fps)
     counter = LineCounter(config.lines, config.counting, fps) if counter_kind == "ours" else SvLineCounter(config)
-    events: list[dict] = []
+    events: list[CrossingRecord] = []
     spent = 0.0
     for f, d in enumerate(dets):
         t0 = time.perf_counter()
@@ -125,14 +127,14 @@ def run_combo(dets: list[Detections], fps: float, config: VisionConfig, tracker_
             confirmed, tentative = out.confirmed, out.tentative
         spent += time.perf_counter() - t0
         if counter_kind == "ours":
-            events += [e.as_dict() for e in counter.update(f, confirmed, tentative)]
+            events += [CrossingRecord.of(e) for e in counter.update(f, confirmed, tentative)]
         else:
             counter.update(f, fps, to_sv(confirmed))
     if counter_kind == "ours":
         totals = counter.totals_dict()
     else:
         totals, events = counter.totals, counter.events
-    return {"lines": totals, "events": events, "config": config.model_dump(mode="json")}, spent / max(1, len(dets)) * 1000
+    return CountsFile(lines=totals, events=events, config=config), spent / max(1, len(dets)) * 1000
 
 
 COMBOS = [("baseline (trackers ByteTrack + sv.LineZone)", "theirs", "sv"),

@@ -19,10 +19,9 @@ def _score(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from roadside.calibration.evaluate import evaluate, format_table
-    from roadside.core.config import load_config
-    from roadside.edge.config import VisionConfig
+    from roadside.edge.site_file import load_vision_config
 
-    base = load_config(args.config, VisionConfig) if args.config else None
+    base = load_vision_config(args.config, args.camera) if args.config else None
     results = evaluate(args.gt_dir, args.videos, args.model or [None], args.out, base)
     print(format_table(results))
     if args.json:
@@ -51,6 +50,8 @@ def _models_bench(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    from roadside.edge.commands import config_args
+
     cli.group("calibrate", help="check counts against ground truth or a manual count",
               description="Installer and developer checks: score a replay against ground truth, evaluate models "
                           "on every ground-truth clip.")
@@ -75,7 +76,7 @@ def register(cli) -> None:
     p.add_argument("--gt-dir", default="../shared/data/gt", help="folder of ground-truth JSON files (default: %(default)s)")
     p.add_argument("--videos", default="../shared/data/videos", help="folder holding the clips (default: %(default)s)")
     p.add_argument("--model", action="append", help="model file or name; repeat for several (default: the product default)")
-    p.add_argument("--config", help="base site YAML for detector/tracker/counting settings (its lines are replaced)")
+    config_args(p, "detector/tracker/counting settings (its lines are replaced by the ground truth's)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the replay outputs (default: %(default)s)")
     p.add_argument("--json", help="also write the results to this JSON file")
 

@@ -38,11 +38,11 @@ def evaluate(gt_dir: str | Path, video_dir: str | Path, models: list[str | None]
             counts = run_replay(video, gt_config(gt, base), run_dir, model=model, progress=progress)
             wall = time.perf_counter() - t0
             r = score(counts, gt)
-            results.append({"model": counts["model"], "gt": gt_path.stem, "clip": gt["clip"], "accuracy": r["accuracy"],
+            results.append({"model": counts.model, "gt": gt_path.stem, "clip": gt["clip"], "accuracy": r["accuracy"],
                             "class_accuracy": r["class_accuracy"], "errors": r["errors"], "true": r["true_total"],
                             "predicted": r["predicted_total"], "f1": r["events"]["f1"],
                             "precision": r["events"]["precision"], "recall": r["events"]["recall"],
-                            "fps": counts["frames"] / wall, "rows": r["rows"], "missed": r["events"]["missed"],
+                            "fps": counts.frames / wall, "rows": r["rows"], "missed": r["events"]["missed"],
                             "false_positives": r["events"]["false_positives"]})
     return results
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadside.core.errors import RoadsideError
+from roadside.edge.counts_file import CountsFile, CrossingRecord
 
 DIRECTIONS = ("forward", "backward")
 
@@ -62,12 +63,12 @@ def _gt_tallies(gt: dict) -> tuple[dict, dict]:
     return certain, ambiguous
 
 
-def count_rows(counts: dict, gt: dict) -> tuple[list[Row], list[Row]]:
+def count_rows(counts: CountsFile, gt: dict) -> tuple[list[Row], list[Row]]:
     """(per line/direction rows, per line/direction/class rows)."""
     T, A = _gt_tallies(gt)
     P: dict[tuple, int] = {}
-    for line, dirs in counts.get("lines", {}).items():
-        for d, by_class in dirs.items():
+    for line, dirs in counts.lines.items():
+        for d, by_class in dirs.model_dump().items():
             for cat, n in by_class.items():
                 P[(line, d)] = P.get((line, d), 0) + int(n)
                 P[(line, d, cat)] = P.get((line, d, cat), 0) + int(n)
@@ -78,18 +79,18 @@ def count_rows(counts: dict, gt: dict) -> tuple[list[Row], list[Row]]:
     return totals, by_class
 
 
-def match_events(pred: list[dict], gt: dict, tol: int | None = None) -> dict:
+def match_events(pred: list[CrossingRecord], gt: dict, tol: int | None = None) -> dict:
     tol = int(gt.get("frame_tolerance_frames", 3)) if tol is None else tol
     ev = gt["events"]
     pairs = []
     for i, p in enumerate(pred):
         for j, g in enumerate(ev):
-            if p["line"] != g["line"] or p["direction"] != g["direction"]:
+            if p.line != g["line"] or p.direction != g["direction"]:
                 continue
-            df = abs(int(p["frame"]) - int(g["frame"]))
+            df = abs(p.frame - int(g["frame"]))
             if df > tol:
                 continue
-            if "t_along_line" in p and "t_along_line" in g and abs(p["t_along_line"] - g["t_along_line"]) > 0.1:
+            if p.t_along_line is not None and "t_along_line" in g and abs(p.t_along_line - g["t_along_line"]) > 0.1:
                 continue
             pairs.append((df, i, j))
     used_p: set[int] = set()
@@ -107,27 +108,30 @@ def match_events(pred: list[dict], gt: dict, tol: int | None = None) -> dict:
     prec = tp / (tp + fp) if tp + fp else 1.0
     rec = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    cls_ok = sum(1 for i, j in matches if pred[i].get("class") in (ev[j]["class"], ev[j].get("class_alt")))
+    cls_ok = sum(1 for i, j in matches if pred[i].category in (ev[j]["class"], ev[j].get("class_alt")))
     return {
         "tp": tp, "fp": fp, "fn": fn, "precision": prec, "recall": rec, "f1": f1,
         "class_correct": cls_ok, "class_scored": len(matches), "tolerance_frames": tol,
         "missed": [ev[j]["id"] for j, g in enumerate(ev) if j not in used_g and not g.get("ambiguous")],
-        "false_positives": [pred[i] for i in range(len(pred)) if i not in used_p],
+        "false_positives": [pred[i].model_dump(mode="json", by_alias=True, exclude_unset=True)
+                            for i in range(len(pred)) if i not in used_p],
     }
 
 
-def score(counts: dict, gt: dict) -> dict:
+def score(counts: CountsFile | dict, gt: dict) -> dict:
+    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth."""
+    counts = CountsFile.parse(counts, "counts")
     for key in ("lines", "events"):
         if key not in gt:
             raise ScoreError(f"ground truth has no {key!r}: not the shared/data/gt format")
     gt_lines = {ln["id"]: ln for ln in gt["lines"]}
-    cfg_lines = {ln["id"]: ln for ln in counts.get("config", {}).get("lines", [])}
+    cfg_lines = {ln.id: ln for ln in counts.config.lines} if counts.config is not None else {}
     for lid, ln in gt_lines.items():
-        if lid not in counts.get("lines", {}):
+        if lid not in counts.lines:
             raise ScoreError(f"the counts have no line {lid!r} (ground truth lines: {', '.join(gt_lines)})")
         c = cfg_lines.get(lid)
-        if c is not None and (list(c["a"]) != list(map(float, ln["a"])) or list(c["b"]) != list(map(float, ln["b"]))):
-            raise ScoreError(f"line {lid!r} was counted with a={c['a']} b={c['b']} but the ground truth uses "
+        if c is not None and (list(c.a) != list(map(float, ln["a"])) or list(c.b) != list(map(float, ln["b"]))):
+            raise ScoreError(f"line {lid!r} was counted with a={list(c.a)} b={list(c.b)} but the ground truth uses "
                              f"a={ln['a']} b={ln['b']}: forward would not mean the same")
     totals, by_class = count_rows(counts, gt)
     true_sum = sum(r.true for r in totals)
@@ -144,13 +148,13 @@ def score(counts: dict, gt: dict) -> dict:
         "predicted_total": sum(r.predicted for r in totals),
         "rows": [r.__dict__ | {"error": r.error} for r in totals],
         "class_rows": [r.__dict__ | {"error": r.error} for r in by_class],
-        "events": match_events(counts.get("events", []), gt),
-        "complete": counts.get("complete", True),
+        "events": match_events(counts.events, gt),
+        "complete": counts.complete,
     }
 
 
 def score_files(counts_path: str | Path, gt_path: str | Path) -> dict:
-    return score(_load(counts_path, "counts"), _load(gt_path, "ground truth"))
+    return score(CountsFile.read(counts_path), _load(gt_path, "ground truth"))
 
 
 def format_report(result: dict) -> str:

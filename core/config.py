@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from roadside.core.errors import ConfigError
+from roadside.core.errors import ConfigError, RoadsideError
 
 #: Names of sites, devices, cameras, lines, zones, phases, stages: safe in MQTT topics and file names.
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -92,6 +92,8 @@ def format_location(loc: tuple[Any, ...]) -> str:
     """``("cameras", 0, "lines", 1, "a")`` -> ``cameras[0].lines[1].a``."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and re.match(r"^[a-z-]+\[", part):
+            continue  # pydantic adds the validator kind (e.g. "function-after[...]") to locations
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -102,14 +104,12 @@ def format_location(loc: tuple[Any, ...]) -> str:
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        # pydantic adds the validator kind (e.g. "function-after[...]") to locations; drop those parts
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the configuration schema; check the spelling)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        lines.append(f"  - {format_location(loc)}: {msg}")
+        lines.append(f"  - {format_location(e['loc'])}: {msg}")
     return "\n".join(lines)
 
 
@@ -166,19 +166,24 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: a value cannot be read: {e}") from None
 
 
+def read_text(path: str | Path, what: str = "configuration", error: type[RoadsideError] = ConfigError) -> str:
+    """The text (UTF-8) of a ``what`` file; ``error`` naming the file when it is missing or unreadable."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{p}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{p}: cannot read {what} file: {e}") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """The parsed content of a YAML (or JSON) file; ConfigError naming the file (and line) otherwise."""
     p = Path(path)
-    try:
-        if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a configuration file "
-                              f"(at most {MAX_CONFIG_BYTES}); is it the right file?")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read configuration file: {e}") from None
-    return parse_yaml(text, str(p))
+    if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a configuration file "
+                          f"(at most {MAX_CONFIG_BYTES}); is it the right file?")
+    return parse_yaml(read_text(p), str(p))
 
 
 def load_config(path: str | Path, model: type[M]) -> M:
@@ -186,5 +191,6 @@ def load_config(path: str | Path, model: type[M]) -> M:
     return parse_config(read_yaml(path), model, str(Path(path)))
 
 
-__all__ = ["ConfigError", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number", "format_location", "format_validation_error",
-           "load_config", "parse_config", "parse_yaml", "read_yaml"]
+__all__ = ["ConfigError", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number",
+           "format_location", "format_validation_error", "load_config", "parse_config", "parse_yaml", "read_text",
+           "read_yaml"]

@@ -86,9 +86,9 @@ def default_lines(width: int, height: int) -> list[LineConfig]:
 
 
 def main_bench(args) -> int:
-    from roadside.core.config import load_config
+    from roadside.edge.site_file import load_vision_config
 
-    config = load_config(args.config, VisionConfig) if args.config else VisionConfig()
+    config = load_vision_config(args.config, args.camera)
     if args.threads is not None:
         config = config.model_copy(update={"detector": config.detector.model_copy(update={"threads": args.threads})})
     if not config.lines:

@@ -7,18 +7,17 @@ import sys
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from roadside.core.config import load_config
-    from roadside.edge.config import VisionConfig
     from roadside.edge.replay import run_replay
+    from roadside.edge.site_file import load_vision_config
 
-    config = load_config(args.config, VisionConfig) if args.config else VisionConfig()
+    config = load_vision_config(args.config, args.camera)
     if not config.lines and not config.zones:
         print("roadside edge replay: warning: the configuration has no count lines or zones; only tracks will be recorded",
               file=sys.stderr)
     counts = run_replay(args.video, config, args.out, model=args.model, annotate=args.annotate, realtime=args.realtime,
                         progress=False if args.no_progress else None)
-    summary = {lid: {d: sum(c.values()) for d, c in dirs.items()} for lid, dirs in counts["lines"].items()}
-    print(json.dumps({"frames": counts["frames"], "model": counts["model"], "lines": summary,
+    summary = {lid: {d: sum(c.values()) for d, c in dirs.model_dump().items()} for lid, dirs in counts.lines.items()}
+    print(json.dumps({"frames": counts.frames, "model": counts.model, "lines": summary,
                       "counts": f"{args.out}/counts.json"}))
     return 0
 
@@ -27,6 +26,13 @@ def _bench(args: argparse.Namespace) -> int:
     from roadside.edge.bench import main_bench
 
     return main_bench(args)
+
+
+def config_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--config`` (a vision file or the edge service's site file) and ``--camera`` (which camera of a site file)."""
+    p.add_argument("--config", metavar="YAML", help=f"vision file or the edge service's site file: {what}")
+    p.add_argument("--camera", metavar="ID", help="with a site file: the camera whose lines, zones and settings to use "
+                                                  "(default: its only camera)")
 
 
 def register(cli) -> None:
@@ -41,8 +47,7 @@ def register(cli) -> None:
                     "and, with --annotate, OUT/annotated.mp4.",
     )
     p.add_argument("video", help="video file to replay")
-    p.add_argument("--config", help="site YAML: count lines, zones, detector/tracker/counting settings "
-                                    "(a file holding only `lines:` is enough)")
+    config_args(p, "count lines, zones, detector/tracker/counting settings (a file holding only `lines:` is enough)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--model", help="ONNX model file or installed model name (default: detector.model, else the product default)")
     p.add_argument("--annotate", action="store_true", help="also write OUT/annotated.mp4 with boxes, ids, lines and counts")
@@ -57,7 +62,7 @@ def register(cli) -> None:
     )
     p.add_argument("video")
     p.add_argument("--model", help="ONNX file or installed model name (default: the product default)")
-    p.add_argument("--config", help="site YAML (lines, detector settings); default: two lines across the frame")
+    config_args(p, "lines and detector settings; default: two lines across the frame")
     p.add_argument("--frames", type=int, default=300, help="frames per run (default: %(default)s)")
     p.add_argument("--runs", type=int, default=5, help="runs; medians are reported (default: %(default)s)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: from the config)")

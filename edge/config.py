@@ -30,13 +30,15 @@ class LineConfig(Strict):
     Crossing from the side where cross(b-a, p-a) < 0 to the side where it is > 0 is ``forward``.
     """
 
-    id: Identifier
-    a: Point
-    b: Point
-    name: str | None = None
-    #: Optional labels used by the controller and reports (approach, lane, movement).
-    approach: str | None = None
-    movement: str | None = None
+    id: Identifier = Field(description="line id (letters, digits, `_.-`), unique per camera; the key of its counts")
+    a: Point = Field(description="start of the segment `[x, y]`, source-frame pixels (x right, y down)")
+    b: Point = Field(description="end of the segment `[x, y]`; crossing to the right-hand side of a->b (as seen on "
+                                 "screen) is `forward`")
+    name: str | None = Field(None, description="a human-readable name, for reports")
+    approach: str | None = Field(None, description="label for the controller and reports: the approach it counts "
+                                                   "(e.g. `north`)")
+    movement: str | None = Field(None, description="label for the controller and reports: the movement or lane "
+                                                   "(e.g. `left`)")
 
     @field_validator("a", "b")
     @classmethod
@@ -53,10 +55,11 @@ class LineConfig(Strict):
 class ZoneConfig(Strict):
     """A polygon (source-frame pixels) whose occupancy and dwell times are reported."""
 
-    id: Identifier
-    polygon: list[Point] = Field(min_length=3)
-    name: str | None = None
-    approach: str | None = None
+    id: Identifier = Field(description="zone id, unique per camera; the key of its presence")
+    polygon: list[Point] = Field(min_length=3, description="corners `[[x, y], ...]` in source-frame pixels (at "
+                                                           "least 3, with an area)")
+    name: str | None = Field(None, description="a human-readable name, for reports")
+    approach: str | None = Field(None, description="label for the controller and reports: the approach it watches")
 
     @field_validator("polygon")
     @classmethod
@@ -76,30 +79,34 @@ class ZoneConfig(Strict):
 
 
 class DetectorConfig(Strict):
-    #: Path to an ONNX file. None: the product's default model (see roadside.models).
-    model: str | None = None
-    #: Model family; ``auto`` recognises it from the model's metadata and output shapes.
-    family: Literal["auto", "ultralytics", "yolox", "picodet", "nanodet"] = "auto"
-    #: Minimum score for a detection to reach the tracker (the tracker's low threshold applies on top).
-    confidence: float = Field(0.1, ge=0.0, le=1.0)
-    #: IoU above which overlapping boxes are merged. Suppression runs across all vehicle categories,
-    #: so one vehicle gets one box even when the model says both "car" and "truck".
-    nms_iou: float = Field(0.5, gt=0.0, le=1.0)
-    #: A box lying at least this much (intersection / its own area) inside a higher-scoring box is dropped:
-    #: detectors often add a second, smaller box on part of a vehicle (windscreen, cab, trailer), which
-    #: ordinary IoU suppression keeps. 1.0 disables this.
-    containment: float = Field(0.8, gt=0.0, le=1.0)
-    #: Vehicle category -> the model's class names (or integer ids) that map to it.
+    """The ONNX vehicle detector (onnxruntime) and how its boxes are filtered."""
+
+    model: str | None = Field(None, description="ONNX file or installed model name; null: the product's default "
+                                                "model (`picodet_s_416_coco`, see `roadside models list`)")
+    family: Literal["auto", "ultralytics", "yolox", "picodet", "nanodet"] = Field(
+        "auto", description="model family; `auto` recognises it from the model's metadata and output shapes")
+    confidence: float = Field(0.1, ge=0.0, le=1.0, description="minimum score for a detection to reach the tracker "
+                                                               "(the tracker's low_threshold applies on top)")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged; "
+                                                            "suppression runs across all vehicle categories, so one "
+                                                            "vehicle gets one box even when the model says both car "
+                                                            "and truck")
+    containment: float = Field(0.8, gt=0.0, le=1.0, description="a box lying at least this much (intersection / its "
+                                                                "own area) inside a higher-scoring box is dropped: "
+                                                                "detectors add part-boxes (windscreen, cab, trailer) "
+                                                                "that IoU suppression keeps; 1.0 disables this")
     classes: dict[Identifier, list[str | int]] = Field(
-        default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES}
+        default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES},
+        description="vehicle category -> the model's class names (or integer ids) that map to it, e.g. "
+                    "`{auto_rickshaw: [cng]}` for a custom model",
     )
-    #: onnxruntime intra-op threads; 0 lets onnxruntime decide.
-    threads: int = Field(2, ge=0, le=64)
-    #: Let onnxruntime's worker threads busy-wait between runs. Off by default: on a small box the
-    #: decoder process and the tracker need those cycles (see ``roadside edge bench``), and idle cores stay cool.
-    spin_wait: bool = False
-    #: onnxruntime execution providers, in order of preference; unavailable ones fall back to CPU.
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+    threads: int = Field(2, ge=0, le=64, description="onnxruntime intra-op threads; 0 lets onnxruntime decide")
+    spin_wait: bool = Field(False, description="let onnxruntime's threads busy-wait between runs; off: on a small "
+                                               "box the decoder process and the tracker need those cycles (see "
+                                               "`roadside edge bench`), and idle cores stay cool")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1,
+                                 description="onnxruntime execution providers, in order of preference; "
+                                             "unavailable ones fall back to CPU (with a warning)")
 
     @field_validator("classes")
     @classmethod
@@ -115,20 +122,20 @@ class DetectorConfig(Strict):
 class TrackerConfig(Strict):
     """ByteTrack parameters (see edge/tracker.py)."""
 
-    #: Detections at or above this score take part in the first association and may start tracks.
-    high_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    #: Detections between this and high_threshold are only used to continue existing tracks.
-    low_threshold: float = Field(0.1, ge=0.0, le=1.0)
-    #: Minimum score for an unmatched detection to start a new track.
-    new_track_threshold: float = Field(0.4, ge=0.0, le=1.0)
-    #: Minimum IoU for an association (first, high-score pass).
-    match_iou: float = Field(0.2, gt=0.0, le=1.0)
-    #: Minimum IoU for the second, low-score pass and for unconfirmed tracks.
-    second_match_iou: float = Field(0.5, gt=0.0, le=1.0)
-    #: Consecutive matched frames before a new track is confirmed (unconfirmed tracks never count).
-    min_hits: int = Field(3, ge=1, le=30)
-    #: Seconds a lost track is kept for re-association before it is removed.
-    lost_buffer_s: float = Field(1.0, ge=0.0, le=60.0)
+    high_threshold: float = Field(0.3, ge=0.0, le=1.0, description="detections at or above this score take part "
+                                                                   "in the first association and may start tracks")
+    low_threshold: float = Field(0.1, ge=0.0, le=1.0, description="detections between this and high_threshold only "
+                                                                  "continue existing tracks")
+    new_track_threshold: float = Field(0.4, ge=0.0, le=1.0, description="minimum score for an unmatched detection "
+                                                                        "to start a new track")
+    match_iou: float = Field(0.2, gt=0.0, le=1.0, description="minimum IoU for an association in the first, "
+                                                              "high-score pass")
+    second_match_iou: float = Field(0.5, gt=0.0, le=1.0, description="minimum IoU in the second, low-score pass "
+                                                                     "and for unconfirmed tracks")
+    min_hits: int = Field(3, ge=1, le=30, description="consecutive matched frames before a new track is confirmed "
+                                                      "(unconfirmed tracks never count)")
+    lost_buffer_s: float = Field(1.0, ge=0.0, le=60.0, description="seconds a lost track is kept for "
+                                                                   "re-association before it is removed")
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackerConfig":
@@ -138,13 +145,19 @@ class TrackerConfig(Strict):
 
 
 class CountingConfig(Strict):
-    #: Point of a box that must cross a count line: bottom-centre by default (the vehicle's ground contact).
-    anchor: Literal["bottom_center", "center", "top_center"] = "bottom_center"
-    #: Distance (pixels) an anchor must be from a line before its side is trusted. Jitter around the
-    #: line within this band neither counts nor changes the remembered side.
-    hysteresis_px: float = Field(2.0, ge=0.0, le=100.0)
-    #: Interval bins (seconds) reported alongside the totals, e.g. [1, 900].
-    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0])
+    """How crossings and zone presence are decided, and the interval bins of the counts."""
+
+    anchor: Literal["bottom_center", "center", "top_center"] = Field(
+        "bottom_center", description="point of a box that must cross a count line (and be inside a zone); "
+                                     "bottom-centre: the vehicle's ground contact")
+    hysteresis_px: float = Field(2.0, ge=0.0, le=100.0, description="distance (pixels) an anchor must be from a "
+                                                                    "line before its side is trusted: jitter "
+                                                                    "within this band neither counts nor changes "
+                                                                    "the remembered side")
+    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0],
+                                description="interval bins (s) of the counts, each aligned to multiples of its "
+                                            "length on the clock (15-minute bins start at :00, :15, ...), e.g. "
+                                            "`[60, 900]`")
 
     @field_validator("bins_s")
     @classmethod
@@ -158,11 +171,11 @@ class CountingConfig(Strict):
 class VisionConfig(Strict):
     """Everything from pixels to counts for one camera view."""
 
-    lines: list[LineConfig] = Field(default_factory=list)
-    zones: list[ZoneConfig] = Field(default_factory=list)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    counting: CountingConfig = Field(default_factory=CountingConfig)
+    lines: list[LineConfig] = Field(default_factory=list, description="count lines (needed for counting)")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="zones whose occupancy is reported")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the vehicle detector")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the ByteTrack tracker")
+    counting: CountingConfig = Field(default_factory=CountingConfig, description="crossings, zones and bins")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "VisionConfig":

@@ -13,7 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from roadside.core.payloads import DirectionCounts
 from roadside.edge.config import CountingConfig, LineConfig, ZoneConfig
 from roadside.edge.detections import Detections
 
@@ -35,13 +37,6 @@ class CrossingEvent:
     track_id: int
     t_along_line: float  # 0 at a, 1 at b: where it crossed (identifies the lane)
     detected_frame: int  # frame at which the counter emitted it (>= frame)
-
-    def as_dict(self) -> dict:
-        return {
-            "line": self.line, "direction": self.direction, "frame": self.frame, "time_s": round(self.time_s, 3),
-            "class": self.category, "track_id": self.track_id, "t_along_line": round(self.t_along_line, 4),
-            "detected_frame": self.detected_frame,
-        }
 
 
 @dataclass
@@ -204,6 +199,20 @@ class ZoneMonitor:
         return changed
 
 
+class IntervalBin(BaseModel):
+    """One closed interval bin: the vehicles per line, direction and category between ``start_s`` and ``end_s``
+    on the bin clock (media time in a replay, epoch seconds in the service)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_s: float = Field(gt=0, description="the bin length (s), one of counting.bins_s")
+    start_s: float = Field(description="start of the bin on the bin clock (s), a multiple of interval_s")
+    end_s: float = Field(description="end of the bin (s): start_s + interval_s, or earlier for a partial bin")
+    partial: bool = Field(description="closed before its end (the end of a replay, a service shutdown)")
+    lines: dict[str, DirectionCounts] = Field(description="count line -> vehicles per direction and category; "
+                                                          "every line is present, zero counts included")
+
+
 class IntervalBins:
     """Counts per line, direction and category in fixed-length bins of a clock (media or wall time).
 
@@ -215,10 +224,15 @@ class IntervalBins:
         self.lengths = list(lengths_s)
         self.line_ids = list(line_ids)
         self._open: dict[float, tuple[float, dict]] = {}
-        self._ready: list[dict] = []  # bins closed by add() (events arriving past their end)
+        self._ready: list[IntervalBin] = []  # bins closed by add() (events arriving past their end)
 
     def _empty(self) -> dict:
         return {lid: {FORWARD: {}, BACKWARD: {}} for lid in self.line_ids}
+
+    @staticmethod
+    def _closed(length: float, start: float, end: float, partial: bool, counts: dict) -> IntervalBin:
+        return IntervalBin(interval_s=length, start_s=start, end_s=end, partial=partial,
+                           lines={lid: DirectionCounts(**dirs) for lid, dirs in counts.items()})
 
     def start(self, now: float) -> None:
         for L in self.lengths:
@@ -227,7 +241,7 @@ class IntervalBins:
     def _roll(self, L: float, now: float) -> None:
         start, counts = self._open[L]
         while start + L <= now + 1e-9:
-            self._ready.append({"interval_s": L, "start_s": start, "end_s": start + L, "partial": False, "lines": counts})
+            self._ready.append(self._closed(L, start, start + L, False, counts))
             start, counts = start + L, self._empty()
         self._open[L] = (start, counts)
 
@@ -239,18 +253,18 @@ class IntervalBins:
             c = self._open[L][1][line][direction]
             c[category] = c.get(category, 0) + 1
 
-    def close_until(self, now: float, final: bool = False) -> list[dict]:
-        """Close every bin that ended at or before ``now`` (or every open bin when ``final``).
+    def close_until(self, now: float, final: bool = False) -> list[IntervalBin]:
+        """Close every bin that ended at or before ``now`` (or every open bin, as partial bins, when ``final``).
 
-        Returns ``[{"interval_s", "start_s", "end_s", "lines", "partial"}]`` in time order; bins with no
-        vehicles are reported too (zero is a measurement).
+        Returns the closed bins in order of length, then time; bins with no vehicles are reported too (zero
+        is a measurement).
         """
         for L in list(self._open):
             self._roll(L, now)
             if final:
                 start, counts = self._open.pop(L)
                 if now > start + 1e-9:
-                    self._ready.append({"interval_s": L, "start_s": start, "end_s": now, "partial": True, "lines": counts})
+                    self._ready.append(self._closed(L, start, now, True, counts))
         closed, self._ready = self._ready, []
-        closed.sort(key=lambda b: (b["interval_s"], b["start_s"]))
+        closed.sort(key=lambda b: (b.interval_s, b.start_s))
         return closed

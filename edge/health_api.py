@@ -1,51 +1,66 @@
-"""The health API of the edge service (FastAPI, served by uvicorn in a thread; 127.0.0.1 by default).
+"""The health API of the edge service (FastAPI; served by :mod:`roadside.edge.api_server`, 127.0.0.1 by default).
 
-Read-only endpoints need nothing; an endpoint that changes state needs ``Authorization: Bearer <api.token>``
-and, with no token configured, is refused (the API is then read-only). The OpenAPI schema is at
-``/openapi.json`` (interactive documentation at ``/docs``).
+It sees the service only through a :class:`ServiceView`: status, readiness, snapshots, the redacted
+configuration and one action, ``reconnect(camera)``. Read-only endpoints need nothing; an endpoint that
+changes state needs ``Authorization: Bearer <api.token>`` and, with no token configured, is refused (the API
+is then read-only). The OpenAPI schema, with every field of the status records, is at ``/openapi.json``
+(interactive documentation at ``/docs``).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import socket
-import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import SecretStr
 
-if TYPE_CHECKING:
-    from roadside.edge.service import EdgeService
+from roadside.edge.status import Readiness, ServiceStatus
 
 log = logging.getLogger("roadside.edge.api")
+
+
+class ServiceView(Protocol):
+    """What the API needs of the service."""
+
+    def status(self) -> ServiceStatus: ...
+
+    def readiness(self) -> Readiness: ...
+
+    def cameras(self) -> list[str]: ...
+
+    def snapshot(self, camera: str) -> bytes | None: ...
+
+    def config_redacted(self) -> dict: ...
+
+    def reconnect(self, camera: str) -> None: ...
 
 
 class ServiceCollector:
     """Prometheus metrics read from the service's status at scrape time."""
 
-    def __init__(self, service: "EdgeService"):
-        self.service = service
+    def __init__(self, view: ServiceView):
+        self.view = view
 
     def collect(self):
-        st = self.service.status()
-        cams = st["cameras"]
+        st = self.view.status()
+        cams = st.cameras
 
-        def gauge(name, doc, key, scale=1.0):
+        def gauge(name, doc, field, scale=1.0):
             g = GaugeMetricFamily(name, doc, labels=["camera"])
             for cid, c in cams.items():
-                if c.get(key) is not None:
-                    g.add_metric([cid], float(c[key]) * scale)
+                if getattr(c, field) is not None:
+                    g.add_metric([cid], float(getattr(c, field)) * scale)
             return g
 
-        def counter(name, doc, key):
+        def counter(name, doc, field):
             m = CounterMetricFamily(name, doc, labels=["camera"])
             for cid, c in cams.items():
-                m.add_metric([cid], float(c[key]))
+                m.add_metric([cid], float(getattr(c, field)))
             return m
 
         yield gauge("roadside_camera_fps_in", "Frames per second received from the source", "fps_in")
@@ -62,42 +77,43 @@ class ServiceCollector:
         state = GaugeMetricFamily("roadside_camera_state", "1 for the camera's current health state", labels=["camera", "state"])
         for cid, c in cams.items():
             for s in ("ok", "degraded", "offline"):
-                state.add_metric([cid, s], 1.0 if c["state"] == s else 0.0)
+                state.add_metric([cid, s], 1.0 if c.state == s else 0.0)
         yield state
-        ob = st["outbox"] or {}
+        ob = st.outbox
         yield GaugeMetricFamily("roadside_outbox_depth", "Counts messages waiting for the broker's acknowledgement",
-                                value=ob.get("depth", 0))
-        yield GaugeMetricFamily("roadside_outbox_bytes", "Bytes of the waiting counts messages", value=ob.get("bytes", 0))
-        if ob.get("oldest_age_s") is not None:
+                                value=ob.depth)
+        yield GaugeMetricFamily("roadside_outbox_bytes", "Bytes of the waiting counts messages", value=ob.bytes)
+        if ob.oldest_age_s is not None:
             yield GaugeMetricFamily("roadside_outbox_oldest_age_seconds", "Age of the oldest waiting message",
-                                    value=ob["oldest_age_s"])
+                                    value=ob.oldest_age_s)
         dropped = CounterMetricFamily("roadside_outbox_dropped", "Counts messages dropped by the outbox bounds",
                                       labels=["camera"])
-        for cid, n in (ob.get("dropped") or {}).items():
+        for cid, n in ob.dropped.items():
             dropped.add_metric([cid], float(n))
         yield dropped
-        br = st["broker"] or {}
+        br = st.broker
         yield GaugeMetricFamily("roadside_broker_connected", "1 when connected to the MQTT broker",
-                                value=1.0 if br.get("connected") else 0.0)
+                                value=1.0 if br.connected else 0.0)
         yield CounterMetricFamily("roadside_counts_published", "Counts messages published (re-sends included)",
-                                  value=br.get("counts_published", 0))
+                                  value=br.counts_published)
         yield CounterMetricFamily("roadside_counts_acked", "Counts messages acknowledged by the broker",
-                                  value=br.get("counts_acked", 0))
+                                  value=br.counts_acked)
         yield CounterMetricFamily("roadside_realtime_dropped", "Presence/health messages not sent (broker not connected)",
-                                  value=br.get("realtime_dropped", 0))
-        yield GaugeMetricFamily("roadside_ready", "1 when /readyz is 200", value=1.0 if st["ready"] else 0.0)
-        yield GaugeMetricFamily("roadside_uptime_seconds", "Seconds since the service started", value=st["uptime_s"])
-        sysinfo = st["system"]
-        if sysinfo["cpu_temperature_c"] is not None:
+                                  value=br.realtime_dropped)
+        yield GaugeMetricFamily("roadside_ready", "1 when /readyz is 200", value=1.0 if st.ready else 0.0)
+        yield GaugeMetricFamily("roadside_uptime_seconds", "Seconds since the service started", value=st.uptime_s)
+        sysinfo = st.system
+        if sysinfo.cpu_temperature_c is not None:
             yield GaugeMetricFamily("roadside_cpu_temperature_celsius", "Hottest thermal zone",
-                                    value=sysinfo["cpu_temperature_c"])
-        if sysinfo["disk_free_bytes"] is not None:
+                                    value=sysinfo.cpu_temperature_c)
+        if sysinfo.disk_free_bytes is not None:
             yield GaugeMetricFamily("roadside_disk_free_bytes", "Free bytes on the state directory's file system",
-                                    value=sysinfo["disk_free_bytes"])
-        yield GaugeMetricFamily("roadside_threads", "Python threads of the service", value=sysinfo["threads"])
+                                    value=sysinfo.disk_free_bytes)
+        yield GaugeMetricFamily("roadside_threads", "Python threads of the service", value=sysinfo.threads)
 
 
-def create_app(service: "EdgeService") -> FastAPI:
+def create_app(view: ServiceView, token: SecretStr | None = None) -> FastAPI:
+    """The API of ``view``; ``token`` (api.token) unlocks the endpoints that change state."""
     app = FastAPI(
         title="roadside edge service",
         description="Health, status, metrics and snapshots of one roadside edge box. Read-only unless an API "
@@ -105,36 +121,38 @@ def create_app(service: "EdgeService") -> FastAPI:
         version="1",
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServiceCollector(service))
+    registry.register(ServiceCollector(view))
     ProcessCollector(registry=registry)
     bearer = HTTPBearer(auto_error=False, description="api.token from the configuration")
 
     def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        token = service.config.api.token
         if token is None:
             raise HTTPException(403, "the API is read-only: no api.token is configured")
         if cred is None or not secrets.compare_digest(cred.credentials.encode(), token.get_secret_value().encode()):
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
-    def camera(camera_id: str):
-        w = service.workers.get(camera_id)
-        if w is None:
-            raise HTTPException(404, f"no camera {camera_id!r} (cameras: {', '.join(service.workers) or 'none'})")
-        return w
+    def known(camera_id: str) -> str:
+        cameras = view.cameras()
+        if camera_id not in cameras:
+            raise HTTPException(404, f"no camera {camera_id!r} (cameras: {', '.join(cameras) or 'none'})")
+        return camera_id
 
     @app.get("/healthz", summary="The process is alive")
     def healthz() -> dict:
         return {"status": "alive"}
 
     @app.get("/readyz", summary="200 when every camera delivers frames, the model is loaded and the broker is connected",
-             responses={503: {"description": "not ready; `reasons` says why"}})
-    def readyz():
-        ok, reasons = service.readiness()
-        return JSONResponse({"ready": ok, "reasons": reasons}, status_code=200 if ok else 503)
+             response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "not ready; `reasons` says why"}})
+    def readyz(response: Response) -> Readiness:
+        r = view.readiness()
+        response.status_code = 200 if r.ready else 503
+        return r
 
-    @app.get("/api/status", summary="Per camera rates, latency and ages; outbox, broker, model, uptime, system")
-    def status() -> dict:
-        return service.status()
+    @app.get("/api/status", summary="Per camera rates, latency and ages; outbox, broker, model, uptime, system",
+             response_model=ServiceStatus)
+    def status() -> ServiceStatus:
+        return view.status()
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics() -> Response:
@@ -143,49 +161,23 @@ def create_app(service: "EdgeService") -> FastAPI:
     @app.get("/api/cameras/{camera_id}/snapshot.jpg", summary="The latest processed frame with boxes, lines and zones",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}})
     def snapshot(camera_id: str) -> Response:
-        w = camera(camera_id)
-        jpeg = w.snapshot_jpeg()
+        jpeg = view.snapshot(known(camera_id))
         if jpeg is None:
             raise HTTPException(503, f"camera {camera_id!r} has not processed a frame yet")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/config", summary="The running configuration, secrets redacted")
     def config() -> dict:
-        return service.config.redacted()
+        return view.config_redacted()
 
     @app.post("/api/cameras/{camera_id}/reconnect", status_code=202, dependencies=[Depends(require_token)],
               summary="Drop the camera's connection and open its source again (needs the bearer token)")
     def reconnect(camera_id: str) -> dict:
-        camera(camera_id).source.request_reconnect()
+        view.reconnect(known(camera_id))
         log.info("camera %s: reconnect requested through the API", camera_id)
         return {"camera": camera_id, "reconnect": "requested"}
 
     return app
 
 
-class ApiServer:
-    """uvicorn in a thread of its own, on a socket the service has already bound (so a taken port is an
-    error at start-up, not a dead thread)."""
-
-    def __init__(self, service: "EdgeService", sock: socket.socket):
-        import uvicorn
-
-        self.sock = sock
-        cfg = uvicorn.Config(create_app(service), log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self._serve, name="health-api", daemon=True)
-
-    def _serve(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self.sock]))
-
-    def start(self) -> "ApiServer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+__all__ = ["ServiceCollector", "ServiceView", "create_app"]

@@ -10,6 +10,7 @@ drop is counted and recorded as a range of ``seq`` per camera, so what was lost 
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from roadside.core.errors import RoadsideError
+
+log = logging.getLogger("roadside.edge.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -222,3 +225,23 @@ class Outbox:
                 self._db.close()
             except sqlite3.Error:
                 pass
+
+
+class OutboxPruner:
+    """Applies the outbox's age bound every ``every_s`` seconds, so that old messages go even when no new
+    message arrives (the bounds are also applied on every add)."""
+
+    def __init__(self, outbox: Outbox, every_s: float = 60.0):
+        self.outbox = outbox
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last <= self.every_s:
+            return
+        self._last = time.monotonic()
+        try:
+            if self.outbox.prune():
+                log.warning("outbox: messages older than outbox.max_age_s were dropped")
+        except RoadsideError as e:
+            log.error("%s", e)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from roadside.edge.config import VisionConfig
-from roadside.edge.counting import CrossingEvent, IntervalBins, LineCounter, ZoneMonitor, ZoneStatus
+from roadside.edge.counting import CrossingEvent, IntervalBin, IntervalBins, LineCounter, ZoneMonitor, ZoneStatus
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.tracker import ByteTracker
@@ -33,7 +33,7 @@ class FrameResult:
     tracks: Detections  # confirmed tracks in this frame
     events: list[CrossingEvent]
     zone_changes: dict[str, ZoneStatus]
-    closed_bins: list[dict] = field(default_factory=list)
+    closed_bins: list[IntervalBin] = field(default_factory=list)
     detector_ms: float = 0.0
 
 

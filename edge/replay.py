@@ -11,11 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from roadside.edge.config import VisionConfig
-from roadside.edge.detector import Detector
 from roadside.core.errors import RoadsideError
-from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.core.video import FILE_DECODER_NICE, VideoError, VideoReader
+from roadside.edge.config import VisionConfig
+from roadside.edge.counting import IntervalBin
+from roadside.edge.counts_file import CountsFile, CrossingRecord, ZoneChange, ZoneLog
+from roadside.edge.detector import Detector
+from roadside.edge.pipeline import CameraPipeline, config_hash
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -25,7 +27,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, model: str | Path | None = None,
-               annotate: bool = False, realtime: bool = False, progress: bool | None = None) -> dict:
+               annotate: bool = False, realtime: bool = False, progress: bool | None = None) -> CountsFile:
     """Replay ``video``; write ``counts.json`` (and ``annotated.mp4``) into ``out_dir``; return the counts.
 
     If decoding fails part-way, everything counted up to that frame is still written (with ``complete``
@@ -44,9 +46,9 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     reader = VideoReader(video, preprocess=detector.preprocess, decoder_nice=FILE_DECODER_NICE)
     info = reader.info
     pipe = CameraPipeline(config, detector, info.fps)
-    events: list[dict] = []
-    bins: list[dict] = []
-    zone_log: list[dict] = []
+    events: list[CrossingRecord] = []
+    bins: list[IntervalBin] = []
+    zone_log: list[ZoneChange] = []
     writer = None
     if annotate:
         import cv2
@@ -76,10 +78,11 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             res = pipe.process(fr.index, fr.time_s, fr.image, fr.tensor, fr.transform)
             frames += 1
             det_ms += res.detector_ms
-            events += [e.as_dict() for e in res.events]
+            events += [CrossingRecord.of(e) for e in res.events]
             bins += res.closed_bins
             for zid, st in res.zone_changes.items():
-                zone_log.append({"zone": zid, "frame": fr.index, "time_s": round(fr.time_s, 3), "occupied": st.occupied, "count": st.count})
+                zone_log.append(ZoneChange(zone=zid, frame=fr.index, time_s=round(fr.time_s, 3), occupied=st.occupied,
+                                           count=st.count))
             if writer is not None:
                 occ = {z: s.count for z, s in pipe.zones.status.items()}
                 writer.write(draw(fr.image, res.tracks, config.lines, config.zones, pipe.counter.totals_dict(), occ,
@@ -97,29 +100,19 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     duration = frames / info.fps
     bins += pipe.bins.close_until(duration, final=True)
     wall = time.perf_counter() - wall0
-    counts = {
-        "video": str(video),
-        "frames": frames,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "duration_s": round(duration, 3),
-        "model": detector.name,
-        "model_family": detector.family,
-        "config_hash": config_hash(config),
-        "complete": error is None,
-        "error": str(error) if error else None,
-        "lines": pipe.counter.totals_dict(),
-        "events": sorted(events, key=lambda e: (e["frame"], e["line"], e["track_id"])),
-        "bins": bins,
-        "zones": {
-            zid: {"changes": [z for z in zone_log if z["zone"] == zid],
-                  "completed_dwell_s": [round(d, 3) for d in pipe.zones.completed_dwells[zid]]}
-            for zid in pipe.zones.zones
-        },
-        "config": config.model_dump(mode="json"),
-    }
-    _write_json(out / "counts.json", counts)
+    counts = CountsFile(
+        video=str(video), frames=frames, fps=info.fps, width=info.width, height=info.height,
+        duration_s=round(duration, 3), model=detector.name, model_family=detector.family,
+        config_hash=config_hash(config), complete=error is None, error=str(error) if error else None,
+        lines=pipe.counter.totals_dict(),
+        events=sorted(events, key=lambda e: (e.frame, e.line, e.track_id)),
+        bins=bins,
+        zones={zid: ZoneLog(changes=[z for z in zone_log if z.zone == zid],
+                            completed_dwell_s=[round(d, 3) for d in pipe.zones.completed_dwells[zid]])
+               for zid in pipe.zones.zones},
+        config=config,
+    )
+    _write_json(out / "counts.json", counts.to_json_data())
     _write_json(out / "run.json", {
         "frames": frames, "wall_s": round(wall, 3), "fps_processed": round(frames / wall, 2) if wall else None,
         "detector_ms_mean": round(det_ms / frames, 2) if frames else None, "realtime": realtime,

@@ -78,23 +78,29 @@ def _default_config(args: argparse.Namespace) -> int:
 
 def payload_schemas() -> dict:
     from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage
-    from roadside.edge.service_config import EdgeConfig
+    from roadside.edge.config_reference import config_schema
 
     return {"counts": CountsMessage.model_json_schema(), "presence": PresenceMessage.model_json_schema(),
-            "health": HealthMessage.model_json_schema(), "config": EdgeConfig.model_json_schema()}
+            "health": HealthMessage.model_json_schema(), "config": config_schema()}
 
 
 def fill_schema_blocks(text: str) -> str:
     """Replace each ``<!-- schema:NAME -->...<!-- /schema:NAME -->`` block of a Markdown text with the
-    current JSON Schema of that payload."""
+    current JSON Schema of that payload, and the ``<!-- reference:config -->...<!-- /reference:config -->``
+    block with the configuration reference generated from the configuration's JSON Schema."""
     import re
+
+    from roadside.edge.config_reference import reference_table
 
     schemas = payload_schemas()
     for name in ("counts", "presence", "health"):
         block = (f"<!-- schema:{name} -->\n<details><summary>JSON Schema ({name})</summary>\n\n```json\n"
                  f"{json.dumps(schemas[name], indent=1)}\n```\n\n</details>\n<!-- /schema:{name} -->")
         text = re.sub(rf"<!-- schema:{name} -->.*?<!-- /schema:{name} -->", lambda m: block, text, flags=re.S)
-    return text
+    block = ("<!-- reference:config -->\n<!-- generated from the configuration models: "
+             "`roadside edge schema --update-doc edge/README_SERVICE.md` -->\n"
+             f"{reference_table(schemas['config'])}\n<!-- /reference:config -->")
+    return re.sub(r"<!-- reference:config -->.*?<!-- /reference:config -->", lambda m: block, text, flags=re.S)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -103,7 +109,7 @@ def _schema(args: argparse.Namespace) -> int:
 
         doc = Path(args.update_doc)
         doc.write_text(fill_schema_blocks(doc.read_text(encoding="utf-8")), encoding="utf-8")
-        print(f"updated the schema blocks of {doc}", file=sys.stderr)
+        print(f"updated the schema blocks and the configuration reference of {doc}", file=sys.stderr)
         return 0
     schemas = payload_schemas()
     print(json.dumps(schemas if args.which == "all" else schemas[args.which], indent=1))
@@ -144,8 +150,8 @@ def register(cli) -> None:
     p = cli.verb("edge", "schema", _schema, help="print the JSON Schema of the MQTT payloads or of the configuration",
                  description="JSON Schema generated from the pydantic models the edge and the controller share.")
     p.add_argument("which", nargs="?", default="all", choices=["all", "counts", "presence", "health", "config"])
-    p.add_argument("--update-doc", metavar="MD", help="instead, rewrite the schema blocks of a Markdown file "
-                                                      "(edge/README_SERVICE.md)")
+    p.add_argument("--update-doc", metavar="MD", help="instead, rewrite the schema blocks and the configuration "
+                                                      "reference of a Markdown file (edge/README_SERVICE.md)")
 
     p = cli.verb("edge", "soak", _soak, help="run the service against shared clips for a long time; report memory, "
                                              "threads and message accounting",

@@ -17,10 +17,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.core.config import Identifier, Strict, load_config, parse_config, parse_yaml
+from roadside.core.config import Identifier, Strict, parse_config, parse_yaml, read_yaml
 from roadside.core.mqtt import MqttConfig
-from roadside.core.redact import redact
 from roadside.core.paths import edge_state_dir
+from roadside.core.redact import redact
 from roadside.core.topics import CONTROLLER, Topics
 from roadside.edge.config import CountingConfig, DetectorConfig, LineConfig, TrackerConfig, VisionConfig, ZoneConfig
 
@@ -28,12 +28,14 @@ DEFAULT_CONFIG_NAME = "edge.yaml"
 
 
 class ApiConfig(Strict):
-    enabled: bool = True
-    #: 127.0.0.1 by default: expose it on purpose (0.0.0.0) behind a firewall or a reverse proxy
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    #: bearer token required by the endpoints that change state; without one the API is read-only
-    token: SecretStr | None = None
+    """The local health API (HTTP)."""
+
+    enabled: bool = Field(True, description="serve the health API")
+    host: str = Field("127.0.0.1", description="address to listen on; expose it on purpose (`0.0.0.0`) behind a "
+                                               "firewall or a reverse proxy")
+    port: int = Field(8080, ge=1, le=65535, description="port to listen on")
+    token: SecretStr | None = Field(None, description="bearer token (16+ characters) for the endpoints that change "
+                                                      "state; without one the API is read-only (never served)")
 
     @field_validator("token")
     @classmethod
@@ -46,29 +48,31 @@ class ApiConfig(Strict):
 class OutboxConfig(Strict):
     """The durable store-and-forward queue of counts messages (SQLite, in ``state_dir``)."""
 
-    #: the oldest messages are dropped (counted and reported) beyond this size ...
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    #: ... or this age
-    max_age_s: float = Field(30 * 24 * 3600.0, gt=0)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="beyond this size (bytes; default 64 MiB) the "
+                                                                  "oldest counts messages are dropped (counted, "
+                                                                  "recorded)")
+    max_age_s: float = Field(30 * 24 * 3600.0, gt=0, description="counts messages older than this (s; default 30 "
+                                                                 "days) are dropped (counted, recorded)")
 
 
 class SourceSettings(Strict):
     """How live sources are watched and reconnected (shared by all cameras)."""
 
-    #: no new frame for this long: the stream is stalled (reported, then reconnected)
-    stall_timeout_s: float = Field(2.0, gt=0, le=120)
-    #: opening a source (connect, first frame) may take this long
-    open_timeout_s: float = Field(20.0, gt=0, le=600)
-    #: reconnect backoff: doubles from min to max with random jitter, forever
-    backoff_min_s: float = Field(0.5, gt=0, le=60)
-    backoff_max_s: float = Field(30.0, gt=0, le=3600)
-    #: identical images for this long: the camera is frozen (degraded)
-    frozen_after_s: float = Field(3.0, gt=0, le=3600)
-    #: mean brightness (0-255) below which the image is black, above which it is blinded (degraded)
-    dark_level: float = Field(12.0, ge=0, le=255)
-    bright_level: float = Field(243.0, ge=0, le=255)
-    #: seconds a black/blinded image must last before it is reported
-    bad_image_after_s: float = Field(2.0, ge=0, le=3600)
+    stall_timeout_s: float = Field(2.0, gt=0, le=120, description="no new frame for this long (s): the stream is "
+                                                                  "stalled (reported, then reconnected)")
+    open_timeout_s: float = Field(20.0, gt=0, le=600, description="connecting to a source and getting its first "
+                                                                  "frame may take this long (s)")
+    backoff_min_s: float = Field(0.5, gt=0, le=60, description="source reconnect backoff starts here (s), doubling "
+                                                               "with random jitter (50-100 %), forever ...")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="... up to this (s)")
+    frozen_after_s: float = Field(3.0, gt=0, le=3600, description="identical images for this long (s): degraded "
+                                                                  "(`frozen`)")
+    dark_level: float = Field(12.0, ge=0, le=255, description="mean brightness (0-255) below which an image is "
+                                                              "black (degraded: `black image`)")
+    bright_level: float = Field(243.0, ge=0, le=255, description="mean brightness (0-255) above which an image is "
+                                                                 "blinded (degraded: `blinded image`)")
+    bad_image_after_s: float = Field(2.0, ge=0, le=3600, description="seconds a black or blinded image must last "
+                                                                     "before it is reported")
 
     @model_validator(mode="after")
     def _order(self) -> "SourceSettings":
@@ -88,23 +92,27 @@ def is_device(source: str) -> bool:
 
 
 class CameraConfig(Strict):
-    id: Identifier
-    #: a video file, an ``rtsp://`` / ``http(s)://`` stream URL, or a local camera device index (``"0"``)
-    source: str = Field(min_length=1)
-    #: files: start again at the end (a fake live camera); otherwise the camera ends with its file
-    loop: bool = False
-    #: files: deliver frames at the video's frame rate (as a camera would); false: as fast as processed
-    realtime: bool = True
-    #: RTSP: transport of the media (default: the decoder's choice, TCP with OpenCV's FFmpeg)
-    rtsp_transport: Literal["tcp", "udp"] | None = None
-    #: frame rate to assume when a stream reports none
-    fps: float | None = Field(None, gt=0, le=1000)
-    lines: list[LineConfig] = Field(default_factory=list)
-    zones: list[ZoneConfig] = Field(default_factory=list)
-    #: per-camera replacements of the shared settings (each replaces the whole shared section)
-    detector: DetectorConfig | None = None
-    tracker: TrackerConfig | None = None
-    counting: CountingConfig | None = None
+    """One camera: its source, count lines and zones, and optionally its own vision settings."""
+
+    id: Identifier = Field(description="camera id (letters, digits, `_.-`), unique; part of its topics")
+    source: str = Field(min_length=1, description="a video file, an `rtsp://` or `http(s)://` stream URL (e.g. "
+                                                  "MJPEG), or a local camera device index (`\"0\"`)")
+    loop: bool = Field(False, description="files: start again at the end (a fake live camera); otherwise the "
+                                          "camera ends with its file")
+    realtime: bool = Field(True, description="files: deliver frames at the file's frame rate, as a camera would; "
+                                             "false: every frame, as fast as processed")
+    rtsp_transport: Literal["tcp", "udp"] | None = Field(None, description="RTSP: transport of the media; null: "
+                                                                           "the decoder's choice (TCP)")
+    fps: float | None = Field(None, gt=0, le=1000, description="frame rate to assume when a stream reports none")
+    lines: list[LineConfig] = Field(default_factory=list, description="count lines, in source-frame pixels (as in "
+                                                                      "`roadside edge replay`)")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="zones, in source-frame pixels")
+    detector: DetectorConfig | None = Field(None, description="this camera's own detector settings, replacing "
+                                                              "the whole shared `detector` section")
+    tracker: TrackerConfig | None = Field(None, description="this camera's own tracker settings, replacing the "
+                                                            "whole shared `tracker` section")
+    counting: CountingConfig | None = Field(None, description="this camera's own counting settings, replacing "
+                                                              "the whole shared `counting` section")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CameraConfig":
@@ -127,21 +135,26 @@ class CameraConfig(Strict):
 class EdgeConfig(Strict):
     """One edge box: its cameras and where their counts go."""
 
-    site: Identifier
-    device: Identifier
-    #: where the outbox and other state live; default ``$ROADSIDE_HOME/edge/<site>-<device>``
-    #: (``ROADSIDE_HOME`` defaults to ``~/.local/share/roadside``)
-    state_dir: str | None = None
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    sources: SourceSettings = Field(default_factory=SourceSettings)
-    #: seconds between health messages of each camera
-    health_interval_s: float = Field(10.0, ge=0.5, le=3600)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    counting: CountingConfig = Field(default_factory=CountingConfig)
-    cameras: list[CameraConfig] = Field(min_length=1)
+    site: Identifier = Field(description="site name (letters, digits, `_.-`): part of the topic prefix and the "
+                                         "MQTT client id")
+    device: Identifier = Field(description="this box's name under the site (not `controller`): part of its topics "
+                                           "and the MQTT client id")
+    state_dir: str | None = Field(None, description="where the outbox database lives; null: "
+                                                    "`$ROADSIDE_HOME/edge/<site>-<device>` (`ROADSIDE_HOME` defaults "
+                                                    "to `~/.local/share/roadside`)")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="the broker")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="the health API")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="bounds of the durable counts queue")
+    sources: SourceSettings = Field(default_factory=SourceSettings, description="how live sources are watched and "
+                                                                                "reconnected (all cameras)")
+    health_interval_s: float = Field(10.0, ge=0.5, le=3600, description="seconds between health messages of each "
+                                                                        "camera (sent at once on a change)")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the detector, shared by all "
+                                                                                 "cameras")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the tracker, shared by all cameras")
+    counting: CountingConfig = Field(default_factory=CountingConfig, description="counting and interval bins, "
+                                                                                 "shared by all cameras")
+    cameras: list[CameraConfig] = Field(min_length=1, description="the cameras (at least one)")
 
     @field_validator("cameras")
     @classmethod
@@ -244,9 +257,14 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         data = parse_yaml(default_config_text(), f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
         config = parse_config(data, EdgeConfig, f"built-in default configuration ({DEFAULT_CONFIG_NAME})")
         return _with_paths(config, Path.cwd())
-    config = load_config(path, EdgeConfig)
+    return edge_config_from(read_yaml(path), path)
+
+
+def edge_config_from(data: object, path: str | Path) -> EdgeConfig:
+    """Validate the already-read content of the site file at ``path`` (its relative paths are relative to it)."""
+    config = parse_config(data, EdgeConfig, str(Path(path)))
     return _with_paths(config, Path(path).resolve().parent)
 
 
 __all__ = ["ApiConfig", "CameraConfig", "EdgeConfig", "OutboxConfig", "SourceSettings", "default_config_text",
-           "load_edge_config"]
+           "edge_config_from", "load_edge_config"]

@@ -62,3 +62,48 @@ def test_counts_from_other_lines_are_refused():
     c["config"] = {"lines": [{"id": "L1", "a": [95.0, 200.0], "b": [600.0, 200.0]}]}
     with pytest.raises(ScoreError, match="forward would not mean the same"):
         score(c, g)
+
+
+def test_a_bad_counts_file_is_named_with_the_key_path(tmp_path):
+    from roadside.calibration.score import score_files
+    from roadside.edge.counts_file import CountsFileError
+
+    gt_path = GT / "freeway_test.json"
+    bad = tmp_path / "counts.json"
+    bad.write_text(json.dumps({"lines": {"L1": {"forward": {"car": 2}, "backward": {}}},
+                               "events": [{"line": "L1", "direction": "up", "frame": 3, "class": "car"}]}))
+    with pytest.raises(CountsFileError) as e:
+        score_files(bad, gt_path)
+    assert str(e.value).startswith(f"{bad}: not a counts file") and "events[0].direction" in str(e.value)
+    bad.write_text('{"lines": {')
+    with pytest.raises(CountsFileError, match="cannot read the counts as JSON"):
+        score_files(bad, gt_path)
+    # the ground truth given in place of the counts
+    with pytest.raises(CountsFileError, match="lines: Input should be"):
+        score_files(gt_path, gt_path)
+
+
+def test_a_counts_file_in_todays_format_scores(tmp_path):
+    """A counts.json as replay writes it (every field, events with all their keys) reads and scores."""
+    from roadside.calibration.score import score_files
+
+    g = load("freeway_test")
+    lines: dict = {"L1": {"forward": {}, "backward": {}}, "L2": {"forward": {}, "backward": {}}}
+    events = []
+    for e in g["events"]:
+        d = lines[e["line"]][e["direction"]]
+        d[e["class"]] = d.get(e["class"], 0) + 1
+        events.append({"line": e["line"], "direction": e["direction"], "frame": e["frame"], "time_s": round(e["frame"] / 29.97, 3),
+                       "class": e["class"], "track_id": len(events) + 1, "t_along_line": e["t_along_line"],
+                       "detected_frame": e["frame"] + 2})
+    data = {"video": "freeway_overpass.mp4", "frames": 984, "fps": 29.97, "width": 640, "height": 360, "duration_s": 32.833,
+            "model": "m", "model_family": "picodet", "config_hash": "0123456789abcdef", "complete": True, "error": None,
+            "lines": lines, "events": events,
+            "bins": [{"interval_s": 60.0, "start_s": 0.0, "end_s": 32.833, "partial": True, "lines": lines}],
+            "zones": {"z": {"changes": [{"zone": "z", "frame": 5, "time_s": 0.167, "occupied": True, "count": 1}],
+                            "completed_dwell_s": [1.5]}},
+            "config": {"lines": [{"id": ln["id"], "a": ln["a"], "b": ln["b"]} for ln in g["lines"]]}}
+    path = tmp_path / "counts.json"
+    path.write_text(json.dumps(data))
+    r = score_files(path, GT / "freeway_test.json")
+    assert r["accuracy"] == 1.0 and r["events"]["f1"] == 1.0

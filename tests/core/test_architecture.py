@@ -90,3 +90,12 @@ def test_the_architecture_test_sees_lazy_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from roadside.edge.detector import Detector\n")
     assert "roadside.edge.detector" in _imports(f, _modules())
+
+
+def test_the_health_api_sees_the_service_only_through_its_view():
+    """edge/health_api.py depends on the status records and its own view protocol, not on the service (not even
+    for type annotations), so the service's parts can change without the API knowing."""
+    tree = ast.parse((ROOT / "edge" / "health_api.py").read_text())
+    used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    used |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert {m for m in used if m.startswith("roadside.")} == {"roadside.edge.status"}

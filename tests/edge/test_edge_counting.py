@@ -131,14 +131,14 @@ def test_interval_bins_are_aligned_and_include_empty_bins():
     bins.add(0.5, "L", "forward", "car")
     bins.add(2.2, "L", "forward", "bus")
     closed = bins.close_until(3.0)
-    ones = [b for b in closed if b["interval_s"] == 1.0]
-    assert [(b["start_s"], b["end_s"]) for b in ones] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
-    assert ones[0]["lines"]["L"]["forward"] == {"car": 1}
-    assert ones[1]["lines"]["L"]["forward"] == {}
-    assert ones[2]["lines"]["L"]["forward"] == {"bus": 1}
+    ones = [b for b in closed if b.interval_s == 1.0]
+    assert [(b.start_s, b.end_s) for b in ones] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    assert ones[0].lines["L"].forward == {"car": 1}
+    assert ones[1].lines["L"].forward == {}
+    assert ones[2].lines["L"].forward == {"bus": 1}
     final = bins.close_until(3.5, final=True)
-    assert [(b["interval_s"], b["start_s"], b["end_s"], b["partial"]) for b in final] == [(1.0, 3.0, 3.5, True), (5.0, 0.0, 3.5, True)]
-    assert final[1]["lines"]["L"]["forward"] == {"car": 1, "bus": 1}
+    assert [(b.interval_s, b.start_s, b.end_s, b.partial) for b in final] == [(1.0, 3.0, 3.5, True), (5.0, 0.0, 3.5, True)]
+    assert final[1].lines["L"].forward == {"car": 1, "bus": 1}
 
 
 # ---------------------------------------------------------------------------------------------

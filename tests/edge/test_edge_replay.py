@@ -15,6 +15,7 @@ from conftest import BAD, GT, MODELS, ROOT, VIDEOS, gt
 from roadside.calibration.evaluate import gt_config
 from roadside.calibration.score import score
 from roadside.edge.config import VisionConfig
+from roadside.edge.counts_file import CountsFile
 from roadside.edge.replay import run_replay
 from roadside.edge.soak import child_pids
 
@@ -31,7 +32,7 @@ def roadside(*args: str, cwd=ROOT, env_extra: dict | None = None) -> subprocess.
 def test_counts_on_real_clips_meet_the_accuracy_bar(tmp_path, clip, bar):
     g = gt(clip)
     counts = run_replay(VIDEOS / g["clip"], gt_config(g, VisionConfig()), tmp_path, model=DEFAULT_MODEL, progress=False)
-    assert counts["frames"] == g["decoded_frame_count"]
+    assert counts.frames == g["decoded_frame_count"]
     r = score(counts, g)
     assert r["accuracy"] >= bar, f"{clip}: count accuracy {r['accuracy']:.3f} below {bar}: {r['rows']}"
     # the counter is not just getting totals right by luck: most events match a real crossing in time and place
@@ -41,6 +42,7 @@ def test_counts_on_real_clips_meet_the_accuracy_bar(tmp_path, clip, bar):
     # counts.json carries what the issue asks for
     saved = json.loads((tmp_path / "counts.json").read_text())
     assert {"video", "frames", "fps", "model", "lines", "events"} <= set(saved)
+    assert CountsFile.read(tmp_path / "counts.json").to_json_data() == saved  # the model reads back what it wrote
     ev = saved["events"][0]
     assert {"line", "direction", "frame", "time_s", "class", "track_id"} <= set(ev)
     assert ev["time_s"] == pytest.approx(ev["frame"] / saved["fps"], abs=1e-3)
@@ -171,3 +173,62 @@ def test_a_decoder_crash_part_way_keeps_what_was_counted(tmp_path):
     assert 0 < saved["frames"] < g["decoded_frame_count"]
     assert saved["events"], "nothing counted before the crash?"
     assert all(e["frame"] < saved["frames"] for e in saved["events"])
+
+
+def test_replay_bench_and_evaluate_take_the_service_site_file(tmp_path):
+    """An installer's one site file serves replay (and so the audit), bench and evaluate: one camera's lines and
+    the shared or the camera's own settings, with relative paths relative to the file, as for the service."""
+    g = gt("dual_carriageway_cars")
+    small = MODELS / "picodet_s_320_coco.onnx"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / small.name).symlink_to(small)
+    gt_lines = [{"id": ln["id"], "a": ln["a"], "b": ln["b"]} for ln in g["lines"]]
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "site": "s1", "device": "d1", "mqtt": {"host": "10.0.0.1"},
+        "detector": {"model": f"models/{small.name}", "threads": 1}, "counting": {"bins_s": [5]},
+        "cameras": [
+            {"id": "north", "source": "rtsp://cam-north/live", "lines": gt_lines},
+            {"id": "other", "source": "clips/other.mp4", "lines": [{"id": "x", "a": [0, 300], "b": [1280, 300]}],
+             "detector": {"model": str(small), "threads": 2}},
+        ],
+    }, sort_keys=False))
+    video = str(VIDEOS / g["clip"])
+
+    p = roadside("edge", "replay", video, "--config", str(site), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "the site file has 2 cameras (north, other); choose one with --camera" in p.stderr
+    p = roadside("edge", "replay", video, "--config", str(site), "--camera", "south", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "no camera 'south' in the site file (cameras: north, other)" in p.stderr
+
+    p = roadside("edge", "replay", video, "--config", str(site), "--camera", "north", "--out", str(tmp_path / "site-run"))
+    assert p.returncode == 0, p.stderr
+    counts = CountsFile.read(tmp_path / "site-run" / "counts.json")
+    assert [ln.id for ln in counts.config.lines] == [ln["id"] for ln in g["lines"]]
+    assert counts.config.counting.bins_s == [5.0] and {b.interval_s for b in counts.bins} == {5.0}
+    assert counts.config.detector.model == str(tmp_path / "models" / small.name) and counts.model == "picodet_s_320_coco"
+    # the same camera written as a plain vision file counts exactly the same
+    vision = tmp_path / "vision.yaml"
+    vision.write_text(yaml.safe_dump({"lines": gt_lines, "counting": {"bins_s": [5]},
+                                      "detector": {"model": str(tmp_path / "models" / small.name), "threads": 1}}))
+    p = roadside("edge", "replay", video, "--config", str(vision), "--out", str(tmp_path / "vision-run"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "vision-run" / "counts.json").read_text() == (tmp_path / "site-run" / "counts.json").read_text()
+    p = roadside("edge", "replay", video, "--config", str(vision), "--camera", "north", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "not a site file with cameras" in p.stderr
+
+    # bench: the other camera's own detector settings
+    p = roadside("edge", "bench", video, "--config", str(site), "--camera", "other", "--model", str(small),
+                 "--frames", "10", "--runs", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["threads"] == 2 and r["model"] == "picodet_s_320_coco"
+
+    # evaluate: the camera's settings (here its model), the ground truth's lines
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    (gt_dir / "dual_carriageway_cars.json").write_text((GT / "dual_carriageway_cars.json").read_text())
+    p = roadside("calibrate", "evaluate", "--gt-dir", str(gt_dir), "--videos", str(VIDEOS), "--config", str(site),
+                 "--camera", "north", "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"))
+    assert p.returncode == 0, p.stderr
+    (row,) = json.loads((tmp_path / "eval.json").read_text())
+    assert row["model"] == "picodet_s_320_coco" and row["gt"] == "dual_carriageway_cars" and row["true"] > 0

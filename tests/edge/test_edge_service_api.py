@@ -75,7 +75,17 @@ def test_service_publishes_serves_its_health_and_stops_cleanly(tmp_path):
         assert code == 200 and TOKEN.encode() not in body
         assert json.loads(body)["api"]["token"] == "**********"
         code, body = svc.get("/openapi.json")
-        assert code == 200 and "/api/cameras/{camera_id}/snapshot.jpg" in json.loads(body)["paths"]
+        spec = json.loads(body)
+        assert code == 200 and "/api/cameras/{camera_id}/snapshot.jpg" in spec["paths"]
+        # /api/status and /readyz are documented by their response models, field by field
+        ok_schema = spec["paths"]["/api/status"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok_schema == {"$ref": "#/components/schemas/ServiceStatus"}
+        schemas = spec["components"]["schemas"]
+        for name, served in (("ServiceStatus", st), ("CameraStatus", c1), ("BrokerStatus", st["broker"]),
+                             ("OutboxStatus", st["outbox"]), ("SystemStatus", st["system"]), ("Readiness", ready)):
+            assert set(schemas[name]["properties"]) == set(served), name
+        assert schemas["CameraStatus"]["properties"]["frames_dropped"]["description"]
+        assert "Readiness" in json.dumps(spec["paths"]["/readyz"]["get"]["responses"]["503"])
 
         # changing state needs the bearer token
         assert svc.get("/api/cameras/cam1/reconnect", method="POST")[0] == 401

@@ -139,3 +139,35 @@ def test_operator_documentation_holds_the_current_payload_schemas():
     text = (ROOT / "edge" / "README_SERVICE.md").read_text()
     assert text.count("<!-- schema:") == 3
     assert fill_schema_blocks(text) == text, "run `roadside edge schema --update-doc edge/README_SERVICE.md`"
+
+
+def test_every_configuration_field_is_described_and_the_reference_is_generated_from_them():
+    from roadside.edge.config import VisionConfig
+    from roadside.edge.config_reference import config_schema, reference_rows
+
+    schema = config_schema()
+    models = [("EdgeConfig", schema), ("VisionConfig", VisionConfig.model_json_schema()), *schema["$defs"].items()]
+    undescribed = [f"{name}.{field}" for name, model in models for field, spec in model.get("properties", {}).items()
+                   if not spec.get("description")]
+    assert not undescribed, f"give these fields Field(description=...): {undescribed}"
+    text = (ROOT / "edge" / "README_SERVICE.md").read_text()
+    assert text.count("<!-- reference:config -->") == 1 and text.count("<!-- /reference:config -->") == 1
+    rows = reference_rows(schema)
+    assert len(rows) > 60
+    for key, _values, _default, meaning in rows:
+        assert f"| {key} |" in text and meaning, key
+    # defaults and ranges come from the models themselves (including default factories)
+    assert "| `sources.stall_timeout_s` | number > 0, ≤ 120 | `2` |" in text
+    assert "| `counting.bins_s` | list of number | `[60.0, 900.0]` |" in text
+    assert "| `cameras[].detector` | mapping | none |" in text
+
+
+def test_a_site_file_with_one_camera_is_a_vision_configuration_without_choosing(monkeypatch):
+    from roadside.edge.site_file import load_vision_config
+
+    monkeypatch.chdir(ROOT)
+    site = load_edge_config(ROOT / "edge" / "defaults" / "edge.yaml")
+    vision = load_vision_config(ROOT / "edge" / "defaults" / "edge.yaml")
+    assert vision == site.vision(site.cameras[0]) and [ln.id for ln in vision.lines] == ["ew_middle", "ns_middle"]
+    with pytest.raises(ConfigError, match="--camera cam1: cameras are chosen in a site file; give it with --config"):
+        load_vision_config(None, "cam1")

@@ -1,0 +1,227 @@
+"""One camera of the edge service: newest frame -> vision pipeline -> counts, presence, snapshot, statistics.
+
+A :class:`CameraWorker` thread takes its :class:`~roadside.edge.sources.LiveSource`'s newest frame, runs the
+:class:`~roadside.edge.pipeline.CameraPipeline` on wall-clock bins (15-minute bins start at :00, :15, ...),
+hands every closed bin to its counts sink (the durable outbox) and every zone change to its live sink
+(the MQTT link). It knows nothing else of the service.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+from roadside.core.payloads import CountsMessage, PresenceMessage, ZoneState
+from roadside.core.redact import redact
+from roadside.edge.config import VisionConfig
+from roadside.edge.counting import IntervalBin
+from roadside.edge.detector import Detector
+from roadside.edge.pipeline import CameraPipeline, config_hash
+from roadside.edge.service_config import CameraConfig, SourceSettings
+from roadside.edge.sinks import CountsSink, LiveSink
+from roadside.edge.sources import LiveSource, SourceStatus, capture_options
+from roadside.edge.status import CameraState, CameraStatus
+
+log = logging.getLogger("roadside.edge.service")
+
+#: a partial bin is one whose observed time is short of its length by more than this share
+_PARTIAL_TOLERANCE = 0.01
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+class _Rate:
+    """Events per second over the last few seconds (bounded memory)."""
+
+    def __init__(self, n: int = 64):
+        self.t: deque[float] = deque(maxlen=n)
+
+    def tick(self, t: float) -> None:
+        self.t.append(t)
+
+    def rate(self, now: float, stale_s: float = 5.0) -> float:
+        if len(self.t) < 2 or now - self.t[-1] > stale_s:
+            return 0.0
+        return (len(self.t) - 1) / max(self.t[-1] - self.t[0], 1e-6)
+
+
+class Coverage:
+    """The spans of wall-clock time during which a camera delivered frames (for partial bins)."""
+
+    def __init__(self, gap_s: float):
+        self.gap_s = gap_s
+        self.spans: list[list[float]] = []
+
+    def frame(self, t: float) -> None:
+        if self.spans and 0 <= t - self.spans[-1][1] <= self.gap_s:
+            self.spans[-1][1] = t
+        elif not self.spans or t > self.spans[-1][1]:
+            self.spans.append([t, t])
+
+    def observed(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(end, e) - max(start, s)) for s, e in self.spans)
+
+    def forget_before(self, t: float) -> None:
+        self.spans = [s for s in self.spans if s[1] >= t]
+
+
+class CameraWorker:
+    """One camera: newest frame -> pipeline -> counts (counts sink), presence (live sink), snapshot, statistics."""
+
+    def __init__(self, cam: CameraConfig, vision: VisionConfig, detector: Detector, sources: SourceSettings,
+                 counts: CountsSink, live: LiveSink, *, site: str, device: str):
+        self.cam = cam
+        self.vision = vision
+        self.detector = detector
+        self.model_name = detector.name
+        self.hash = config_hash(vision)
+        self.counts = counts
+        self.live = live
+        self.site, self.device = site, device
+        self.source = LiveSource(cam.id, cam.source, sources, detector.preprocess, loop=cam.loop, realtime=cam.realtime,
+                                 capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps)
+        self.pipeline: CameraPipeline | None = None
+        self.coverage = Coverage(sources.stall_timeout_s)
+        self.frames_processed = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.detector_ms = 0.0
+        self.last_processed: float | None = None  # monotonic
+        self.bins_emitted = 0
+        self._rate = _Rate()
+        self._snapshot: tuple | None = None
+        self._t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.source.start()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.cam.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the source, then the worker, which closes its open bins into the counts sink."""
+        self.source.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            if self._thread.is_alive():
+                log.error("camera %s: the worker did not stop", self.cam.id)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the worker thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        idx = 0
+        while not self._stop.is_set():
+            fr = self.source.get(timeout=0.25)
+            now = time.time()
+            try:
+                if fr is None:
+                    if self.pipeline is not None:
+                        # no frame now: close the bins that ended before the stall window, so that a short
+                        # hiccup (a file reopening) does not make a bin partial, while a dead camera's bins
+                        # still come on time (observed_s tells how much of them was seen)
+                        self._emit(self.pipeline.bins.close_until(now - self.coverage.gap_s))
+                    continue
+                if self.pipeline is None:
+                    self.pipeline = CameraPipeline(self.vision, self.detector, fr.fps, bin_clock_start=fr.wall_s)
+                self.coverage.frame(fr.wall_s)
+                res = self.pipeline.process(idx, fr.mono_s - self._t0, fr.image, fr.tensor, fr.transform, clock_s=fr.wall_s)
+                idx += 1
+                self.frames_processed += 1
+                self.last_processed = time.monotonic()
+                self._rate.tick(self.last_processed)
+                self.detector_ms = res.detector_ms if self.frames_processed == 1 else 0.9 * self.detector_ms + 0.1 * res.detector_ms
+                self._snapshot = (fr.image, res.tracks, fr.wall_s)
+                if res.zone_changes:
+                    self._presence(fr.wall_s)
+                self._emit(res.closed_bins)
+            except Exception as e:  # a bug or an unexpected frame must not end the camera: report and go on
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                if self.errors <= 3 or self.errors % 100 == 0:
+                    log.exception("camera %s: processing failed (%d errors so far)", self.cam.id, self.errors)
+        if self.pipeline is not None:  # flush: the open bins, as partial bins
+            try:
+                self._emit(self.pipeline.bins.close_until(time.time(), final=True))
+            except Exception:
+                log.exception("camera %s: cannot store the last bins", self.cam.id)
+
+    def _emit(self, closed: list[IntervalBin]) -> None:
+        if not closed:
+            return
+        for b in closed:
+            length = b.interval_s
+            observed = min(self.coverage.observed(b.start_s, b.end_s), length)
+            partial = b.partial or observed < length * (1 - _PARTIAL_TOLERANCE)
+
+            def message(seq: int, b=b, observed=observed, partial=partial) -> CountsMessage:
+                return CountsMessage(
+                    seq=seq, site=self.site, device=self.device, camera=self.cam.id,
+                    interval_start=utc(b.start_s), interval_s=b.interval_s, lines=b.lines,
+                    config_hash=self.hash, model=self.model_name, partial=partial, observed_s=round(observed, 3),
+                )
+
+            self.counts.put(self.cam.id, message)
+            self.bins_emitted += 1
+        longest = max(self.vision.counting.bins_s)
+        self.coverage.forget_before(time.time() - 2 * longest - 60)
+
+    def _presence(self, wall_s: float) -> None:
+        zones = {zid: ZoneState(occupied=st.occupied, count=st.count, max_dwell_s=round(st.max_dwell_s, 3))
+                 for zid, st in self.pipeline.zones.status.items()}
+        self.live.publish(self.cam.id, "presence", PresenceMessage(site=self.site, device=self.device, camera=self.cam.id,
+                                                                   ts=utc(wall_s), zones=zones))
+
+    # -- reading -----------------------------------------------------------------------------------
+    def health(self) -> tuple[CameraState, list[str], SourceStatus]:
+        src = self.source.status()
+        reasons = list(src.reasons)
+        if not self.alive and self._thread is not None:
+            return "offline", ["the camera worker stopped"], src
+        if src.state != "live":
+            return "offline", reasons or [src.state], src
+        if self.errors and self.last_error:
+            reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
+        return ("degraded" if reasons else "ok"), reasons, src
+
+    def snapshot_jpeg(self, quality: int = 80) -> bytes | None:
+        import cv2
+
+        from roadside.edge.annotate import draw
+
+        snap, pipe = self._snapshot, self.pipeline
+        if snap is None or pipe is None:
+            return None
+        image, tracks, wall = snap
+        occ = {z: s.count for z, s in pipe.zones.status.items()}
+        img = draw(image, tracks, self.vision.lines, self.vision.zones, pipe.counter.totals_dict(), occ,
+                   f"{self.cam.id}  {utc(wall).strftime('%Y-%m-%d %H:%M:%S')} UTC")
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return buf.tobytes() if ok else None
+
+    def status(self, now_wall: float, last_counts_ack: float | None = None) -> CameraStatus:
+        """The camera's status; ``last_counts_ack``: when the broker last acknowledged one of its counts (epoch)."""
+        state, reasons, src = self.health()
+        return CameraStatus(
+            state=state, reasons=reasons, source=redact(self.cam.source), source_state=src.state,
+            fps_in=round(src.fps_in, 2), fps_processed=round(self._rate.rate(time.monotonic()), 2),
+            frames_in=src.frames_in, frames_processed=self.frames_processed, frames_dropped=src.frames_dropped,
+            detector_latency_ms=round(self.detector_ms, 2),
+            last_frame_age_s=None if src.last_frame_age_s is None else round(src.last_frame_age_s, 3),
+            last_publish_age_s=None if last_counts_ack is None else round(now_wall - last_counts_ack, 3),
+            reconnects=src.reconnects, loops=src.loops, last_source_error=src.last_error,
+            processing_errors=self.errors, bins_emitted=self.bins_emitted,
+            width=src.width, height=src.height, source_fps=src.fps,
+            model=self.model_name, config_hash=self.hash,
+        )
+
+
+__all__ = ["CameraWorker", "Coverage", "utc"]

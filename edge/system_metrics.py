@@ -1,0 +1,47 @@
+"""What the box says about itself: CPU temperature (Linux sysfs), the process's memory (/proc), free disk."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from roadside.edge.status import SystemStatus
+
+
+def cpu_temperature_c() -> float | None:
+    """The hottest thermal zone the OS exposes (Linux sysfs), or None."""
+    temps = []
+    for p in Path("/sys/class/thermal").glob("thermal_zone*/temp"):
+        try:
+            temps.append(int(p.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    return max(temps) if temps else None
+
+
+def process_rss_bytes(pid: int | None = None) -> int | None:
+    """Resident memory of a process (default: this one), or None where /proc does not say."""
+    try:
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def disk_free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def system_status(state_dir: Path) -> SystemStatus:
+    return SystemStatus(cpu_temperature_c=cpu_temperature_c(), disk_free_bytes=disk_free_bytes(state_dir),
+                        state_dir=str(state_dir), rss_bytes=process_rss_bytes(), threads=threading.active_count(),
+                        pid=os.getpid())
+
+
+__all__ = ["cpu_temperature_c", "disk_free_bytes", "process_rss_bytes", "system_status"]
