@@ -9,6 +9,7 @@ TCP_NODELAY so that small control messages are not held up by Nagle's algorithm 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -181,6 +182,8 @@ class Recorder:
         self.lock = threading.Lock()
         self.client = BrokerClient(cfg, client_id or f"recorder-{uuid.uuid4().hex[:12]}", clean_session=client_id is None,
                                    on_message=self._add, name="recorder")
+        # a recorder outlives the broker outages of its test: its reconnect attempts are no news
+        self.client.log.setLevel(logging.ERROR)
         self.client.subscribe(f"{prefix}/#" if prefix else "#", qos=1)
         self.client.start()
 

@@ -39,7 +39,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".ts")
 
 def soak_clips(videos: str | Path, cameras: int) -> list[Path]:
     """``cameras`` clips from the folder (the known ones first, then the others by name, repeated as needed)."""
-    folder = Path(videos)
+    folder = Path(videos).resolve()  # the service reads them from its own configuration file's folder
     if not folder.is_dir():
         raise RoadsideError(f"--videos {videos}: no such folder (the soak test loops the video clips of a folder; "
                             f"give --videos DIR)")
@@ -224,7 +224,10 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
         "frames_in": samples[-1]["frames_in"], "frames_processed": samples[-1]["frames_processed"],
         "delivery": delivery,
     }
-    summary["ok"] = bool(delivery["ok"] and code == 0 and summary["rss_growth_mb"] < 50
+    produced = {cam: c["produced"] for cam, c in delivery["cameras"].items()}
+    summary["problems"] = ([f"camera {c['id']} produced no counts message" for c in cfg["cameras"]
+                            if not produced.get(c["id"])] + ([] if summary["frames_processed"] else ["no frame was processed"]))
+    summary["ok"] = bool(delivery["ok"] and code == 0 and summary["rss_growth_mb"] < 50 and not summary["problems"]
                          and summary["threads_min_max"][1] - summary["threads_min_max"][0] <= 4)
     return {"summary": summary, "samples": samples}
 
