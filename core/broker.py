@@ -137,6 +137,8 @@ class BrokerClient:
         self._final_acked = False
         self._disconnect_reason: str | None = None
         self._client = self._make_client()  # configuration problems surface here, to the caller
+        self._wake_r: int | None
+        self._wake_w: int | None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -179,10 +181,12 @@ class BrokerClient:
 
     def wake(self) -> None:
         """Make the network thread run a round now (e.g. the feeder has something new)."""
+        if self._wake_w is None:
+            return  # stopped
         try:
             os.write(self._wake_w, b"x")
         except OSError:
-            pass  # the pipe is full (the thread is awake anyway) or closed (stopped)
+            pass  # the pipe is full: the thread is awake anyway
 
     @property
     def connected(self) -> bool:
@@ -223,11 +227,10 @@ class BrokerClient:
             if self._thread.is_alive():
                 self.log.error("the MQTT network thread (%s) did not stop", self.name)
                 return
-        for fd in (self._wake_r, self._wake_w):
-            try:
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for fd in fds:
+            if fd is not None:
                 os.close(fd)
-            except OSError:
-                pass
         self._set(state="stopped", connected=False, subscribed=False)
 
     # -- set-up --------------------------------------------------------------------------------------
@@ -479,6 +482,7 @@ class BrokerClient:
                 backoff = min(backoff * 2, cfg.reconnect_max_s)
         finally:
             self._shutdown()
+            self._thread_id = None  # a later thread with the same ident is not the network thread
 
     def _shutdown(self) -> None:
         """Flush while the deadline allows, then the final word and a clean disconnect."""
