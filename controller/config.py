@@ -306,4 +306,6 @@ def parse_controller_config(data: object, source: str = "controller configuratio
 
 
 def load_controller_config(path: str | Path) -> ControllerConfig:
-    return load_config(path, ControllerConfig)
+    """Load a controller configuration; relative TLS file paths are relative to the file's folder."""
+    cfg = load_config(path, ControllerConfig)
+    return cfg.model_copy(update={"mqtt": cfg.mqtt.relative_to(Path(path).parent)})

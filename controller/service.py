@@ -2,16 +2,18 @@
 every tick and publishes ``plan``, ``state``, ``events`` (and ``command`` through the MQTT actuator)
 under ``<prefix>/controller/`` (see roadside.core.topics).
 
-Messages are received on paho's network thread and queued; everything else runs on one thread, in
-order, so the core needs no locks. When the broker goes away paho reconnects by itself; meanwhile the
-edge data turns stale and the affected phases go to fail-safe, exactly as when a camera dies.
+The broker connection is the product's one MQTT client (:class:`~roadside.core.broker.BrokerClient`,
+configured by ``mqtt``: TLS, username/password, the site prefix, reconnect backoff; Last Will ``offline``
+on ``<prefix>/controller/status``). Messages are received on its network thread and queued; everything
+else runs on one thread, in order, so the core needs no locks. When the broker goes away the client
+reconnects by itself and subscribes again; meanwhile the edge data turns stale and the affected phases go
+to fail-safe, exactly as when a camera dies.
 """
 from __future__ import annotations
 
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from pathlib import Path
@@ -19,26 +21,13 @@ from typing import Callable, Protocol
 
 from roadside.controller.config import ControllerConfig
 from roadside.controller.core import Controller, TickOutput
-from roadside.core.errors import RoadsideError
+from roadside.core.broker import BrokerClient, BrokerError, Received, Will
 
 log = logging.getLogger(__name__)
 
 STATE_EVERY_S = 5.0
 COMMAND_HEARTBEAT_S = 1.0
-
-
-def no_delay(client) -> None:
-    """Send small control messages at once (no Nagle batching: a signal command must not wait 40 ms)."""
-    sock = client.socket()
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
-class BrokerError(RoadsideError):
-    """The MQTT broker cannot be reached."""
+__all__ = ["Actuator", "BrokerError", "ControllerService", "MqttCommandActuator", "NullActuator", "describe", "dump"]
 
 
 class Actuator(Protocol):
@@ -56,7 +45,7 @@ class MqttCommandActuator:
     """Publishes :class:`SignalCommand` to ``<prefix>/controller/command`` on every signal change and
     every second as a heartbeat (a cabinet adapter falls back to its own plan when it stops)."""
 
-    def __init__(self, client, topic: str, qos: int = 1) -> None:
+    def __init__(self, client: BrokerClient, topic: str, qos: int = 1) -> None:
         self.client = client
         self.topic = topic
         self.qos = qos
@@ -72,8 +61,6 @@ class ControllerService:
     def __init__(self, cfg: ControllerConfig, policy=None,
                  clock: Callable[[], float] = time.monotonic, actuator: Actuator | None = None,
                  audit_log: str | None = None, wall=None) -> None:
-        import paho.mqtt.client as mqtt
-
         self.cfg = cfg
         self.clock = clock
         self.topics = cfg.topics
@@ -84,12 +71,10 @@ class ControllerService:
         self.received_from: dict[str, int] = {}
         self.connected = threading.Event()
         cid = cfg.mqtt.client_id or f"roadside-controller-{cfg.site}"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
-        self.client.will_set(self.topics.controller("status"), "offline", qos=1, retain=True)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client = BrokerClient(cfg.mqtt, cid, will=Will(self.topics.controller("status")), clean_session=True,
+                                   on_message=self._on_message, on_connect=lambda _: self.connected.set(),
+                                   on_disconnect=self.connected.clear, name="controller")
+        self.client.subscribe(self.topics.edge_subscriptions() + [self.topics.controller("mode")])
         if actuator is None:
             actuator = MqttCommandActuator(self.client, self.topics.controller("command"), cfg.mqtt.qos) if cfg.actuator.kind == "mqtt" \
                 else NullActuator()
@@ -98,27 +83,10 @@ class ControllerService:
         self.audit_file = open(Path(path), "a", encoding="utf-8") if path else None
         self._last_state = -float("inf")
         self._last_state_key: tuple | None = None
-        self._stopping = False
 
-    # -- MQTT callbacks (network thread) ---------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
-            return
-        no_delay(client)
-        q = self.cfg.mqtt.qos
-        client.subscribe([(t, q) for t in self.topics.edge_subscriptions()] + [(self.topics.controller("mode"), q)])
-        client.publish(self.topics.controller("status"), "online", qos=1, retain=True)
-        self.connected.set()
-        log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        self.connected.clear()
-        if not self._stopping:
-            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        self.inbox.put((msg.topic, bytes(msg.payload), self.clock()))
+    # -- MQTT (the client's network thread) -------------------------------------------------------
+    def _on_message(self, msg: Received) -> None:
+        self.inbox.put((msg.topic, msg.payload, self.clock()))
         self.received += 1
         where = self.topics.parse(msg.topic)
         if where is not None:
@@ -126,29 +94,25 @@ class ControllerService:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:
+        """Connect and subscribe; BrokerError when the broker refuses us or does not answer in time."""
         m = self.cfg.mqtt
-        try:
-            self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
-        except (OSError, ValueError) as e:
-            raise BrokerError(f"cannot connect to the MQTT broker at {m.host}:{m.port}: {e}") from None
-        self.client.loop_start()
-        if not self.connected.wait(timeout_s):
-            self.client.loop_stop()
-            raise BrokerError(f"no connection to the MQTT broker at {m.host}:{m.port} within {timeout_s:g}s "
-                              "(is it running? check mqtt.host and mqtt.port)")
+        self.client.start()
+        if not self.client.wait_connected(timeout_s, stop_on_refusal=True):
+            st = self.client.status()
+            why = st.last_error or "no answer"
+            self.client.stop(0, final=False)
+            if st.state == "refused":
+                raise BrokerError(f"mqtt: {why} (check mqtt.username, mqtt.password and mqtt.client_id)")
+            raise BrokerError(f"no connection to the MQTT broker at {m.host}:{m.port} within {timeout_s:g}s: {why} "
+                              "(is it running? check mqtt.host, mqtt.port and mqtt.tls)")
+        log.info("connected to %s:%s; topics under %s/", m.host, m.port, self.topics.prefix)
 
     def stop(self) -> None:
-        self._stopping = True
+        """Publish the shutdown event and ``offline`` (retained), wait for them and disconnect."""
         self.ctrl.emit("shutdown", {"reason": "service stopped"})
         self._publish_events(self.ctrl.pending)
         self.ctrl.pending = []
-        info = self.client.publish(self.topics.controller("status"), "offline", qos=1, retain=True)
-        try:
-            info.wait_for_publish(2.0)
-        except (RuntimeError, ValueError):
-            pass
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop(flush_timeout_s=2.0)
         if self.audit_file:
             self.audit_file.close()
             self.audit_file = None

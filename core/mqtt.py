@@ -5,6 +5,7 @@ the site's topic prefix (see :mod:`roadside.core.topics`) and how to reconnect.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -68,6 +69,21 @@ class MqttConfig(Strict):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def relative_to(self, base: str | Path) -> "MqttConfig":
+        """The same configuration with relative TLS file paths made relative to ``base`` (the folder of the
+        configuration file that named them)."""
+        if self.tls is None:
+            return self
+
+        def resolve(p: str | None) -> str | None:
+            if p is None:
+                return None
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else Path(base) / q)
+
+        tls = self.tls.model_copy(update={k: resolve(getattr(self.tls, k)) for k in ("ca_file", "cert_file", "key_file")})
+        return self.model_copy(update={"tls": tls})
 
 
 __all__ = ["MqttConfig", "TlsConfig"]

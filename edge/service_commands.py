@@ -153,14 +153,18 @@ def register(cli) -> None:
     p.add_argument("--update-doc", metavar="MD", help="instead, rewrite the schema blocks and the configuration "
                                                       "reference of a Markdown file (edge/README_SERVICE.md)")
 
-    p = cli.verb("edge", "soak", _soak, help="run the service against shared clips for a long time; report memory, "
+    p = cli.verb("edge", "soak", _soak, help="run the service against looped clips for a long time; report memory, "
                                              "threads and message accounting",
-                 description="Start `roadside edge run` with fake live cameras (shared clips looped at real "
+                 description="Start `roadside edge run` with fake live cameras (the clips of --videos looped at real "
                              "time) and a private broker, subscribe to its counts, and print RSS, thread counts and "
                              "message accounting over time; fails if a counts message was lost or memory grew.")
     p.add_argument("--minutes", type=float, default=10.0, help="how long (default: %(default)s)")
     p.add_argument("--cameras", type=int, default=2, help="fake live cameras (default: %(default)s)")
-    p.add_argument("--model", help="ONNX model file (default: ../shared/models/picodet_s_320_coco.onnx)")
+    p.add_argument("--model", help="ONNX model file or installed model name (default: the product's default model, "
+                                   "installed with `roadside models fetch`)")
+    p.add_argument("--videos", default=None, metavar="DIR",
+                   help="folder of video clips to loop as fake live cameras (default: ../shared/data/videos, the "
+                        "development checkout's shared clips, relative to the current directory)")
     p.add_argument("--bin-s", type=float, default=5.0, help="counts interval (default: %(default)s s)")
     p.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples (default: %(default)s)")
     p.add_argument("--broker-outage-s", type=float, default=20.0,

@@ -237,12 +237,8 @@ def _with_paths(config: EdgeConfig, base: Path) -> EdgeConfig:
         if cam.kind == "file":
             upd["source"] = _resolve(base, cam.source)
         cams.append(cam.model_copy(update=upd))
-    mqtt = config.mqtt
-    if mqtt.tls is not None:
-        tls = mqtt.tls.model_copy(update={k: _resolve(base, getattr(mqtt.tls, k)) for k in ("ca_file", "cert_file", "key_file")})
-        mqtt = mqtt.model_copy(update={"tls": tls})
     return config.model_copy(update={
-        "cameras": cams, "detector": det(config.detector), "mqtt": mqtt,
+        "cameras": cams, "detector": det(config.detector), "mqtt": config.mqtt.relative_to(base),
         "state_dir": _resolve(base, config.state_dir),
     })
 

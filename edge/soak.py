@@ -1,14 +1,13 @@
-"""Soak test of the edge service: ``roadside edge soak`` (or ``python -m roadside.edge.soak``).
+"""Soak test of the edge service: ``roadside edge soak``.
 
-Runs ``roadside edge run`` as a child process against shared clips looped at real time (fake live
-cameras) and a private Mosquitto on a free port, subscribes to everything it publishes, and prints over
-time: the service's RSS (and its decoder processes'), thread and file-descriptor counts, frames and
-counts messages. Mid-run the broker is stopped for a while (store-and-forward under load). At the end
-the service is stopped with SIGTERM and every counts message it produced (its outbox's sequence numbers)
-is checked against what the subscriber received: none may be missing, apart from those the outbox
-recorded as dropped, and each camera's messages must arrive in ``seq`` order.
-
-Also the home of the small harness the service's tests use: :class:`Broker` and :class:`Recorder`.
+Runs ``roadside edge run`` as a child process against clips looped at real time (fake live cameras; the
+clips of ``--videos DIR``) and a private Mosquitto on a free port (:mod:`roadside.core.testing`),
+subscribes to everything it publishes, and prints over time: the service's RSS (and its decoder
+processes'), thread and file-descriptor counts, frames and counts messages. Mid-run the broker is stopped
+for a while (store-and-forward under load). At the end the service is stopped with SIGTERM and every
+counts message it produced (its outbox's sequence numbers) is checked against what the subscriber
+received: none may be missing, apart from those the outbox recorded as dropped, and each camera's messages
+must arrive in ``seq`` order. The service's tests use the same delivery accounting.
 """
 from __future__ import annotations
 
@@ -16,13 +15,11 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -30,127 +27,28 @@ from pathlib import Path
 import yaml
 
 from roadside.core.errors import RoadsideError
+from roadside.core.testing import PrivateBroker, Recorder, free_port
 
-MOSQUITTO = "/usr/sbin/mosquitto"
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+#: where ``--videos`` points by default: the development checkout's shared clips (relative to the
+#: current directory, as in the built-in configuration)
+DEV_VIDEOS = "../shared/data/videos"
+#: the clips used first when the folder has them (the published soak results used the first two)
 CLIPS = ["intersection_4way.mp4", "freeway_overpass.mp4", "dense_mixed_arterial.mp4", "car_park_overhead.mp4"]
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".ts")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class Broker:
-    """A private Mosquitto on a free port, with persistence (a subscriber's session survives a restart)."""
-
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None, exe: str = MOSQUITTO,
-                 tls: dict[str, str] | None = None):
-        if not os.access(exe, os.X_OK):
-            raise RoadsideError(f"{exe} is not installed (apt-get install -y mosquitto)")
-        self.exe = exe
-        self.port = free_port()
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
-                "autosave_interval 1", f"log_dest file {self.dir}/mosquitto.log"]
-        if os.geteuid() == 0:
-            conf.append("user root")  # else it drops to the mosquitto user, who cannot write into our folders
-        if tls:  # {"cafile", "certfile", "keyfile"}: TLS only, and clients must present a certificate of that CA
-            conf += [f"{k} {v}" for k, v in tls.items()] + ["require_certificate true"]
-        if users:
-            pw = self.dir / "passwd"
-            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-            pw.chmod(0o600)
-            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
-            conf += [f"password_file {pw}", "allow_anonymous false"]
-        else:
-            conf.append("allow_anonymous true")
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, 10, f"mosquitto on port {self.port}")
-        if self.proc.poll() is not None:
-            raise RoadsideError(f"mosquitto exited at start: {self.log()[-500:]}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        p = self.dir / "mosquitto.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-
-class Recorder:
-    """An MQTT subscriber with a persistent session (QoS 1) that records every message under a prefix."""
-
-    def __init__(self, port: int, prefix: str, client_id: str, username: str | None = None, password: str | None = None):
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[float, str, bytes, bool]] = []  # (time, topic, payload, retained)
-        self.lock = threading.Lock()
-        self.connected = threading.Event()
-        self.prefix = prefix
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        if username:
-            self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            client.subscribe(f"{self.prefix}/#", qos=1)
-            self.connected.set()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self.lock:
-            self.messages.append((time.time(), msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def wait_connected(self, timeout: float = 15) -> None:
-        if not self.connected.wait(timeout):
-            raise TimeoutError("the subscriber could not connect to the broker")
-        time.sleep(0.3)  # the subscription is acknowledged
-
-    def payloads(self, suffix: str) -> list[dict]:
-        with self.lock:
-            return [json.loads(p) for _, t, p, _ in self.messages if t.endswith(suffix)]
-
-    def texts(self, topic: str) -> list[str]:
-        with self.lock:
-            return [p.decode() for _, t, p, _ in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def soak_clips(videos: str | Path, cameras: int) -> list[Path]:
+    """``cameras`` clips from the folder (the known ones first, then the others by name, repeated as needed)."""
+    folder = Path(videos).resolve()  # the service reads them from its own configuration file's folder
+    if not folder.is_dir():
+        raise RoadsideError(f"--videos {videos}: no such folder (the soak test loops the video clips of a folder; "
+                            f"give --videos DIR)")
+    known = [folder / c for c in CLIPS if (folder / c).is_file()]
+    others = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p not in known)
+    pool = known + others
+    if not pool:
+        raise RoadsideError(f"--videos {videos}: no video clips ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+    return [pool[i % len(pool)] for i in range(cameras)]
 
 
 def first_arrivals(counts: list[dict]) -> list[int]:
@@ -233,13 +131,12 @@ def _api(port: int, path: str) -> dict | None:
 
 
 def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s: float, outage_s: float,
-         workdir: Path, log=print) -> dict:
-    model = model or str(SHARED / "models" / "picodet_s_320_coco.onnx")
-    clips = [SHARED / "data" / "videos" / CLIPS[i % len(CLIPS)] for i in range(cameras)]
-    for c in clips:
-        if not c.is_file():
-            raise RoadsideError(f"{c}: shared clip not found (the soak test reads ../shared/data/videos)")
-    broker = Broker(workdir / "broker").start()
+         workdir: Path, videos: str | Path = DEV_VIDEOS, log=print) -> dict:
+    from roadside.models.store import resolve_model
+
+    model = str(resolve_model(model))  # None: the installed default model; a clear error when it is missing
+    clips = soak_clips(videos, cameras)
+    broker = PrivateBroker(workdir / "broker", persistence=True).start()
     api_port = free_port()
     cfg = {
         "site": "soak", "device": "edge-soak", "state_dir": str(workdir / "state"),
@@ -327,7 +224,10 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
         "frames_in": samples[-1]["frames_in"], "frames_processed": samples[-1]["frames_processed"],
         "delivery": delivery,
     }
-    summary["ok"] = bool(delivery["ok"] and code == 0 and summary["rss_growth_mb"] < 50
+    produced = {cam: c["produced"] for cam, c in delivery["cameras"].items()}
+    summary["problems"] = ([f"camera {c['id']} produced no counts message" for c in cfg["cameras"]
+                            if not produced.get(c["id"])] + ([] if summary["frames_processed"] else ["no frame was processed"]))
+    summary["ok"] = bool(delivery["ok"] and code == 0 and summary["rss_growth_mb"] < 50 and not summary["problems"]
                          and summary["threads_min_max"][1] - summary["threads_min_max"][0] <= 4)
     return {"summary": summary, "samples": samples}
 
@@ -335,7 +235,7 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
 def main_soak(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="roadside-soak-"))
     result = soak(args.minutes, args.cameras, args.model, args.bin_s, args.sample_s, args.broker_outage_s, workdir,
-                  log=lambda m: print(m, flush=True))
+                  videos=args.videos or DEV_VIDEOS, log=lambda m: print(m, flush=True))
     print(json.dumps(result["summary"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

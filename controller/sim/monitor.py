@@ -4,7 +4,7 @@ links that the network's *original* program never shows green together, and the 
 from the configuration being enforced (for SUMO's own controllers only conflicts, yellow and all-red)."""
 from __future__ import annotations
 
-from roadside.controller.signal_check import SignalRules, SignalTimelineChecker
+from roadside.controller.sim.signal_check import SignalRules, SignalTimelineChecker
 from roadside.controller.sim.tls import DerivedTLS
 
 

@@ -101,48 +101,51 @@ def _resolve(spec: SimSpec) -> tuple[Path, Path, str | None, float, Scenario | N
 
 
 class _BrokerLoop:
-    """Feed -> broker -> ControllerService -> broker -> cabinet adapter, one simulation step at a time."""
+    """Feed -> broker -> ControllerService -> broker -> cabinet adapter, one simulation step at a time.
+
+    The feed (the detectors' publisher) and the cabinet adapter (subscribed to the commands) are
+    clients of the product's one MQTT client class, with the controller's MQTT settings."""
 
     def __init__(self, cfg, policy, broker: str, now_ref: list[float], audit_log: str | None) -> None:
-        import paho.mqtt.client as mqtt
+        import json
 
-        from roadside.controller.service import ControllerService, no_delay
+        from roadside.controller.service import ControllerService
+        from roadside.core.broker import BrokerClient
 
         host, _, port = broker.partition(":")
         self.site = cfg.site
         self.now_ref = now_ref
-        cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={
-            "host": host, "port": int(port or 1883), "client_id": f"ctrl-{cfg.site}"})})
+        mqtt = cfg.mqtt.model_copy(update={"host": host, "port": int(port or 1883)})
+        cfg = cfg.model_copy(update={"mqtt": mqtt.model_copy(update={"client_id": f"ctrl-{cfg.site}"})})
         self.svc = ControllerService(cfg, policy=policy, clock=lambda: now_ref[0],
                                      wall=lambda t: EPOCH + _td(t), audit_log=audit_log)
-        self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"feed-{cfg.site}")
-        self.cabinet = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cabinet-{cfg.site}")
         self.last_cmd: dict | None = None
         self.cmd_seq = 0
         self.cond = threading.Condition()
-        self.cabinet.on_message = self._on_command
-        for c in (self.pub, self.cabinet):
-            try:
-                c.connect(host, int(port or 1883))
-            except OSError as e:
-                raise SimError(f"cannot reach the MQTT broker at {broker}: {e} (use --mode inproc to skip it)") from None
-            no_delay(c)
-            c.loop_start()
-        sub = threading.Event()
-        self.cabinet.on_subscribe = lambda *a, **k: sub.set()
+
+        def on_command(msg) -> None:
+            data = json.loads(msg.payload)
+            with self.cond:
+                if data["seq"] > self.cmd_seq:
+                    self.cmd_seq, self.last_cmd = data["seq"], data
+                self.cond.notify_all()
+
+        self.pub = BrokerClient(mqtt, f"feed-{cfg.site}", name="sim-feed")
+        self.cabinet = BrokerClient(mqtt, f"cabinet-{cfg.site}", on_message=on_command, name="sim-cabinet")
         self.cabinet.subscribe(self.svc.topics.controller("command"), qos=1)
-        sub.wait(5)
-        self.svc.start()
+        for c in (self.pub, self.cabinet):
+            c.start()
+        for c in (self.pub, self.cabinet):
+            if not c.wait_connected(10, stop_on_refusal=True):
+                why = c.status().last_error or "no answer"
+                self._stop_clients()
+                raise SimError(f"cannot reach the MQTT broker at {broker}: {why} (use --mode inproc to skip it)")
+        try:
+            self.svc.start()
+        except BaseException:
+            self._stop_clients()
+            raise
         self.published = 0
-
-    def _on_command(self, client, userdata, msg) -> None:
-        import json
-
-        data = json.loads(msg.payload)
-        with self.cond:
-            if data["seq"] > self.cmd_seq:
-                self.cmd_seq, self.last_cmd = data["seq"], data
-            self.cond.notify_all()
 
     def deliver(self, msgs, retain: bool = False) -> None:
         for topic, payload in msgs:
@@ -166,12 +169,14 @@ class _BrokerLoop:
             return out, out.step.signals, None
         return out, self.last_cmd["signals"], self.last_cmd["stage"]
 
+    def _stop_clients(self) -> None:
+        for c in (self.pub, self.cabinet):
+            c.stop(flush_timeout_s=1.0)
+
     def close(self) -> None:
         self.svc.stop()
-        for c in (self.pub, self.cabinet):
-            c.publish(self.svc.topics.device_status("sumo"), "", retain=True) if c is self.pub else None
-            c.loop_stop()
-            c.disconnect()
+        self.pub.publish(self.svc.topics.device_status("sumo"), b"", qos=1, retain=True)  # clear the retained status
+        self._stop_clients()
 
 
 class SumoActuator:
@@ -241,9 +246,12 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
             if spec.mode == "broker":
                 address = spec.broker
                 if address == "auto":
-                    from roadside.controller.sim.broker import PrivateBroker
+                    from roadside.core.testing import PrivateBroker
 
-                    private = PrivateBroker().__enter__()
+                    try:
+                        private = PrivateBroker().start()
+                    except RoadsideError as e:
+                        raise SimError(f"--broker auto: {e}; or give --broker HOST:PORT, or use --mode inproc") from None
                     address = private.address
                 loop = _BrokerLoop(d.config, policy, address, now_ref, spec.audit_log)
                 for topic, payload, retain in feed.start_messages():
@@ -286,7 +294,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
         if loop is not None:
             loop.close()
         if private is not None:
-            private.__exit__()
+            private.close()
         if audit is not None:
             audit.close()
         traci.close()

@@ -1,9 +1,10 @@
-"""Fixtures of the controller tests; the helpers live in controller_helpers.py."""
+"""Fixtures of the controller tests; the helpers live in helpers.controller and helpers.broker."""
 from __future__ import annotations
 
 import pytest
 
-from controller_helpers import Broker, make_config
+from helpers.broker import Mosquitto
+from helpers.controller import make_config
 from roadside.controller.config import ControllerConfig
 
 
@@ -14,7 +15,7 @@ def config() -> ControllerConfig:
 
 @pytest.fixture
 def broker():
-    b = Broker()
-    b.start()
+    """A private mosquitto on a free port (no persistence), for tests that stop and restart it."""
+    b = Mosquitto(persistence=False).start()
     yield b
-    b.stop()
+    b.close()

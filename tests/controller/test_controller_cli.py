@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from controller_helpers import EXAMPLE
+from helpers.controller import EXAMPLE
 
 ROADSIDE = [sys.executable, "-m", "roadside.core.cli"]
 

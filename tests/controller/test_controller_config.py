@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller_helpers import EXAMPLE, intersection_dict, make_config
+from helpers.controller import EXAMPLE, intersection_dict, make_config
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s, yellow_change_s
 from roadside.controller.config import load_controller_config
 from roadside.controller.intersection import Intersection

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from controller_helpers import checker_for, make_config
+from helpers.controller import checker_for, make_config
 from roadside.controller.core import Controller
 from roadside.controller.intersection import Intersection
 
@@ -67,7 +67,7 @@ def test_counts_bins_of_another_length_redeliveries_and_late_bins_do_not_inflate
 
 
 def test_failsafe_fixed_action_runs_the_fixed_plan_while_a_camera_is_silent_then_recovers():
-    from roadside.controller.queue_sim import QueueSim
+    from helpers.queue_sim import QueueSim
 
     cfg = make_config(timing={"policy": "adaptive", "fixed": {"greens": {"NS": 20, "NSL": 6, "EW": 15}}},
                       failsafe={"action": "fixed", "stale_after_s": 10, "recover_after_s": 5})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller_helpers import checker_for, make_config
+from helpers.controller import checker_for, make_config
+from helpers.queue_sim import QueueSim
 from roadside.controller.intersection import Intersection
-from roadside.controller.queue_sim import QueueSim
 
 BALANCED = {"ns": 700, "nsl": 150, "ew": 700, "ped_ew": 60}
 UNBALANCED = {"ns": 1300, "nsl": 100, "ew": 250, "ped_ew": 20}

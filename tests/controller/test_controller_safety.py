@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from controller_helpers import checker_for, make_intersection
+from helpers.controller import checker_for, make_intersection
 from roadside.controller.config import IntersectionConfig
 from roadside.controller.engine import Decision, SignalEngine
 from roadside.controller.intersection import Intersection

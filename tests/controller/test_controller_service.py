@@ -2,113 +2,18 @@
 and the fail-safe on stale, malformed and offline edge data, with automatic recovery."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from controller_helpers import intersection_dict, make_config
+from helpers.broker import free_port
+from helpers.controller import SITE, Listener, StandInEdge, fast_config
 from roadside.controller.service import BrokerError, ControllerService
-from roadside.core.payloads import HealthMessage, PresenceMessage, ZoneState
-
-SITE = "testsite"
-
-
-def fast_config(port: int, site: str = SITE, **over):
-    """Short timings so that a real-time test sees several cycles in seconds."""
-    inter = intersection_dict()
-    for p in inter["phases"]:
-        if p["kind" if "kind" in p else "id"] == "pedestrian":
-            p.update(walk=2, ped_clearance=2)
-            p.pop("crossing_length_m")
-        else:
-            p.update(min_green=3)
-    data = dict(site=site, mqtt={"host": "127.0.0.1", "port": port}, tick_s=0.1, intersection=inter,
-                failsafe={"stale_after_s": 1.5, "recover_after_s": 0.5, "malformed_hold_s": 1.5},
-                timing={"policy": "actuated"})
-    data.update(over)
-    return make_config(**data)
-
-
-class Listener:
-    """Collects everything published under roadside/<site>/controller/."""
-
-    def __init__(self, port: int, site: str = SITE) -> None:
-        self.msgs: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.c.on_message = lambda c, u, m: self._add(m)
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe(f"roadside/{site}/controller/#", qos=1)
-        self.c.loop_start()
-
-    def _add(self, m) -> None:
-        with self.lock:
-            self.msgs.append((m.topic, bytes(m.payload), bool(m.retain)))
-
-    def json(self, suffix: str) -> list[dict]:
-        with self.lock:
-            return [json.loads(p) for t, p, _ in self.msgs if t.endswith("/" + suffix)]
-
-    def events(self, kind: str | None = None) -> list[dict]:
-        return [e for e in self.json("events") if kind is None or e["type"] == kind]
-
-    def wait(self, pred, timeout: float = 30.0, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; events: {[e['type'] for e in self.events()][-20:]}")
-
-    def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
-
-
-class Edge:
-    """A stand-in edge box publishing the real payloads: health of both cameras every 0.3 s."""
-
-    def __init__(self, port: int, site: str = SITE, device: str = "edge1") -> None:
-        self.site, self.device = site, device
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.c.will_set(f"roadside/{site}/{device}/status", "offline", qos=1, retain=True)
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        self.silent: set[str] = set()
-        self.stop = threading.Event()
-        self.c.publish(f"roadside/{site}/{device}/status", "online", qos=1, retain=True)
-        self.t = threading.Thread(target=self._beat, daemon=True)
-        self.t.start()
-
-    def topic(self, cam: str, kind: str) -> str:
-        return f"roadside/{self.site}/{self.device}/{cam}/{kind}"
-
-    def _beat(self) -> None:
-        while not self.stop.is_set():
-            for cam in ("cam1", "cam2"):
-                if cam not in self.silent:
-                    msg = HealthMessage(site=self.site, device=self.device, camera=cam,
-                                        ts=datetime.now(timezone.utc), state="ok")
-                    self.c.publish(self.topic(cam, "health"), msg.model_dump_json(), qos=1)
-            self.stop.wait(0.3)
-
-    def presence(self, cam: str, zones: dict[str, tuple[bool, int]]) -> None:
-        msg = PresenceMessage(site=self.site, device=self.device, camera=cam, ts=datetime.now(timezone.utc),
-                              zones={z: ZoneState(occupied=o, count=n) for z, (o, n) in zones.items()})
-        self.c.publish(self.topic(cam, "presence"), msg.model_dump_json(), qos=1)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.t.join()
-        self.c.loop_stop()
-        self.c.disconnect()
+from roadside.core.payloads import HealthMessage
 
 
 @pytest.fixture
@@ -121,7 +26,7 @@ def running(broker):
     stop = threading.Event()
     th = threading.Thread(target=svc.run, args=(stop,), daemon=True)
     th.start()
-    edge = Edge(broker.port)
+    edge = StandInEdge(broker.port)
     yield svc, edge, listener
     stop.set()
     th.join(5)
@@ -153,8 +58,7 @@ def test_service_publishes_plan_state_commands_and_explained_decisions(running):
     late = Listener(svc.cfg.mqtt.port)
     try:
         late.wait(lambda: late.json("plan") and late.json("state"), what="retained plan and state")
-        with late.lock:
-            assert all(r for t, _, r in late.msgs if t.endswith(("/plan", "/state")))
+        assert all(r for t, _, r in late.msgs if t.endswith(("/plan", "/state")))
         assert late.json("plan")[0]["policy"] == "actuated"
     finally:
         late.close()
@@ -180,7 +84,7 @@ def test_stale_camera_puts_its_phases_on_failsafe_and_recovers(running):
 def test_malformed_payload_is_reported_and_recovers(running):
     svc, edge, listener = running
     listener.wait(lambda: failsafe_events(listener, "ns", "normal"), what="initial recovery")
-    edge.c.publish(edge.topic("cam1", "presence"), b'{"site": "testsite", "zones": 3}', qos=1)
+    edge.publish("cam1", "presence", b'{"site": "testsite", "zones": 3}')
     bad = listener.wait(lambda: listener.events("malformed"), what="malformed event")[0]
     assert bad["detail"]["topic"].endswith("edge1/cam1/presence")
     assert "problem" in bad["detail"]["error"]
@@ -188,7 +92,7 @@ def test_malformed_payload_is_reported_and_recovers(running):
     assert any("malformed" in r for r in ev["detail"]["reasons"])
     # a payload claiming another camera than its topic is malformed too
     msg = HealthMessage(site=SITE, device="edge1", camera="cam9", ts=datetime.now(timezone.utc), state="ok")
-    edge.c.publish(edge.topic("cam1", "health"), msg.model_dump_json(), qos=1)
+    edge.publish("cam1", "health", msg.model_dump_json())
     listener.wait(lambda: [e for e in listener.events("malformed") if "topic says" in e["detail"]["error"]],
                   what="topic/payload mismatch")
     listener.wait(lambda: len(failsafe_events(listener, "ns", "normal")) >= 2, what="recovery after malformed")
@@ -204,14 +108,13 @@ def test_edge_last_will_offline_triggers_failsafe(broker):
     th = threading.Thread(target=svc.run, args=(stop,), daemon=True)
     th.start()
     code = f"""
-import time, paho.mqtt.client as mqtt
+import time
 from datetime import datetime, timezone
+from roadside.core.broker import BrokerClient, Will
+from roadside.core.mqtt import MqttConfig
 from roadside.core.payloads import HealthMessage
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-c.will_set("roadside/{SITE}/edge1/status", "offline", qos=1, retain=True)
-c.connect("127.0.0.1", {broker.port}, keepalive=5)
-c.loop_start()
-c.publish("roadside/{SITE}/edge1/status", "online", qos=1, retain=True)
+c = BrokerClient(MqttConfig(port={broker.port}, keepalive_s=5), "edge1", will=Will("roadside/{SITE}/edge1/status"))
+c.start()
 while True:
     for cam in ("cam1", "cam2"):
         c.publish(f"roadside/{SITE}/edge1/{{cam}}/health",
@@ -246,7 +149,7 @@ def test_broker_restart_is_survived(broker):
         time.sleep(2.0)  # data goes stale while the broker is away
         broker.start()
         listener = Listener(broker.port)
-        edge = Edge(broker.port)
+        edge = StandInEdge(broker.port)
         try:
             listener.wait(lambda: failsafe_events(listener, "ew", "normal"), timeout=20,
                           what="reconnect, resubscribe and recover")
@@ -261,8 +164,6 @@ def test_broker_restart_is_survived(broker):
 
 
 def test_unreachable_broker_is_a_clear_error():
-    from controller_helpers import free_port
-
     svc = ControllerService(fast_config(free_port()))
     with pytest.raises(BrokerError, match="no connection to the MQTT broker at 127.0.0.1"):
         svc.start(timeout_s=1.5)

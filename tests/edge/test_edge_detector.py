@@ -6,7 +6,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from conftest import IMAGES, MODELS, REAL_MODELS, make_constant_model
+from helpers.data import IMAGES, MODELS, REAL_MODELS, make_constant_model
 
 from roadside.edge.config import DetectorConfig
 from roadside.edge.detections import box_iou

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 
-from conftest import GT, ROOT, SHARED
+from helpers.data import GT, ROOT, SHARED
 
 from roadside.core.cli import build_parser
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-from conftest import BAD, GT, MODELS, ROOT, VIDEOS, gt
+from helpers.data import BAD, GT, MODELS, ROOT, VIDEOS, gt
 
 from roadside.calibration.evaluate import gt_config
 from roadside.calibration.score import score

@@ -8,9 +8,12 @@ from datetime import datetime, timezone
 import cv2
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
-from service_fixtures import BAD, VIDEOS, Mosquitto, Recorder, ServiceProcess, check_delivery, free_port, site_config, wait_for
 
+from helpers.broker import Mosquitto, Recorder, free_port, wait_for
+from helpers.data import BAD, VIDEOS
+from helpers.edge_service import ServiceProcess, site_config
 from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage
+from roadside.edge.soak import check_delivery
 
 TOKEN = "test-token-0123456789"
 PREFIX = "roadside/test/edge-t"

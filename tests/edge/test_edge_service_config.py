@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import yaml
-from service_fixtures import BAD, ROOT, SMALL_MODEL, VIDEOS
+from helpers.data import BAD, ROOT, VIDEOS
+from helpers.edge_service import SMALL_MODEL
 
 from roadside.core.errors import ConfigError
 from roadside.core.payloads import CountsMessage

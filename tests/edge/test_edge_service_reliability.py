@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import time
 
-from service_fixtures import (Mosquitto, Recorder, ServiceProcess, check_delivery, first_arrivals, free_port,
-                              make_certificates, outbox_accounting, site_config, wait_for)
+from helpers.broker import Mosquitto, Recorder, broker_tls, free_port, make_certificates, wait_for
+from helpers.edge_service import ServiceProcess, site_config
+from roadside.edge.soak import check_delivery, first_arrivals, outbox_accounting
 
 PREFIX = "roadside/test/edge-t"
 
@@ -174,8 +175,7 @@ def test_wrong_credentials_are_reported_and_the_service_keeps_running(tmp_path):
 
 def test_tls_with_a_client_certificate(tmp_path):
     certs = make_certificates(tmp_path / "certs")
-    broker = Mosquitto(tmp_path / "broker", tls={"cafile": str(certs["ca"]), "certfile": str(certs["server_cert"]),
-                                                 "keyfile": str(certs["server_key"])}).start()
+    broker = Mosquitto(tmp_path / "broker", tls=broker_tls(certs), require_certificate=True).start()
     api = free_port()
     # first without the client certificate: the broker refuses the TLS handshake; reported, nothing lost
     conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"tls": {"ca_file": str(certs["ca"])}})

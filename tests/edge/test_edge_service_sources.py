@@ -8,7 +8,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from service_fixtures import BAD, VIDEOS, HttpCamera, RtspCamera, wait_for
+from helpers.broker import wait_for
+from helpers.data import BAD, VIDEOS
+from helpers.edge_service import HttpCamera, RtspCamera
 
 from roadside.models.formats import default_preprocess
 from roadside.edge.service_config import SourceSettings

@@ -7,7 +7,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import BAD, VIDEOS
+from helpers.data import BAD, VIDEOS
 
 from roadside.models.formats import default_preprocess
 from roadside.core.video import FILE_DECODER_NICE, VideoError, VideoReader

@@ -7,11 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-MIRROR = SHARED / "models"
-VIDEOS = SHARED / "data" / "videos"
-GT = SHARED / "data" / "gt"
+from helpers.data import MODELS as MIRROR
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""An independent checker of a signal timeline: it sees only the signals shown over time and the safety
-rules, never the controller's internals. The property tests and the SUMO safety monitor both use it.
+"""The SUMO safety monitor's checker (:mod:`roadside.controller.sim.monitor`): an independent check of a
+signal timeline. It sees only the signals shown over time and the safety rules, never the controller's
+internals (the controller's property tests check the core's timelines with it too).
 
 Signals are ``green``, ``yellow`` or ``red`` per signal (a phase, or a SUMO link). Rules:
 

@@ -1,14 +1,9 @@
-"""Helpers of the edge-service tests: a private Mosquitto, a local RTSP camera, the service as a process,
-an MQTT subscriber that records everything.
-
-External programs (all from Debian packages; CI installs them, see edge/README_SERVICE.md):
-``/usr/sbin/mosquitto`` (mosquitto), ``ffmpeg`` (ffmpeg), ``rtsp-server-perl`` (rtsp-server-perl).
-"""
+"""Helpers of the edge-service tests: the service as a process, site configurations, a local RTSP camera
+and an HTTP stream (broker and subscriber: helpers.broker)."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,27 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 import yaml
-from conftest import BAD, MODELS, ROOT, VIDEOS  # noqa: F401  (re-exported for the service tests)
 
-from roadside.edge.soak import (MOSQUITTO, Broker, Recorder, check_delivery, first_arrivals,  # noqa: F401
-                                free_port, outbox_accounting)
-from roadside.edge.soak import port_open as _port_open
-from roadside.edge.soak import wait_until
+from helpers.broker import require_program, wait_for
+from helpers.data import MODELS, ROOT, VIDEOS
+from roadside.core.testing import free_port, port_open
 
 SMALL_MODEL = MODELS / "picodet_s_320_coco.onnx"
-
-
-def require_program(path_or_name: str, install: str) -> str:
-    """The program's path; a missing program fails the test in CI and skips it (saying how to install) elsewhere."""
-    found = path_or_name if os.path.isabs(path_or_name) and os.access(path_or_name, os.X_OK) else shutil.which(path_or_name)
-    if found:
-        return found
-    msg = f"{path_or_name} is not installed (install it with: {install})"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 def free_udp_pair_base(count: int = 4) -> int:
@@ -59,40 +40,6 @@ def free_udp_pair_base(count: int = 4) -> int:
             for u in socks:
                 u.close()
     raise RuntimeError("no free UDP port range")
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """The predicate's first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
-    try:
-        return wait_until(predicate, timeout, what, interval)
-    except TimeoutError as e:
-        raise AssertionError(str(e)) from None
-
-
-class Mosquitto(Broker):
-    """A private broker on a free port (see roadside.edge.soak.Broker); missing mosquitto fails in CI."""
-
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None, tls: dict[str, str] | None = None):
-        super().__init__(workdir, users, exe=require_program(MOSQUITTO, "apt-get install -y mosquitto"), tls=tls)
-
-
-def make_certificates(d: Path) -> dict[str, Path]:
-    """A test CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
-    openssl = require_program("openssl", "apt-get install -y openssl")
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=roadside test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "edge-t", "extendedKeyUsage=clientAuth")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
-        (d / f"{name}.ext").write_text(ext + "\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-            "-extfile", f"{name}.ext", "-out", f"{name}.pem")
-    return {k: d / v for k, v in {"ca": "ca.pem", "server_cert": "server.pem", "server_key": "server.key",
-                                  "client_cert": "client.pem", "client_key": "client.key"}.items()}
 
 
 def site_config(tmp_path: Path, *, broker_port: int, api_port: int, cameras: list[dict] | None = None,
@@ -215,7 +162,7 @@ class RtspCamera:
                  "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
                  "--rtp_start_port", str(free_udp_pair_base())],
                 stdout=subprocess.DEVNULL, stderr=log)
-        wait_for(lambda: _port_open(self.client_port) and _port_open(self.source_port), 15, "the RTSP server")
+        wait_for(lambda: port_open(self.client_port) and port_open(self.source_port), 15, "the RTSP server")
         for attempt in range(5):  # the server sometimes refuses the very first publisher (404 on RECORD)
             with open(self.dir / "ffmpeg.log", "ab") as log:
                 self.pusher = subprocess.Popen(
