@@ -6,7 +6,7 @@ The outbox is the client's *feeder*: on the network thread, after every round, i
 outbox messages (a bounded window) and removes those the broker acknowledged. Other threads hand
 presence/health over through :meth:`MqttLink.publish_now` and wake the thread with :meth:`MqttLink.notify`.
 
-Topics under the prefix (default ``roadside/<site>/<device>``):
+Topics (built by :class:`roadside.core.topics.Topics`; the device's own are below ``<site prefix>/<device>``):
 
 * ``status``: retained ``online`` on every connection, ``offline`` as the Last Will and on a clean shutdown;
 * ``<camera>/counts``: from the :class:`~roadside.edge.outbox.Outbox`, QoS 1, strictly in the order they
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from roadside.core.broker import BrokerClient, Will
 from roadside.core.mqtt import MqttConfig
+from roadside.core.topics import CameraKind, Topics
 from roadside.edge.outbox import Outbox, OutboxError
 
 log = logging.getLogger("roadside.edge.mqtt")
@@ -57,10 +58,12 @@ class LinkStatus:
 
 
 class MqttLink:
-    def __init__(self, config: MqttConfig, client_id: str, prefix: str, outbox: Outbox, seed: int | None = None):
+    def __init__(self, config: MqttConfig, client_id: str, topics: Topics, device: str, outbox: Outbox,
+                 seed: int | None = None):
         self.config = config
         self.client_id = client_id
-        self.prefix = prefix.rstrip("/")
+        self.topics = topics
+        self.device = device
         self.outbox = outbox
         self.counts_published = self.counts_acked = self.late_published = self._dropped = 0
         self.last_counts_ack: dict[str, float] = {}
@@ -73,12 +76,12 @@ class MqttLink:
         self._seed = seed
 
     # -- public ------------------------------------------------------------------------------------
-    def topic(self, suffix: str) -> str:
-        return f"{self.prefix}/{suffix}"
+    def camera_topic(self, camera: str, kind: CameraKind) -> str:
+        return self.topics.camera(self.device, camera, kind)
 
     def start(self) -> "MqttLink":
         # configuration problems (unreadable TLS files) surface here, to the caller, as a BrokerError
-        self.client = BrokerClient(self.config, self.client_id, will=Will(self.topic("status")), clean_session=False,
+        self.client = BrokerClient(self.config, self.client_id, will=Will(self.topics.device_status(self.device)), clean_session=False,
                                    on_connect=self._on_connect, feeder=self._pump, name="edge", seed=self._seed)
         self.client.start()
         return self
@@ -88,12 +91,12 @@ class MqttLink:
         if self.client is not None:
             self.client.wake()
 
-    def publish_now(self, suffix: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+    def publish_now(self, camera: str, kind: CameraKind, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         """Send a real-time message (presence, health) if connected; False when it was dropped."""
         if not self.connected:
             self._dropped += 1
             return False
-        self.client.publish(self.topic(suffix), payload, qos=qos, retain=retain)
+        self.client.publish(self.camera_topic(camera, kind), payload, qos=qos, retain=retain)
         return True
 
     def status(self) -> LinkStatus:

@@ -62,7 +62,7 @@ class EdgeService:
 
                 self.api = ApiServer(cfg.api)  # binds now: a taken port is an error before anything runs
             self.outbox = Outbox(state_dir / "outbox.sqlite", cfg.outbox.max_bytes, cfg.outbox.max_age_s)
-            self.link = MqttLink(cfg.mqtt, cfg.client_id, cfg.topic_prefix, self.outbox)
+            self.link = MqttLink(cfg.mqtt, cfg.client_id, cfg.topics, cfg.device, self.outbox)
             self.link.start()
             self.view = EdgeServiceView(cfg, self.link, self.outbox, self.started)
             if self.api is not None:

@@ -39,7 +39,7 @@ class OutboxCounts:
         self.link = link
 
     def put(self, camera: str, message: Callable[[int], CountsMessage]) -> None:
-        self.outbox.add(camera, self.link.topic(f"{camera}/counts"), lambda seq: message(seq).model_dump_json().encode())
+        self.outbox.add(camera, self.link.camera_topic(camera, "counts"), lambda seq: message(seq).model_dump_json().encode())
         self.link.notify()
 
 
@@ -54,7 +54,7 @@ class LinkLive:
         return self.link.connected
 
     def publish(self, camera: str, kind: str, message: BaseModel) -> None:
-        self.link.publish_now(f"{camera}/{kind}", message.model_dump_json().encode())
+        self.link.publish_now(camera, kind, message.model_dump_json().encode())
 
 
 __all__ = ["CountsSink", "LinkLive", "LiveSink", "OutboxCounts"]

@@ -46,7 +46,7 @@ class EdgeBox:
 
     def __init__(self, mqtt: MqttConfig, tmp_path) -> None:
         self.outbox = Outbox(tmp_path / "outbox.sqlite")
-        self.link = MqttLink(mqtt, "edge1", Topics.for_site(SITE, PREFIX).device("edge1"), self.outbox).start()
+        self.link = MqttLink(mqtt, "edge1", Topics.for_site(SITE, PREFIX), "edge1", self.outbox).start()
         self.stop = threading.Event()
         self.t = threading.Thread(target=self._health, daemon=True)
         self.t.start()
@@ -55,7 +55,7 @@ class EdgeBox:
         while not self.stop.wait(0.3):
             for cam in ("cam1", "cam2"):
                 msg = HealthMessage(site=SITE, device="edge1", camera=cam, ts=datetime.now(timezone.utc), state="ok")
-                self.link.publish_now(f"{cam}/health", msg.model_dump_json().encode())
+                self.link.publish_now(cam, "health", msg.model_dump_json().encode())
 
     def counts(self, cam: str, line: str, vehicles: int) -> None:
         def make(seq: int) -> bytes:
@@ -64,13 +64,13 @@ class EdgeBox:
                                  lines={line: DirectionCounts(forward={"car": vehicles})}, config_hash="test",
                                  model="test").model_dump_json().encode()
 
-        self.outbox.add(cam, self.link.topic(f"{cam}/counts"), make)
+        self.outbox.add(cam, self.link.camera_topic(cam, "counts"), make)
         self.link.notify()
 
     def presence(self, cam: str, zones: dict[str, tuple[bool, int]]) -> bool:
         msg = PresenceMessage(site=SITE, device="edge1", camera=cam, ts=datetime.now(timezone.utc),
                               zones={z: ZoneState(occupied=o, count=n) for z, (o, n) in zones.items()})
-        return self.link.publish_now(f"{cam}/presence", msg.model_dump_json().encode())
+        return self.link.publish_now(cam, "presence", msg.model_dump_json().encode())
 
     def close(self) -> None:
         self.stop.set()
