@@ -28,6 +28,7 @@ import yaml
 
 from roadside.core.errors import RoadsideError
 from roadside.core.testing import PrivateBroker, Recorder, free_port
+from roadside.edge.system_metrics import process_stats
 
 #: where ``--videos`` points by default: the development checkout's shared clips (relative to the
 #: current directory, as in the built-in configuration)
@@ -91,20 +92,6 @@ def check_delivery(recorder: Recorder, db: Path) -> dict:
         }
     ok = all(not c["missing"] and not c["unexpected"] and c["in_order"] for c in per_cam.values()) and pending == 0
     return {"ok": ok, "pending_in_outbox": pending, "cameras": per_cam}
-
-
-def _proc_stat(pid: int) -> dict:
-    out = {"rss_bytes": 0, "threads": 0, "fds": 0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                out["rss_bytes"] = int(line.split()[1]) * 1024
-            elif line.startswith("Threads:"):
-                out["threads"] = int(line.split()[1])
-        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, ValueError):
-        pass
-    return out
 
 
 def child_pids(pid: int) -> list[int]:
@@ -180,8 +167,8 @@ def soak(minutes: float, cameras: int, model: str | None, bin_s: float, sample_s
             if now >= next_sample:
                 next_sample += sample_s
                 st = _api(api_port, "/api/status") or {}
-                p = _proc_stat(svc.pid)
-                kids = [_proc_stat(k)["rss_bytes"] for k in child_pids(svc.pid)]
+                p = {k: v or 0 for k, v in process_stats(svc.pid).items()}
+                kids = [process_stats(k)["rss_bytes"] or 0 for k in child_pids(svc.pid)]
                 cams = st.get("cameras", {})
                 s = {
                     "t_s": round(now - t0, 1), "rss_bytes": p["rss_bytes"], "decoders_rss_bytes": sum(kids),

@@ -20,15 +20,26 @@ def cpu_temperature_c() -> float | None:
     return max(temps) if temps else None
 
 
-def process_rss_bytes(pid: int | None = None) -> int | None:
-    """Resident memory of a process (default: this one), or None where /proc does not say."""
+def process_stats(pid: int | None = None) -> dict[str, int | None]:
+    """Resident memory (bytes), threads and open file descriptors of a process (default: this one), from /proc;
+    None for what /proc does not say."""
+    out: dict[str, int | None] = {"rss_bytes": None, "threads": None, "fds": None}
+    where = f"/proc/{pid or 'self'}"
     try:
-        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+        for line in Path(f"{where}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+                out["rss_bytes"] = int(line.split()[1]) * 1024
+            elif line.startswith("Threads:"):
+                out["threads"] = int(line.split()[1])
+        out["fds"] = len(os.listdir(f"{where}/fd"))
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    return out
+
+
+def process_rss_bytes(pid: int | None = None) -> int | None:
+    """Resident memory of a process (default: this one), or None where /proc does not say."""
+    return process_stats(pid)["rss_bytes"]
 
 
 def disk_free_bytes(path: Path) -> int | None:
@@ -44,4 +55,4 @@ def system_status(state_dir: Path) -> SystemStatus:
                         pid=os.getpid())
 
 
-__all__ = ["cpu_temperature_c", "disk_free_bytes", "process_rss_bytes", "system_status"]
+__all__ = ["cpu_temperature_c", "disk_free_bytes", "process_rss_bytes", "process_stats", "system_status"]
