@@ -9,6 +9,7 @@ The MQTT service and the SUMO harness both drive this same object.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -22,8 +23,14 @@ from roadside.controller.intersection import Intersection
 from roadside.controller.policies import make_policy
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
-from roadside.core.payloads import (SCHEMA_VERSION, AuditEvent, CountsMessage, HealthMessage, ModeRequest, PlanMessage,
+from roadside.core.ratelog import RateLimitedLog
+from roadside.core.payloads import (MAX_PAYLOAD_BYTES, SCHEMA_VERSION, AuditEvent, CountsMessage, HealthMessage, ModeRequest, PlanMessage,
                                     PresenceMessage, SignalCommand, StateMessage)
+
+log = logging.getLogger(__name__)
+
+#: audit event types that also go to the log at WARNING (rate-limited per topic/phase)
+LOGGED = frozenset({"malformed", "failsafe", "mode", "ignored", "overload"})
 
 PAYLOADS = {"counts": CountsMessage, "presence": PresenceMessage, "health": HealthMessage}
 
@@ -56,6 +63,10 @@ class Controller:
         self.pending: list[AuditEvent] = []
         self._plan_key = ""
         self.messages_handled = 0
+        #: unexpected errors while handling a message (each one logged, reported and put on fail-safe)
+        self.input_errors = 0
+        self.policy_errors = 0
+        self._log = RateLimitedLog(log)
         self.emit("startup", {"policy": self.policy.name, "stages": list(self.intersection.sequence),
                               "failsafe_action": cfg.failsafe.action})
 
@@ -65,21 +76,79 @@ class Controller:
                         t=round(self.now - self.start, 3), detail=detail)
         self.seq += 1
         self.pending.append(ev)
+        if kind in LOGGED:
+            self._log_event(kind, detail)
         return ev
+
+    def _log_event(self, kind: str, d: dict[str, Any]) -> None:
+        """What an operator tailing the journal must see (the events topic has it all, unthrottled)."""
+        if kind == "malformed":
+            self._log.warning(f"malformed:{d.get('topic')}", "malformed payload on %s: %s", d.get("topic"), d.get("error"))
+        elif kind == "failsafe":
+            if d.get("state") == "fail-safe":
+                self._log.warning(f"failsafe:{d.get('phase')}", "phase %s on fail-safe (%s): %s", d.get("phase"),
+                                  d.get("action"), "; ".join(d.get("reasons") or []))
+            else:
+                self._log.warning(f"failsafe:{d.get('phase')}", "phase %s back to normal", d.get("phase"))
+        elif kind == "mode":
+            if "to" in d:
+                self._log.warning("mode", "mode %s -> %s%s", d.get("from"), d.get("to"),
+                                  f" (fail-safe phases: {', '.join(sorted(d.get('failsafe_phases') or {}))})"
+                                  if d.get("failsafe_phases") else "")
+            else:
+                self._log.warning("mode-request", "mode request %s: %s", "accepted" if d.get("accepted") else "refused",
+                                  d.get("error") or f"{d.get('mode')} {d.get('stage') or ''}".strip())
+        elif kind in ("ignored", "overload"):
+            self._log.warning(kind, "%s: %s", kind, d.get("message"))
 
     # -- input ---------------------------------------------------------------------------------------
     def on_message(self, topic: str, payload: bytes, now: float) -> None:
-        """Handle one message from ``roadside/<site>/...``; anything malformed becomes an audit event and
-        puts the phases fed by that device/camera on fail-safe."""
+        """Handle one message from ``<prefix>/...``; anything malformed becomes an audit event and puts the
+        phases fed by that device/camera on fail-safe. No message can end the controller: an unexpected
+        error while handling one is logged, counted (:attr:`input_errors`), reported as ``malformed`` and
+        puts the phases of that device/camera on fail-safe."""
+        self.messages_handled += 1
+        self.now = max(self.now, now)
+        try:
+            self._handle(topic, payload, now)
+        except Exception as e:  # noqa: BLE001 - the safety net: the loop must go on
+            self.input_errors += 1
+            where = self.topics.parse(topic)
+            self._log.error(f"error:{topic}", "unexpected error while handling a message on %s: %s: %s",
+                            topic, type(e).__name__, e, exc_info=True)
+            if where is not None and not where.from_controller and self.inputs.knows(where.device, where.camera):
+                self.inputs.on_malformed(where.device, where.camera, f"internal error ({type(e).__name__})", self.now)
+            self.emit("malformed", {"topic": topic, "error": f"unexpected error while handling it: "
+                                                             f"{type(e).__name__}: {str(e)[:200]}", "internal": True})
+
+    def on_oversized(self, topic: str, size: int, now: float) -> None:
+        """A message larger than :data:`MAX_PAYLOAD_BYTES`, refused unread."""
         self.messages_handled += 1
         self.now = max(self.now, now)
         where = self.topics.parse(topic)
+        if where is None or (not where.from_controller and not self.inputs.knows(where.device, where.camera)):
+            self.inputs.unknown(f"topic {topic[:200]}")
+            return
+        self._malformed(topic, where.device, where.camera,
+                        f"payload of {size} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}")
+
+    def _handle(self, topic: str, payload: bytes, now: float) -> None:
+        where = self.topics.parse(topic)
         if where is None:
+            self.inputs.unknown(f"topic {topic[:200]}")
             return
         device = where.device
         if where.from_controller:
             if where.kind == "mode":
                 self._on_mode(payload)
+            return
+        if not self.inputs.knows(device, where.camera):
+            # an id no phase reads: counted and reported once, never parsed or stored
+            self.inputs.unknown(f"device {device}" if where.camera is None else f"camera {device}/{where.camera}")
+            return
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self._malformed(topic, device, where.camera,
+                            f"payload of {len(payload)} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}")
             return
         if where.kind == "status":
             text = payload.decode("utf-8", "replace").strip().lower()
@@ -96,8 +165,9 @@ class Controller:
             msg = PAYLOADS[kind].model_validate_json(payload)
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-            self._malformed(topic, device, camera, f"{e.error_count()} problem(s), first at {where}: {first['msg']}")
+            loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+            self._malformed(topic, device, camera,
+                            f"{e.error_count()} problem(s), first at {loc[:100]}: {first['msg'][:200]}")
             return
         if msg.schema_version != SCHEMA_VERSION:
             self._malformed(topic, device, camera, f"schema_version {msg.schema_version}, expected {SCHEMA_VERSION}")
@@ -107,7 +177,7 @@ class Controller:
                                                    f"topic says {self.cfg.site}/{device}/{camera}")
             return
         if isinstance(msg, CountsMessage):
-            self.inputs.on_counts(msg, now)
+            self.inputs.on_counts(msg, now, hash(payload))
         elif isinstance(msg, PresenceMessage):
             self.inputs.on_presence(msg, now)
         else:
@@ -135,6 +205,12 @@ class Controller:
     # -- one tick --------------------------------------------------------------------------------------
     def tick(self, now: float) -> TickOutput:
         self.now = max(self.now, now)
+        new = self.inputs.take_unknown()
+        if new:
+            self.emit("ignored", {"ids": new, "ignored_total": self.inputs.ignored,
+                                  "message": f"ids no phase reads, ignored (reported once each; "
+                                             f"{self.inputs.ignored} ignored so far): {', '.join(new[:8])}"
+                                             + (f" and {len(new) - 8} more" if len(new) > 8 else "")})
         for pid, ok, reasons in self.inputs.update_reliability(self.now):
             self.emit("failsafe", {"phase": pid, "state": "normal" if ok else "fail-safe",
                                    "reasons": reasons or ["data good again"],
@@ -153,7 +229,15 @@ class Controller:
             if decision.target:
                 decision.reason = f"fail-safe fixed plan: {decision.reason}"
         else:
-            decision = self.policy.decide(view)
+            try:
+                decision = self.policy.decide(view)
+            except Exception as e:  # noqa: BLE001 - a policy bug must not stop the signals: run the fixed plan
+                self.policy_errors += 1
+                self._log.error("policy", "policy %s failed: %s: %s; this tick runs the fixed plan", self.policy.name,
+                                type(e).__name__, e, exc_info=True)
+                decision = self.fallback.decide(view)
+                if decision.target:
+                    decision.reason = f"policy error ({type(e).__name__}), fixed plan: {decision.reason}"
         step = self.engine.step(self.now, decision)
         if step.change is not None:
             c = step.change

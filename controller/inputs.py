@@ -10,7 +10,7 @@ normal only after its data has been good for ``recover_after_s``.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from roadside.controller.config import ControllerConfig, LineRef, ZoneRef
@@ -68,6 +68,15 @@ class _CameraHealth:
 
 
 class InputState:
+    """Only what the configuration references is kept: a camera, zone or line that no phase reads is counted
+    (:attr:`ignored`) and reported once (:meth:`take_unknown`), never stored, so junk ids cannot grow memory."""
+
+    #: bins remembered per camera for the duplicate check (a redelivery comes within seconds, an outbox
+    #: replay after an outage is marked ``late`` and skipped before the check)
+    SEEN_PER_CAMERA = 256
+    #: distinct unknown ids remembered for reporting them once (the count goes on beyond)
+    MAX_UNKNOWN_REPORTED = 64
+
     def __init__(self, cfg: ControllerConfig, start: float) -> None:
         self.cfg = cfg
         self.start = start
@@ -76,19 +85,50 @@ class InputState:
         self.zones: dict[tuple[str, str, str], _Zone] = {}
         #: (device, camera, line) -> deque of (received, forward, backward)
         self.counts: dict[tuple[str, str, str], deque[tuple[float, int, int]]] = {}
-        self._seen_bins: deque[tuple[str, str, int, float]] = deque(maxlen=4096)
+        #: per camera, the recent bins as (seq, fingerprint of the bin) -> None, oldest first
+        self._seen_bins: dict[Camera, OrderedDict[tuple[int, int], None]] = {}
         self.phase_cameras: dict[str, set[Camera]] = {}
+        self.known_zones: set[tuple[str, str, str]] = set()
+        self.known_lines: set[tuple[str, str, str]] = set()
         for p in cfg.intersection.phases:
             self.phase_cameras[p.id] = {(cfg.device_of(r), r.camera) for r in p.detectors.refs()}
             for cam in self.phase_cameras[p.id]:
                 self.cameras.setdefault(cam, _CameraHealth())
+                self._seen_bins.setdefault(cam, OrderedDict())
+            for z in (*p.detectors.presence, *p.detectors.queue):
+                self.known_zones.add((cfg.device_of(z), z.camera, z.zone))
+            for ln in p.detectors.counts:
+                self.known_lines.add((cfg.device_of(ln), ln.camera, ln.line))
+        self.known_devices: set[str] = {d for d, _ in self.cameras}
+        #: messages or entries with an id the configuration does not reference (ignored, never stored)
+        self.ignored = 0
+        self.duplicates = 0
+        self._unknown_reported: set[str] = set()
+        self._unknown_new: list[str] = []
         #: phase -> time since which its data has been continuously good (None while bad)
         self.good_since: dict[str, float | None] = {p.id: None for p in cfg.intersection.phases}
         self.reliable: dict[str, bool] = {p.id: False for p in cfg.intersection.phases}
 
+    # -- what the configuration references ------------------------------------------------------------
+    def knows(self, device: str, camera: str | None) -> bool:
+        """A device (camera None) or camera that some phase reads."""
+        return device in self.known_devices if camera is None else (device, camera) in self.cameras
+
+    def unknown(self, what: str) -> None:
+        """Count an id that no phase reads; remember it (bounded) to be reported once."""
+        self.ignored += 1
+        if what not in self._unknown_reported and len(self._unknown_reported) < self.MAX_UNKNOWN_REPORTED:
+            self._unknown_reported.add(what)
+            self._unknown_new.append(what)
+
+    def take_unknown(self) -> list[str]:
+        """Unknown ids seen for the first time since the last call."""
+        out, self._unknown_new = self._unknown_new, []
+        return out
+
     # -- feeding -----------------------------------------------------------------------------------
     def _camera(self, device: str, camera: str, now: float) -> _CameraHealth:
-        cam = self.cameras.setdefault((device, camera), _CameraHealth())
+        cam = self.cameras[(device, camera)]  # callers check knows() first
         cam.last_seen = max(cam.last_seen, now)
         return cam
 
@@ -99,6 +139,9 @@ class InputState:
         self._camera(msg.device, msg.camera, now)
         for zid, z in msg.zones.items():
             key = (msg.device, msg.camera, zid)
+            if key not in self.known_zones:
+                self.unknown(f"zone {msg.device}/{msg.camera}/{zid}")
+                continue
             prev = self.zones.get(key)
             if z.occupied:
                 empty_since = None
@@ -108,18 +151,38 @@ class InputState:
                 empty_since = prev.empty_since
             self.zones[key] = _Zone(z, now, empty_since)
 
-    def on_counts(self, msg: CountsMessage, now: float) -> None:
+    def on_counts(self, msg: CountsMessage, now: float, fingerprint: int | None = None) -> None:
+        """``fingerprint``: a hash of the message as received (a redelivery is byte for byte the same);
+        by default one of the bin's content."""
         self._camera(msg.device, msg.camera, now)
         if abs(msg.interval_s - self.cfg.detection.counts_interval_s) > 1e-6:
             return  # another bin length of the same vehicles
         if msg.late:
             return  # delivered from the edge's outbox after an outage: history, not the current flow
-        key = (msg.device, msg.camera, msg.seq, msg.interval_s)
-        if key in self._seen_bins:
-            return  # a redelivery
-        self._seen_bins.append(key)
+        # A redelivery is the same bin with the same counts. The key holds the bin's content, so a message
+        # that only claims a seq (a spoofed future seq) cannot make the real bin with that seq a "duplicate".
+        seen = self._seen_bins[(msg.device, msg.camera)]
+        if fingerprint is None:
+            fingerprint = hash((msg.interval_start, msg.interval_s, tuple(
+                (lid, tuple(dc.forward.items()), tuple(dc.backward.items())) for lid, dc in msg.lines.items())))
+        key = (msg.seq, fingerprint)
+        if key in seen:
+            self.duplicates += 1
+            return
+        seen[key] = None
+        if len(seen) > self.SEEN_PER_CAMERA:
+            seen.popitem(last=False)
         for lid, dc in msg.lines.items():
-            q = self.counts.setdefault((msg.device, msg.camera, lid), deque())
+            lkey = (msg.device, msg.camera, lid)
+            if lkey not in self.known_lines:
+                self.unknown(f"line {msg.device}/{msg.camera}/{lid}")
+                continue
+            q = self.counts.get(lkey)
+            if q is None:
+                # the bins the flow window can hold, with room for a restarted edge's overlap; a flood of
+                # bins only pushes the oldest out
+                d = self.cfg.detection
+                q = self.counts[lkey] = deque(maxlen=2 * math.ceil(d.flow_window_s / d.counts_interval_s) + 8)
             q.append((now, sum(dc.forward.values()), sum(dc.backward.values())))
 
     def on_health(self, msg: HealthMessage, now: float) -> None:

@@ -13,20 +13,30 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable, Protocol
 
 from roadside.controller.config import ControllerConfig
 from roadside.controller.core import Controller, TickOutput
 from roadside.core.broker import BrokerClient, BrokerError, Received, Will
+from roadside.core.payloads import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
 STATE_EVERY_S = 5.0
 COMMAND_HEARTBEAT_S = 1.0
+#: the input queue between the network thread and the decision loop holds at most this many messages and
+#: bytes; beyond, new messages are dropped and counted (an ``overload`` event says how many)
+INBOX_MAX_MESSAGES = 5000
+INBOX_MAX_BYTES = 16 * 1024 * 1024
+#: share of a tick that reading input may take; the rest of the queue waits for the next tick, so the
+#: decision tick never waits on input whatever the input rate
+INPUT_BUDGET = 0.3
+#: an ``overload`` event at most this often while messages are being dropped
+OVERLOAD_EVERY_S = 5.0
 __all__ = ["Actuator", "BrokerError", "ControllerService", "MqttCommandActuator", "NullActuator", "describe", "dump"]
 
 
@@ -57,6 +67,42 @@ class MqttCommandActuator:
             self.client.publish(self.topic, ctrl.command().model_dump_json(), qos=self.qos)
 
 
+class Inbox:
+    """A bounded queue of received messages (by count and by bytes): ``put`` never blocks the network thread;
+    a message that does not fit is dropped and counted. A payload over :data:`MAX_PAYLOAD_BYTES` is kept
+    only as its size (the controller reports it malformed, unread)."""
+
+    def __init__(self, max_messages: int = INBOX_MAX_MESSAGES, max_bytes: int = INBOX_MAX_BYTES) -> None:
+        self.max_messages, self.max_bytes = max_messages, max_bytes
+        self._q: deque[tuple[str, bytes | None, float, int]] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def put(self, topic: str, payload: bytes, at: float) -> bool:
+        size = len(payload)
+        kept = payload if size <= MAX_PAYLOAD_BYTES else None
+        cost = len(topic) + (size if kept is not None else 0)
+        with self._lock:
+            if len(self._q) >= self.max_messages or self._bytes + cost > self.max_bytes:
+                self.dropped += 1
+                return False
+            self._q.append((topic, kept, at, size))
+            self._bytes += cost
+            return True
+
+    def get(self) -> tuple[str, bytes | None, float, int] | None:
+        with self._lock:
+            if not self._q:
+                return None
+            item = self._q.popleft()
+            self._bytes -= len(item[0]) + (item[3] if item[1] is not None else 0)
+            return item
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
 class ControllerService:
     def __init__(self, cfg: ControllerConfig, policy=None,
                  clock: Callable[[], float] = time.monotonic, actuator: Actuator | None = None,
@@ -65,10 +111,15 @@ class ControllerService:
         self.clock = clock
         self.topics = cfg.topics
         self.ctrl = Controller(cfg, clock(), policy, wall=wall)
-        self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
+        self.inbox = Inbox()
         self.received = 0
-        #: messages received per device (topic level after the site), e.g. for a simulation's sync barrier
+        #: messages received per configured device (e.g. for a simulation's sync barrier); other devices'
+        #: messages count in ``received`` only
         self.received_from: dict[str, int] = {}
+        self._dropped_reported = 0
+        self._dropped_reported_at = -float("inf")
+        #: ticks whose input reading hit its time budget (the rest of the queue waited for the next tick)
+        self.budget_hits = 0
         self.connected = threading.Event()
         cid = cfg.mqtt.client_id or f"roadside-controller-{cfg.site}"
         self.client = BrokerClient(cfg.mqtt, cid, will=Will(self.topics.controller("status")), clean_session=True,
@@ -86,10 +137,10 @@ class ControllerService:
 
     # -- MQTT (the client's network thread) -------------------------------------------------------
     def _on_message(self, msg: Received) -> None:
-        self.inbox.put((msg.topic, msg.payload, self.clock()))
         self.received += 1
+        self.inbox.put(msg.topic, msg.payload, self.clock())
         where = self.topics.parse(msg.topic)
-        if where is not None:
+        if where is not None and where.device in self.ctrl.inputs.known_devices:
             self.received_from[where.device] = self.received_from.get(where.device, 0) + 1
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -135,18 +186,36 @@ class ControllerService:
             stop.wait(delay)
 
     # -- one tick -------------------------------------------------------------------------------
-    def drain(self) -> int:
+    def drain(self, budget_s: float | None = None) -> int:
+        """Hand queued messages to the controller, oldest first, for at most ``budget_s`` (default: the
+        input share of a tick); the rest waits for the next tick."""
+        budget = self.cfg.tick_s * INPUT_BUDGET if budget_s is None else budget_s
+        deadline = time.perf_counter() + budget
         n = 0
         while True:
-            try:
-                topic, payload, at = self.inbox.get_nowait()
-            except queue.Empty:
+            item = self.inbox.get()
+            if item is None:
                 return n
-            self.ctrl.on_message(topic, payload, at)
+            topic, payload, at, size = item
+            if payload is None:
+                self.ctrl.on_oversized(topic, size, at)
+            else:
+                self.ctrl.on_message(topic, payload, at)
             n += 1
+            if time.perf_counter() >= deadline:
+                if len(self.inbox):
+                    self.budget_hits += 1
+                return n
 
     def process(self, now: float | None = None) -> TickOutput:
         self.drain()
+        dropped = self.inbox.dropped
+        if dropped > self._dropped_reported and self.clock() - self._dropped_reported_at >= OVERLOAD_EVERY_S:
+            self._dropped_reported_at = self.clock()
+            self.ctrl.emit("overload", {"dropped": dropped - self._dropped_reported, "dropped_total": dropped,
+                                        "message": f"input queue full: {dropped - self._dropped_reported} messages "
+                                                   f"dropped ({dropped} in all); is something flooding the site's topics?"})
+            self._dropped_reported = dropped
         now = self.clock() if now is None else now
         out = self.ctrl.tick(now)
         self.actuator.apply(self.ctrl, out, now)

@@ -6,6 +6,7 @@ into one readable message that names the file, the key path (``lines[1].a``) and
 """
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -44,6 +45,17 @@ def bool_where_number(value: Any, annotation: Any) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)
+def _may_hold_number(tp: Any) -> bool:
+    """Whether a value of type ``tp`` can hold a number anywhere (if not, nothing needs checking)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _may_hold_number(args[0])
+    if args and origin is not Literal:
+        return any(_may_hold_number(a) for a in args if a is not Ellipsis)
+    return _is_number(tp)
+
+
 def _is_number(tp: Any) -> bool:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
@@ -72,8 +84,16 @@ class NumbersNotBooleans(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, (bool, list, tuple, dict)):
+            return value  # the common case, kept cheap: payloads are parsed at the input rate
         field = cls.model_fields.get(info.field_name or "")
-        if field is not None and bool_where_number(value, field.annotation):
+        if field is None:
+            return value
+        try:
+            relevant = _may_hold_number(field.annotation)
+        except TypeError:  # an unhashable annotation: check it the long way
+            relevant = True
+        if relevant and bool_where_number(value, field.annotation):
             raise ValueError("expected a number, got true/false")
         return value
 

@@ -37,7 +37,8 @@ Direction = Literal["forward", "backward"]
 #: A count line may carry up to this many vehicles per second (about 8 saturated lanes), plus MIN_BIN_VEHICLES.
 MAX_LINE_RATE_VPS = 5.0
 MIN_BIN_VEHICLES = 50
-#: the longest interval bin (a day)
+#: the shortest and the longest interval bin (a second, a day)
+MIN_INTERVAL_S = 1.0
 MAX_INTERVAL_S = 86400.0
 #: vehicles in one zone at once
 MAX_ZONE_VEHICLES = 500
@@ -50,6 +51,9 @@ MAX_CLASSES = 32
 MAX_REASONS = 32
 #: JSON numbers above this lose integer precision in many parsers
 MAX_SEQ = 2**53
+#: the largest payload a consumer reads; larger ones are refused unread (the largest valid counts message,
+#: every line, class and id at its longest, is about 350 kB; a real one is well under 10 kB)
+MAX_PAYLOAD_BYTES = 512 * 1024
 
 Count = Annotated[int, Field(ge=0, le=MAX_INTERVAL_S * MAX_LINE_RATE_VPS + MIN_BIN_VEHICLES)]
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
@@ -82,7 +86,7 @@ class CountsMessage(Payload):
     device: Identifier
     camera: Identifier
     interval_start: datetime  # UTC, ISO-8601
-    interval_s: float = Field(gt=0, le=MAX_INTERVAL_S)
+    interval_s: float = Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
     lines: dict[Identifier, DirectionCounts] = Field(max_length=MAX_LINES)
     config_hash: ShortText
     model: ShortText
@@ -163,7 +167,7 @@ class StateMessage(ControllerPayload):
 class AuditEvent(ControllerPayload):
     seq: Seq
     type: Literal["startup", "decision", "stage-green", "failsafe", "malformed", "edge-status", "mode", "plan",
-                  "shutdown"]
+                  "shutdown", "ignored", "overload"]
     #: controller clock (s since start) of the event, for ordering within a run
     t: float
     detail: dict[str, Any]

@@ -144,6 +144,12 @@ class TrackerConfig(Strict):
         return self
 
 
+#: the interval bins' physical range (s) and how many a camera may have
+MIN_BIN_S = 1.0
+MAX_BIN_S = 86400.0
+MAX_BINS = 8
+
+
 class CountingConfig(Strict):
     """How crossings and zone presence are decided, and the interval bins of the counts."""
 
@@ -154,17 +160,19 @@ class CountingConfig(Strict):
                                                                     "line before its side is trusted: jitter "
                                                                     "within this band neither counts nor changes "
                                                                     "the remembered side")
-    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0],
+    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0], min_length=1, max_length=MAX_BINS,
                                 description="interval bins (s) of the counts, each aligned to multiples of its "
-                                            "length on the clock (15-minute bins start at :00, :15, ...), e.g. "
-                                            "`[60, 900]`")
+                                            f"length on the clock (15-minute bins start at :00, :15, ...), e.g. "
+                                            f"`[60, 900]`; each from {MIN_BIN_S:g} s to {MAX_BIN_S:g} s (a day), "
+                                            f"at most {MAX_BINS}")
 
     @field_validator("bins_s")
     @classmethod
     def _positive_bins(cls, v: list[float]) -> list[float]:
         for s in v:
-            if not (s > 0 and math.isfinite(s)):
-                raise ValueError(f"bin length {s} must be a positive number of seconds")
+            if not (MIN_BIN_S <= s <= MAX_BIN_S):
+                raise ValueError(f"bin length {s:g} s is outside {MIN_BIN_S:g}..{MAX_BIN_S:g} s "
+                                 "(a bin shorter than a second holds no vehicle and only floods the outbox)")
         return sorted(set(v))
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from helpers.broker import free_port
-from helpers.controller import SITE, Listener, StandInEdge, fast_config
+from helpers.controller import SITE, Listener, StandInEdge, fast_config, serving
 from roadside.controller.service import BrokerError, ControllerService
 from roadside.core.payloads import HealthMessage
 
@@ -19,20 +19,8 @@ from roadside.core.payloads import HealthMessage
 @pytest.fixture
 def running(broker):
     """A controller service on a private broker, with an edge and a listener."""
-    cfg = fast_config(broker.port)
-    listener = Listener(broker.port)
-    svc = ControllerService(cfg)
-    svc.start()
-    stop = threading.Event()
-    th = threading.Thread(target=svc.run, args=(stop,), daemon=True)
-    th.start()
-    edge = StandInEdge(broker.port)
-    yield svc, edge, listener
-    stop.set()
-    th.join(5)
-    svc.stop()
-    edge.close()
-    listener.close()
+    with serving(fast_config(broker.port), broker.port) as (svc, edge, listener, _):
+        yield svc, edge, listener
 
 
 def failsafe_events(listener, phase, state):

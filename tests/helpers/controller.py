@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,3 +152,27 @@ class StandInEdge:
         self.stop.set()
         self.t.join()
         self.c.stop(flush_timeout_s=1.0, final=False)
+
+
+@contextmanager
+def serving(cfg: ControllerConfig, port: int, edge: bool = True, **service):
+    """A controller service running on its own thread against the broker on ``port``, with a listener and
+    (``edge``) a stand-in edge; yields ``(service, edge or None, listener, thread)``."""
+    from roadside.controller.service import ControllerService
+
+    listener = Listener(port)
+    svc = ControllerService(cfg, **service)
+    svc.start()
+    stop = threading.Event()
+    th = threading.Thread(target=svc.run, args=(stop,), daemon=True)
+    th.start()
+    box = StandInEdge(port) if edge else None
+    try:
+        yield svc, box, listener, th
+    finally:
+        stop.set()
+        th.join(5)
+        svc.stop()
+        if box is not None:
+            box.close()
+        listener.close()
