@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -23,12 +24,15 @@ from roadside.controller.intersection import Intersection
 from roadside.controller.policies import make_policy
 from roadside.controller.policies.base import Policy, View
 from roadside.controller.policies.fixed import FixedTimePolicy
+from roadside.core.topics import ParsedTopic
 from roadside.core.ratelog import RateLimitedLog
 from roadside.core.payloads import (MAX_PAYLOAD_BYTES, SCHEMA_VERSION, AuditEvent, CountsMessage, HealthMessage, ModeRequest, PlanMessage,
                                     PresenceMessage, SignalCommand, StateMessage)
 
 log = logging.getLogger(__name__)
 
+#: at most one ``malformed`` event per topic this often (s); the rest are counted in the next one
+MALFORMED_EVENT_EVERY_S = 1.0
 #: audit event types that also go to the log at WARNING (rate-limited per topic/phase)
 LOGGED = frozenset({"malformed", "failsafe", "mode", "ignored", "overload"})
 
@@ -66,6 +70,10 @@ class Controller:
         #: unexpected errors while handling a message (each one logged, reported and put on fail-safe)
         self.input_errors = 0
         self.policy_errors = 0
+        #: malformed messages (each one counts for the fail-safe; their events are rate-limited per topic)
+        self.malformed_count = 0
+        self._malformed_last: dict[str, tuple[float, int]] = {}
+        self._held_detail: dict[str, dict[str, Any]] = {}
         self._log = RateLimitedLog(log)
         self.emit("startup", {"policy": self.policy.name, "stages": list(self.intersection.sequence),
                               "failsafe_action": cfg.failsafe.action})
@@ -118,33 +126,45 @@ class Controller:
                             topic, type(e).__name__, e, exc_info=True)
             if where is not None and not where.from_controller and self.inputs.knows(where.device, where.camera):
                 self.inputs.on_malformed(where.device, where.camera, f"internal error ({type(e).__name__})", self.now)
-            self.emit("malformed", {"topic": topic, "error": f"unexpected error while handling it: "
-                                                             f"{type(e).__name__}: {str(e)[:200]}", "internal": True})
+            self._report_malformed(topic, {"topic": topic, "internal": True, "error": f"unexpected error while "
+                                           f"handling it: {type(e).__name__}: {str(e)[:200]}"})
 
     def on_oversized(self, topic: str, size: int, now: float) -> None:
         """A message larger than :data:`MAX_PAYLOAD_BYTES`, refused unread."""
         self.messages_handled += 1
         self.now = max(self.now, now)
         where = self.topics.parse(topic)
-        if where is None or (not where.from_controller and not self.inputs.knows(where.device, where.camera)):
-            self.inputs.unknown(f"topic {topic[:200]}")
+        unknown = self.unknown_source(topic, where)
+        if unknown is not None:
+            self.inputs.unknown(unknown)
             return
+        assert where is not None
         self._malformed(topic, where.device, where.camera,
                         f"payload of {size} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}")
 
+    def unknown_source(self, topic: str, where: ParsedTopic | None) -> str | None:
+        """What is unknown about a topic (``where``: its parse) that no phase reads, or None when the
+        controller reads it. Pure and cheap: the MQTT service calls it on its network thread."""
+        if where is None:
+            return f"topic {topic[:200]}"
+        if where.from_controller:
+            return None  # its own mode topic (and its own retained status, which it skips)
+        if not self.inputs.knows(where.device, where.camera):
+            return f"device {where.device}" if where.camera is None else f"camera {where.device}/{where.camera}"
+        return None
+
     def _handle(self, topic: str, payload: bytes, now: float) -> None:
         where = self.topics.parse(topic)
-        if where is None:
-            self.inputs.unknown(f"topic {topic[:200]}")
+        unknown = self.unknown_source(topic, where)
+        if unknown is not None:
+            # an id no phase reads: counted and reported once, never parsed or stored
+            self.inputs.unknown(unknown)
             return
+        assert where is not None
         device = where.device
         if where.from_controller:
             if where.kind == "mode":
                 self._on_mode(payload)
-            return
-        if not self.inputs.knows(device, where.camera):
-            # an id no phase reads: counted and reported once, never parsed or stored
-            self.inputs.unknown(f"device {device}" if where.camera is None else f"camera {device}/{where.camera}")
             return
         if len(payload) > MAX_PAYLOAD_BYTES:
             self._malformed(topic, device, where.camera,
@@ -185,13 +205,35 @@ class Controller:
 
     def _malformed(self, topic: str, device: str, camera: str | None, error: str) -> None:
         self.inputs.on_malformed(device, camera, error, self.now)
-        self.emit("malformed", {"topic": topic, "error": error})
+        self._report_malformed(topic, {"topic": topic, "error": error})
+
+    def _report_malformed(self, topic: str, detail: dict[str, Any]) -> None:
+        """A ``malformed`` event, at most one per topic per :data:`MALFORMED_EVENT_EVERY_S`: a flood of junk
+        must not become a flood of audit events (which would crowd out decisions and commands). The next
+        event of the topic says how many were held back (``suppressed``); each one still counts for the
+        fail-safe."""
+        self.malformed_count += 1
+        last, held = self._malformed_last.get(topic, (-math.inf, 0))
+        if self.now - last < MALFORMED_EVENT_EVERY_S:
+            self._malformed_last[topic] = (last, held + 1)
+            return
+        self._malformed_last[topic] = (self.now, 0)
+        self._held_detail[topic] = detail
+        self.emit("malformed", {**detail, "suppressed": held} if held else detail)
+
+    def _flush_malformed(self) -> None:
+        """Once a topic's interval has passed, report what was held back (with the last event's detail)."""
+        for topic, (last, held) in self._malformed_last.items():
+            if held and self.now - last >= MALFORMED_EVENT_EVERY_S:
+                self._malformed_last[topic] = (self.now, 0)
+                self.emit("malformed", {**self._held_detail[topic], "suppressed": held})
 
     def _on_mode(self, payload: bytes) -> None:
         try:
             req = ModeRequest.model_validate_json(payload)
         except ValidationError as e:
-            self.emit("malformed", {"topic": self.topics.controller("mode"), "error": str(e.errors()[0]["msg"])})
+            self._report_malformed(self.topics.controller("mode"), {"topic": self.topics.controller("mode"),
+                                                                    "error": str(e.errors()[0]["msg"])[:200]})
             return
         self.set_manual(req.stage if req.mode == "manual" else None, manual=req.mode == "manual")
 
@@ -205,6 +247,7 @@ class Controller:
     # -- one tick --------------------------------------------------------------------------------------
     def tick(self, now: float) -> TickOutput:
         self.now = max(self.now, now)
+        self._flush_malformed()
         new = self.inputs.take_unknown()
         if new:
             self.emit("ignored", {"ids": new, "ignored_total": self.inputs.ignored,

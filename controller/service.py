@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 
 STATE_EVERY_S = 5.0
 COMMAND_HEARTBEAT_S = 1.0
-#: the input queue between the network thread and the decision loop holds at most this many messages and
-#: bytes; beyond, new messages are dropped and counted (an ``overload`` event says how many)
-INBOX_MAX_MESSAGES = 5000
+#: the input queue between the network thread and the decision loop holds at most this many messages per
+#: topic and this many bytes in all; beyond, new messages are dropped and counted (an ``overload`` event
+#: says how many)
+INBOX_PER_TOPIC = 500
 INBOX_MAX_BYTES = 16 * 1024 * 1024
 #: share of a tick that reading input may take; the rest of the queue waits for the next tick, so the
 #: decision tick never waits on input whatever the input rate
@@ -68,39 +69,55 @@ class MqttCommandActuator:
 
 
 class Inbox:
-    """A bounded queue of received messages (by count and by bytes): ``put`` never blocks the network thread;
-    a message that does not fit is dropped and counted. A payload over :data:`MAX_PAYLOAD_BYTES` is kept
-    only as its size (the controller reports it malformed, unread)."""
+    """The received messages, between the network thread and the decision loop: one FIFO per topic, read
+    round-robin, so a flood on one topic neither delays nor pushes out another camera's data. Bounded per
+    topic (messages) and in all (bytes): ``put`` never blocks the network thread; a message that does not
+    fit is dropped and counted. A payload over :data:`MAX_PAYLOAD_BYTES` is kept only as its size (the
+    controller reports it malformed, unread). Only topics the controller reads get a queue (the caller
+    filters the rest out), so the number of queues is bounded by the configuration."""
 
-    def __init__(self, max_messages: int = INBOX_MAX_MESSAGES, max_bytes: int = INBOX_MAX_BYTES) -> None:
-        self.max_messages, self.max_bytes = max_messages, max_bytes
-        self._q: deque[tuple[str, bytes | None, float, int]] = deque()
+    def __init__(self, per_topic: int = INBOX_PER_TOPIC, max_bytes: int = INBOX_MAX_BYTES) -> None:
+        self.per_topic, self.max_bytes = per_topic, max_bytes
+        self._queues: dict[str, deque[tuple[bytes | None, float, int]]] = {}
+        self._ready: deque[str] = deque()  # topics with messages, in round-robin order
         self._bytes = 0
+        self._n = 0
         self._lock = threading.Lock()
         self.dropped = 0
 
     def put(self, topic: str, payload: bytes, at: float) -> bool:
         size = len(payload)
         kept = payload if size <= MAX_PAYLOAD_BYTES else None
-        cost = len(topic) + (size if kept is not None else 0)
+        cost = size if kept is not None else 0
         with self._lock:
-            if len(self._q) >= self.max_messages or self._bytes + cost > self.max_bytes:
+            q = self._queues.get(topic)
+            if q is None:
+                q = self._queues[topic] = deque()
+            if len(q) >= self.per_topic or self._bytes + cost > self.max_bytes:
                 self.dropped += 1
                 return False
-            self._q.append((topic, kept, at, size))
+            if not q:
+                self._ready.append(topic)
+            q.append((kept, at, size))
             self._bytes += cost
+            self._n += 1
             return True
 
     def get(self) -> tuple[str, bytes | None, float, int] | None:
         with self._lock:
-            if not self._q:
+            if not self._ready:
                 return None
-            item = self._q.popleft()
-            self._bytes -= len(item[0]) + (item[3] if item[1] is not None else 0)
-            return item
+            topic = self._ready.popleft()
+            q = self._queues[topic]
+            kept, at, size = q.popleft()
+            if q:
+                self._ready.append(topic)
+            self._bytes -= size if kept is not None else 0
+            self._n -= 1
+            return topic, kept, at, size
 
     def __len__(self) -> int:
-        return len(self._q)
+        return self._n
 
 
 class ControllerService:
@@ -117,6 +134,9 @@ class ControllerService:
         #: messages count in ``received`` only
         self.received_from: dict[str, int] = {}
         self._dropped_reported = 0
+        self._unknown_lock = threading.Lock()
+        self._unknown_count = 0
+        self._unknown_ids: list[str] = []
         self._dropped_reported_at = -float("inf")
         #: ticks whose input reading hit its time budget (the rest of the queue waited for the next tick)
         self.budget_hits = 0
@@ -138,9 +158,16 @@ class ControllerService:
     # -- MQTT (the client's network thread) -------------------------------------------------------
     def _on_message(self, msg: Received) -> None:
         self.received += 1
-        self.inbox.put(msg.topic, msg.payload, self.clock())
         where = self.topics.parse(msg.topic)
-        if where is not None and where.device in self.ctrl.inputs.known_devices:
+        unknown = self.ctrl.unknown_source(msg.topic, where)
+        if unknown is not None:  # an id no phase reads: never queued (counted and reported on the tick)
+            with self._unknown_lock:
+                self._unknown_count += 1
+                if len(self._unknown_ids) < 64 and unknown not in self._unknown_ids:
+                    self._unknown_ids.append(unknown)
+            return
+        self.inbox.put(msg.topic, msg.payload, self.clock())
+        if where is not None and not where.from_controller:
             self.received_from[where.device] = self.received_from.get(where.device, 0) + 1
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -177,7 +204,7 @@ class ControllerService:
             now = self.clock()
             if duration_s is not None and now - t0 >= duration_s:
                 break
-            self.process(now)
+            self.process()  # the tick's time is taken after the input is read: what the signals really show
             next_tick += self.cfg.tick_s
             delay = next_tick - self.clock()
             if delay < 0:  # fell behind (a stalled machine): do not try to catch up in a burst
@@ -208,6 +235,12 @@ class ControllerService:
                 return n
 
     def process(self, now: float | None = None) -> TickOutput:
+        """Read the input (within its budget), then tick at ``now`` (default: the clock after reading)."""
+        with self._unknown_lock:
+            n, ids, self._unknown_count, self._unknown_ids = self._unknown_count, self._unknown_ids, 0, []
+        for what in ids:
+            self.ctrl.inputs.unknown(what)
+        self.ctrl.inputs.ignored += n - len(ids)
         self.drain()
         dropped = self.inbox.dropped
         if dropped > self._dropped_reported and self.clock() - self._dropped_reported_at >= OVERLOAD_EVERY_S:

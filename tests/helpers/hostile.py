@@ -66,3 +66,40 @@ class CoreRun:
 
     def of(self, kind: str) -> list[dict]:
         return [e.detail for e in self.events if e.type == kind]
+
+
+def flood(port: int, seconds: float, site: str = SITE) -> None:
+    """Publish as fast as one process can for ``seconds`` (QoS 0, a plain paho client, as an attacker
+    would): valid bins with fresh seqs, bins of junk cameras and junk lines, malformed presence, junk
+    device statuses, oversized payloads and bytes on topics outside the contract. Prints how many it sent."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="flood")
+    c.max_queued_messages_set(10000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    big = b"[" + b"1," * 400_000 + b"1]"
+    junk_lines = {f"junk{k}": {"forward": {"car": 1}} for k in range(20)}
+    end, i, sent = time.monotonic() + seconds, 0, 0
+    while time.monotonic() < end:
+        i += 1
+        batch = [
+            (topic("counts", site=site), raw(counts(i))),
+            (topic("counts", camera=f"j{i}", site=site), raw(counts(i, camera=f"j{i}"))),
+            (topic("counts", site=site), raw(counts(10**9 + i, junk_lines))),
+            (topic("presence", site=site), b'{"zones": {"ns_stop": {"occupied": "yes"}}, "x": ' + str(i).encode() + b"}"),
+            (f"roadside/{site}/dev{i}/status", b"online"),
+            (f"roadside/{site}/edge1/cam1/x{i}/counts", b"\xff\xfe"),
+        ]
+        if i % 200 == 0:
+            batch.append((topic("presence", site=site), big))
+        for tp, p in batch:
+            if c.publish(tp, p, qos=0).rc == mqtt.MQTT_ERR_SUCCESS:
+                sent += 1
+        if i % 50 == 0:
+            time.sleep(0.001)  # let paho's thread write
+    c.loop_stop()
+    c.disconnect()
+    print(sent, flush=True)

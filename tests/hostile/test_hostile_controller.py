@@ -11,7 +11,7 @@ import pytest
 from helpers.controller import fast_config, make_config, serving
 from helpers.hostile import CoreRun, counts, health, presence, raw, topic
 from roadside.controller.inputs import InputState
-from roadside.controller.service import INBOX_MAX_MESSAGES, ControllerService
+from roadside.controller.service import INBOX_PER_TOPIC, ControllerService
 from roadside.core.payloads import MAX_PAYLOAD_BYTES
 
 
@@ -77,18 +77,26 @@ def test_an_oversized_payload_is_refused_unread():
 
 
 # -- 2. a burst never stalls the decision tick -------------------------------------------------------------
-def test_the_input_queue_is_bounded_and_read_within_a_budget_per_tick():
-    cfg = make_config()
+def test_the_input_queue_is_bounded_fair_and_read_within_a_budget_per_tick():
+    cfg = make_config(tick_s=0.1)
     svc = ControllerService(cfg)  # never started: the queue and the tick alone
-    for i in range(INBOX_MAX_MESSAGES + 500):
+    for i in range(INBOX_PER_TOPIC + 500):
         svc.inbox.put(topic("counts"), raw(counts(i)), 0.0)
-    assert len(svc.inbox) == INBOX_MAX_MESSAGES and svc.inbox.dropped == 500
+    assert len(svc.inbox) == INBOX_PER_TOPIC and svc.inbox.dropped == 500
+    # another camera's data still gets in, and is read next, not after the flooded topic's backlog
+    assert svc.inbox.put(topic("health", camera="cam2"), raw(health(camera="cam2")), 0.0)
+    assert svc.inbox.get()[0] == topic("counts") and svc.inbox.get()[0] == topic("health", camera="cam2")
     svc.client.publish = lambda *a, **k: None  # not connected: nothing to send
     assert svc.drain(budget_s=0.0) == 1  # the budget ends the reading, not the queue
+    for kind in ("counts", "presence"):
+        for cam in ("cam1", "cam2"):
+            for i in range(INBOX_PER_TOPIC):
+                svc.inbox.put(topic(kind, camera=cam), raw((counts if kind == "counts" else presence)(i, camera=cam)
+                                                           if kind == "counts" else presence(camera=cam)), 0.0)
     out = svc.process(1.0)
     assert len(svc.inbox) > 0, "one tick must not read the whole queue"
     over = [e.detail for e in out.events if e.type == "overload"]
-    assert over and over[0]["dropped"] == 500
+    assert over and over[0]["dropped"] == svc.inbox.dropped >= 500
     ticks = 0
     while len(svc.inbox) and ticks < 10_000:
         svc.process(1.0 + ticks * cfg.tick_s)
@@ -104,6 +112,20 @@ def test_duplicate_checks_are_per_camera_and_bounded():
     assert set(seen) == set(run.ctrl.inputs.cameras)
     assert max(len(v) for v in seen.values()) <= InputState.SEEN_PER_CAMERA
     assert len(run.ctrl.inputs.counts[("edge1", "cam1", "ns_line")]) <= 2 * 300 / 60 + 8
+
+
+def test_messages_of_unknown_sources_never_enter_the_queue():
+    from roadside.core.broker import Received
+
+    svc = ControllerService(make_config())
+    for i in range(3000):
+        svc._on_message(Received(topic("counts", camera=f"junk{i}"), b"{}", 0, False))
+        svc._on_message(Received(f"roadside/testsite/dev{i}/status", b"online", 0, False))
+    svc._on_message(Received(topic("health"), raw(health()), 0, False))
+    assert len(svc.inbox) == 1 and len(svc.inbox._queues) == 1 and set(svc.received_from) == {"edge1"}
+    svc.client.publish = lambda *a, **k: None
+    svc.process(1.0)
+    assert svc.ctrl.inputs.ignored == 6000
 
 
 # -- 3. only configured ids are kept -------------------------------------------------------------------------
@@ -159,4 +181,6 @@ def test_malformed_failsafe_and_mode_changes_are_logged_at_warning_rate_limited(
     assert any("back to normal" in m for m in lines) and any("on fail-safe" in m and "malformed" in m for m in lines)
     assert any(m.startswith("mode fail-safe -> normal") or m.startswith("mode normal -> fail-safe") for m in lines)
     assert any("mode request accepted" in m for m in lines)
-    assert len(run.of("malformed")) == 500  # the events topic keeps every one
+    # the events topic gets at most one per topic per second, saying how many it held back
+    assert run.ctrl.malformed_count == 500
+    assert run.of("malformed")[0].get("suppressed") is None and run.of("malformed")[1]["suppressed"] == 499
