@@ -6,7 +6,9 @@ guarantees:
 
 * a phase turns green only when every conflicting phase is red and has completed its red clearance;
 * a green lasts at least its min green (WALK at least ``walk``) and at most its max green, provided ticks
-  are never further apart than ``tick_s`` (it ends a green on the last tick that cannot overshoot);
+  are never further apart than its ``horizon_s`` (it ends a green on the last tick that cannot overshoot).
+  The horizon is ``tick_s``; a service whose ticks arrive late (a stalled machine) widens it to the gaps it
+  has lately seen, so that greens end early rather than late;
 * every green ends through a full yellow (pedestrians: full clearance) and then red, shown for at least
   one tick and for the red clearance before any conflicting phase starts;
 * a phase that maxed out is not green again until the demand for it has been dropped once.
@@ -40,6 +42,8 @@ class SafetyEnvelope:
         if not (math.isfinite(start) and 0 < tick_s <= 1):
             raise ValueError("the envelope needs a finite start time and 0 < tick_s <= 1")
         self.tick_s = tick_s
+        #: the longest gap expected before the next tick (s): tick_s, or more while ticks arrive late
+        self.horizon_s = tick_s
         self.inter = inter
         self.order = tuple(inter.phases)
         self.timing = {pid: p.timing for pid, p in inter.phases.items()}  # the numbers it enforces, by phase
@@ -58,7 +62,7 @@ class SafetyEnvelope:
     def will_max_out(self, pid: str) -> bool:
         """True when the phase is green and must end on this tick to respect its max green."""
         s = self.phases[pid]
-        return s.signal == GREEN and self.now - s.since + self.tick_s > self.timing[pid].max_green + 1e-9
+        return s.signal == GREEN and self.now - s.since + self.horizon_s > self.timing[pid].max_green + 1e-9
 
     def can_end(self, pid: str) -> bool:
         s = self.phases[pid]
@@ -98,7 +102,7 @@ class SafetyEnvelope:
                 continue
             timing = self.timing[pid]
             elapsed = t - s.since
-            at_max = elapsed + self.tick_s > timing.max_green + 1e-9 or elapsed >= timing.max_green
+            at_max = elapsed + self.horizon_s > timing.max_green + 1e-9 or elapsed >= timing.max_green
             if elapsed >= timing.min_green - 1e-9 and (at_max or pid not in want or s.latched):
                 if at_max and pid in want:
                     s.latched = True

@@ -36,6 +36,9 @@ INBOX_MAX_BYTES = 16 * 1024 * 1024
 #: share of a tick that reading input may take; the rest of the queue waits for the next tick, so the
 #: decision tick never waits on input whatever the input rate
 INPUT_BUDGET = 0.3
+#: the envelope's horizon follows the longest gap between ticks over this window (s), up to MAX_HORIZON_S
+HORIZON_WINDOW_S = 60.0
+MAX_HORIZON_S = 2.0
 #: an ``overload`` event at most this often while messages are being dropped
 OVERLOAD_EVERY_S = 5.0
 __all__ = ["Actuator", "BrokerError", "ControllerService", "MqttCommandActuator", "NullActuator", "describe", "dump"]
@@ -123,7 +126,7 @@ class Inbox:
 class ControllerService:
     def __init__(self, cfg: ControllerConfig, policy=None,
                  clock: Callable[[], float] = time.monotonic, actuator: Actuator | None = None,
-                 audit_log: str | None = None, wall=None) -> None:
+                 audit_log: str | None = None, wall=None, input_budget_s: float | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
         self.topics = cfg.topics
@@ -134,10 +137,15 @@ class ControllerService:
         #: messages count in ``received`` only
         self.received_from: dict[str, int] = {}
         self._dropped_reported = 0
+        self._last_tick_at: float | None = None
+        self._gaps: deque[tuple[float, float]] = deque()
         self._unknown_lock = threading.Lock()
         self._unknown_count = 0
         self._unknown_ids: list[str] = []
         self._dropped_reported_at = -float("inf")
+        #: wall-clock time a tick may spend reading input (default: INPUT_BUDGET of a tick; a simulation, whose
+        #: clock is not the wall clock, reads everything: math.inf)
+        self.input_budget_s = cfg.tick_s * INPUT_BUDGET if input_budget_s is None else input_budget_s
         #: ticks whose input reading hit its time budget (the rest of the queue waited for the next tick)
         self.budget_hits = 0
         self.connected = threading.Event()
@@ -159,6 +167,8 @@ class ControllerService:
     def _on_message(self, msg: Received) -> None:
         self.received += 1
         where = self.topics.parse(msg.topic)
+        if where is not None and where.device in self.ctrl.inputs.known_devices:
+            self.received_from[where.device] = self.received_from.get(where.device, 0) + 1
         unknown = self.ctrl.unknown_source(msg.topic, where)
         if unknown is not None:  # an id no phase reads: never queued (counted and reported on the tick)
             with self._unknown_lock:
@@ -167,8 +177,6 @@ class ControllerService:
                     self._unknown_ids.append(unknown)
             return
         self.inbox.put(msg.topic, msg.payload, self.clock())
-        if where is not None and not where.from_controller:
-            self.received_from[where.device] = self.received_from.get(where.device, 0) + 1
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:
@@ -216,7 +224,7 @@ class ControllerService:
     def drain(self, budget_s: float | None = None) -> int:
         """Hand queued messages to the controller, oldest first, for at most ``budget_s`` (default: the
         input share of a tick); the rest waits for the next tick."""
-        budget = self.cfg.tick_s * INPUT_BUDGET if budget_s is None else budget_s
+        budget = self.input_budget_s if budget_s is None else budget_s
         deadline = time.perf_counter() + budget
         n = 0
         while True:
@@ -250,6 +258,7 @@ class ControllerService:
                                                    f"dropped ({dropped} in all); is something flooding the site's topics?"})
             self._dropped_reported = dropped
         now = self.clock() if now is None else now
+        self._follow_tick_gaps(now)
         out = self.ctrl.tick(now)
         self.actuator.apply(self.ctrl, out, now)
         q = self.cfg.mqtt.qos
@@ -263,6 +272,17 @@ class ControllerService:
                                 qos=q, retain=True)
         self._publish_events(out.events)
         return out
+
+    def _follow_tick_gaps(self, now: float) -> None:
+        """Widen the envelope's horizon to the longest recent gap between ticks: when the machine stalls
+        (CPU starvation, swapping), greens then end before their max instead of after it."""
+        if self._last_tick_at is not None and now > self._last_tick_at:
+            self._gaps.append((now, now - self._last_tick_at))
+            while self._gaps and self._gaps[0][0] < now - HORIZON_WINDOW_S:
+                self._gaps.popleft()
+            env = self.ctrl.engine.envelope
+            env.horizon_s = min(MAX_HORIZON_S, max(env.tick_s, max(g for _, g in self._gaps)))
+        self._last_tick_at = now
 
     def _publish_events(self, events) -> None:
         for ev in events:

@@ -118,7 +118,8 @@ class _BrokerLoop:
         mqtt = cfg.mqtt.model_copy(update={"host": host, "port": int(port or 1883)})
         cfg = cfg.model_copy(update={"mqtt": mqtt.model_copy(update={"client_id": f"ctrl-{cfg.site}"})})
         self.svc = ControllerService(cfg, policy=policy, clock=lambda: now_ref[0],
-                                     wall=lambda t: EPOCH + _td(t), audit_log=audit_log)
+                                     wall=lambda t: EPOCH + _td(t), audit_log=audit_log,
+                                     input_budget_s=math.inf)  # simulated time: read every message each tick
         self.last_cmd: dict | None = None
         self.cmd_seq = 0
         self.cond = threading.Condition()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 
 import pytest
 
@@ -184,3 +185,27 @@ def test_malformed_failsafe_and_mode_changes_are_logged_at_warning_rate_limited(
     # the events topic gets at most one per topic per second, saying how many it held back
     assert run.ctrl.malformed_count == 500
     assert run.of("malformed")[0].get("suppressed") is None and run.of("malformed")[1]["suppressed"] == 499
+
+
+def test_late_ticks_widen_the_envelope_horizon_so_greens_end_before_their_max():
+    """A stalled machine delivers ticks late; the envelope then plans with the gaps it has seen, and a
+    green timed against its max never overshoots, on the independent timeline checker."""
+    from helpers.controller import checker_for
+    from roadside.controller.intersection import Intersection
+
+    cfg = make_config(tick_s=0.1)
+    clock = [0.0]
+    svc = ControllerService(cfg, clock=lambda: clock[0])
+    svc.client.publish = lambda *a, **k: None
+    checker = checker_for(Intersection.of(cfg), start=0.0)
+    svc.ctrl.on_message("roadside/testsite/controller/mode", b'{"mode": "manual", "stage": "EW"}', 0.0)
+    rng = random.Random(11)
+    forced = 0
+    for i in range(3000):
+        clock[0] += rng.choice((0.1, 0.45))  # half the ticks arrive 0.35 s late
+        out = svc.process()
+        checker.observe(clock[0], out.step.signals)
+        forced += sum(1 for e in out.events if e.type == "decision" and e.detail["forced"])
+    assert forced >= 5, "the manual hold must time EW against its max, again and again"
+    assert checker.violations == []
+    assert svc.ctrl.engine.envelope.horizon_s == pytest.approx(0.45)
