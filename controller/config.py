@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -183,7 +183,7 @@ class IntersectionConfig(Strict):
 
 class FixedPlanConfig(Strict):
     #: Green time per stage (s); the cycle is the sum of greens and the change intervals between stages.
-    greens: dict[Identifier, float] = Field(default_factory=dict)
+    greens: dict[Identifier, Annotated[float, Field(ge=1, le=300)]] = Field(default_factory=dict)
 
 
 class WebsterConfig(Strict):

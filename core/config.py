@@ -28,21 +28,39 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024
 def bool_where_number(value: Any, annotation: Any) -> bool:
     """True when ``value`` holds a YAML/JSON true/false where ``annotation`` wants a number (pydantic's lax
     mode would silently read ``port: true`` as port 1)."""
+    return bool_location(value, annotation) is not None
+
+
+def bool_location(value: Any, annotation: Any) -> str | None:
+    """Where inside ``value`` a true/false stands for a number (``""``: the value itself, ``"[0][1]"``,
+    ``"[car]"``), or None when there is none."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Annotated:
-        return bool_where_number(value, args[0])
+        return bool_location(value, args[0])
     if origin in (typing.Union, types.UnionType):
         if isinstance(value, bool):
-            return not any(_admits_bool(a) for a in args) and any(_is_number(a) for a in args)
-        return any(bool_where_number(value, a) for a in args if typing.get_origin(a) in (list, tuple, dict))
+            return "" if not any(_admits_bool(a) for a in args) and any(_is_number(a) for a in args) else None
+        for a in args:
+            if typing.get_origin(a) in (list, tuple, dict):
+                loc = bool_location(value, a)
+                if loc is not None:
+                    return loc
+        return None
     if isinstance(value, bool):
-        return _is_number(annotation) and not _admits_bool(annotation)
+        return "" if _is_number(annotation) and not _admits_bool(annotation) else None
     if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):
         items = args if origin is tuple and args and args[-1] is not Ellipsis else (args[:1] * len(value))
-        return any(bool_where_number(v, a) for v, a in zip(value, items))
+        for i, (v, a) in enumerate(zip(value, items)):
+            loc = bool_location(v, a)
+            if loc is not None:
+                return f"[{i}]{loc}"
+        return None
     if origin is dict and isinstance(value, dict) and len(args) == 2:
-        return any(bool_where_number(v, args[1]) for v in value.values())
-    return False
+        for k, v in value.items():
+            loc = bool_location(v, args[1])
+            if loc is not None:
+                return f"[{k}]{loc}"
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -93,8 +111,10 @@ class NumbersNotBooleans(BaseModel):
             relevant = _may_hold_number(field.annotation)
         except TypeError:  # an unhashable annotation: check it the long way
             relevant = True
-        if relevant and bool_where_number(value, field.annotation):
-            raise ValueError("expected a number, got true/false")
+        loc = bool_location(value, field.annotation) if relevant else None
+        if loc is not None:
+            raise ValueError(f"item {loc}: expected a number, got true/false" if loc else
+                             "expected a number, got true/false")
         return value
 
 

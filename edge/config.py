@@ -6,13 +6,17 @@ key path, and :func:`load_config` reads a file into any of these models.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from roadside.core.config import Identifier, Strict
 
-Point = tuple[float, float]
+#: the largest coordinate (pixels) a line or zone may name; beyond any video frame (the frame size of a
+#: source is checked once it is known)
+MAX_COORD_PX = 100_000.0
+Coordinate = Annotated[float, Field(ge=-MAX_COORD_PX, le=MAX_COORD_PX)]
+Point = tuple[Coordinate, Coordinate]
 
 #: Vehicle categories of the product. Custom models may add their own (see DetectorConfig.classes).
 VEHICLE_CATEGORIES = ("car", "bus", "truck", "motorcycle", "bicycle")
@@ -95,7 +99,7 @@ class DetectorConfig(Strict):
                                                                 "own area) inside a higher-scoring box is dropped: "
                                                                 "detectors add part-boxes (windscreen, cab, trailer) "
                                                                 "that IoU suppression keeps; 1.0 disables this")
-    classes: dict[Identifier, list[str | int]] = Field(
+    classes: dict[Identifier, list[str | Annotated[int, Field(ge=0, le=100_000)]]] = Field(
         default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES},
         description="vehicle category -> the model's class names (or integer ids) that map to it, e.g. "
                     "`{auto_rickshaw: [cng]}` for a custom model",
@@ -160,7 +164,8 @@ class CountingConfig(Strict):
                                                                     "line before its side is trusted: jitter "
                                                                     "within this band neither counts nor changes "
                                                                     "the remembered side")
-    bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0], min_length=1, max_length=MAX_BINS,
+    bins_s: list[Annotated[float, Field(ge=MIN_BIN_S, le=MAX_BIN_S)]] = Field(
+                                default_factory=lambda: [60.0, 900.0], min_length=1, max_length=MAX_BINS,
                                 description="interval bins (s) of the counts, each aligned to multiples of its "
                                             f"length on the clock (15-minute bins start at :00, :15, ...), e.g. "
                                             f"`[60, 900]`; each from {MIN_BIN_S:g} s to {MAX_BIN_S:g} s (a day), "
@@ -168,12 +173,8 @@ class CountingConfig(Strict):
 
     @field_validator("bins_s")
     @classmethod
-    def _positive_bins(cls, v: list[float]) -> list[float]:
-        for s in v:
-            if not (MIN_BIN_S <= s <= MAX_BIN_S):
-                raise ValueError(f"bin length {s:g} s is outside {MIN_BIN_S:g}..{MAX_BIN_S:g} s "
-                                 "(a bin shorter than a second holds no vehicle and only floods the outbox)")
-        return sorted(set(v))
+    def _sorted_bins(cls, v: list[float]) -> list[float]:
+        return sorted(set(v))  # each one within MIN_BIN_S..MAX_BIN_S (a shorter bin only floods the outbox)
 
 
 class VisionConfig(Strict):

@@ -48,11 +48,12 @@ class ApiConfig(Strict):
 class OutboxConfig(Strict):
     """The durable store-and-forward queue of counts messages (SQLite, in ``state_dir``)."""
 
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="beyond this size (bytes; default 64 MiB) the "
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=64 * 1024**3, description="beyond this size (bytes; default 64 MiB) the "
                                                                   "oldest counts messages are dropped (counted, "
                                                                   "recorded)")
-    max_age_s: float = Field(30 * 24 * 3600.0, gt=0, description="counts messages older than this (s; default 30 "
-                                                                 "days) are dropped (counted, recorded)")
+    max_age_s: float = Field(30 * 24 * 3600.0, ge=60, le=366 * 24 * 3600.0,
+                             description="counts messages older than this (s; default 30 days; 60 s to a year) are "
+                                         "dropped (counted, recorded)")
 
 
 class SourceSettings(Strict):

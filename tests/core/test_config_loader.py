@@ -37,7 +37,7 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
 
 @pytest.mark.parametrize("text,where", [
     ("site: s\ndevice: d\nmqtt: {port: true}\n" + CAMERA, "mqtt.port"),
-    ("site: s\ndevice: d\ncounting: {bins_s: [60, true]}\n" + CAMERA, "counting.bins_s"),
+    ("site: s\ndevice: d\ncounting: {bins_s: [60, true]}\n" + CAMERA, "counting.bins_s: item [1]"),
     ("site: s\ndevice: d\ndetector: {confidence: false}\n" + CAMERA, "detector.confidence"),
     ("site: s\ndevice: d\nmqtt: {qos: true}\n" + CAMERA, "mqtt.qos"),
 ])

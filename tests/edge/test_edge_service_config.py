@@ -159,7 +159,7 @@ def test_every_configuration_field_is_described_and_the_reference_is_generated_f
         assert f"| {key} |" in text and meaning, key
     # defaults and ranges come from the models themselves (including default factories)
     assert "| `sources.stall_timeout_s` | number > 0, ≤ 120 | `2` |" in text
-    assert "| `counting.bins_s` | list of number | `[60.0, 900.0]` |" in text
+    assert "| `counting.bins_s` | list of number ≥ 1, ≤ 86400 (1 or more) | `[60.0, 900.0]` |" in text
     assert "| `cameras[].detector` | mapping | none |" in text
 
 
