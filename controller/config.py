@@ -41,6 +41,10 @@ class ZoneRef(Strict):
     device: Identifier | None = None  # None: the configuration's edge.device
     camera: Identifier
     zone: Identifier
+    #: The part of the zone's vehicles that belong to this phase, for a lane shared by several phases
+    #: (e.g. 0.5 for a through-and-left lane feeding a through and a left phase): queues count
+    #: ``share x vehicles``; an occupied zone still calls every phase it feeds.
+    share: float = Field(1.0, gt=0, le=1)
 
 
 class LineRef(Strict):
@@ -50,6 +54,8 @@ class LineRef(Strict):
     camera: Identifier
     line: Identifier
     direction: Literal["forward", "backward", "both"] = "forward"
+    #: The part of the line's vehicles that belong to this phase (a lane shared by several phases).
+    share: float = Field(1.0, gt=0, le=1)
 
 
 class PhaseDetectors(Strict):
@@ -127,6 +133,10 @@ class StageConfig(Strict):
     id: Identifier
     #: Phases green together in this stage (they must be pairwise compatible).
     phases: list[Identifier] = Field(min_length=1)
+    #: Phases of this stage that are green only permissively here (they yield, like a left turn across
+    #: oncoming traffic; SUMO's ``g``). A stage that serves such a phase protected is called by it even
+    #: while it is already green permissively.
+    permissive: list[Identifier] = Field(default_factory=list)
 
 
 class IntersectionConfig(Strict):
@@ -160,6 +170,9 @@ class IntersectionConfig(Strict):
                     raise ValueError(f"stage {s.id!r}: unknown phase {pid!r}")
             if len(set(s.phases)) != len(s.phases):
                 raise ValueError(f"stage {s.id!r}: a phase is listed twice")
+            for pid in s.permissive:
+                if pid not in s.phases:
+                    raise ValueError(f"stage {s.id!r}: permissive phase {pid!r} is not one of the stage's phases")
             for i, a in enumerate(s.phases):
                 for b in s.phases[i + 1:]:
                     if frozenset((a, b)) not in pairs:

@@ -145,6 +145,8 @@ class Controller:
         if mode != self.mode:
             self.emit("mode", {"from": self.mode, "to": mode, "failsafe_phases": failing})
             self.mode = mode
+        calls = frozenset(p for p, i in inputs.items() if i.call)
+        self.engine.advance(self.now, calls)  # the policy sees this tick's clock
         view = View(self.now, self.engine, inputs)
         if self.manual_stage:
             decision = Decision(self.manual_stage, "manual hold", frozenset(), {})
@@ -154,7 +156,7 @@ class Controller:
                 decision.reason = f"fail-safe fixed plan: {decision.reason}"
         else:
             decision = self.policy.decide(view)
-        step = self.engine.step(self.now, decision)
+        step = self.engine.step(self.now, decision, calls)
         if step.change is not None:
             c = step.change
             self.emit("decision", {"from": c.from_stage, "to": c.to_stage, "reason": c.reason, "forced": c.forced,

@@ -83,7 +83,7 @@ class AdaptivePolicy(Policy):
 
     def stage_need(self, view: View, sid: str, current: str) -> float:
         """Green stage ``sid`` would need to clear what waits for it (0 when nobody waits)."""
-        new = [p for p in self.inter.new_phases(current, sid) if self.inter.phases[p].vehicle]
+        new = [p for p in self.inter.serves(current, sid) if self.inter.phases[p].vehicle]
         if not self.demanded(view, current, sid):
             return 0.0
         clear = max((self.queue(view, p) / self.sat[p] for p in new), default=0.0)
@@ -92,14 +92,14 @@ class AdaptivePolicy(Policy):
 
     def score(self, view: View, current: str, sid: str) -> float:
         return sum(self.queue(view, p) * self.weight(view, p) + (1.0 if view.inputs[p].call else 0.0)
-                   for p in self.inter.new_phases(current, sid))
+                   for p in self.inter.serves(current, sid))
 
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
         cands = [s for s in self.stage_ids if s != current and self.demanded(view, current, s)]
         if not cands:
             return None, ""
-        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.inter.new_phases(current, s))
+        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.inter.serves(current, s))
                     >= self.ac.max_wait_s]
         if starving:
             return starving[0], f"{starving[0]} waited over {self.ac.max_wait_s:.0f}s"

@@ -67,7 +67,9 @@ class Policy:
 
     # -- shared helpers ------------------------------------------------------------------------
     def demanded(self, view: View, current: str | None, sid: str) -> bool:
-        return any(view.inputs[p].call for p in self.inter.new_phases(current, sid))
+        """A phase that ``sid`` would serve better than ``current`` is called (see
+        :meth:`Intersection.serves`)."""
+        return any(view.inputs[p].call for p in self.inter.serves(current, sid))
 
     def walks(self, view: View, sid: str) -> frozenset[str]:
         """Pedestrian phases of a stage that are called (or on recall or fail-safe)."""
