@@ -223,9 +223,17 @@ class AdaptiveConfig(Strict):
 
     #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
     step_s: float = Field(1.0, gt=0, le=10)
-    #: Estimate the time until the current stage returns from the greens the other stages have really had
-    #: lately (capped by what their queues need), not from their queues alone.
-    return_from_history: bool = True
+    #: ``rate``: keep the green while the ending phases discharge faster than the next stage would, its
+    #: switch's lost time included (vehicles per second of green, weighted by their wait); ``delay``: the
+    #: older marginal-delay rule (delay saved by holding against the delay caused elsewhere).
+    model: Literal["rate", "delay"] = "rate"
+    #: ``delay`` model only: cap the time until the current stage returns by the greens the other stages
+    #: have really had lately. Off by default: it feeds on the policy's own decisions (a short green makes
+    #: the next one shorter), which collapses the greens to their minimum under saturation.
+    return_from_history: bool = False
+    #: Wait of a phase, for the weights and ``max_wait_s``: ``service``, the time since the phase was last
+    #: green; ``zone``, the longest dwell in its zones (large for every approach of a standing queue).
+    wait_from: Literal["service", "zone"] = "service"
     #: Weight of free-flowing vehicles (no standing queue) in the value of keeping the green: 1 counts
     #: them fully, 0 serves standing queues exhaustively and then changes for anyone waiting.
     free_flow_weight: float = Field(0.45, ge=0, le=1)

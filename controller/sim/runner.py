@@ -234,7 +234,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                             native=spec.native_baselines)
     incoming = sorted({lk.from_lane for lk in d.links.values() if lk.crossing is None})
     queue_series: list[tuple[float, int]] = []
-    teleports = arrived = 0
+    teleports = arrived = continuous_off = 0
     ctrl = loop = feed = private = None
     audit = None
     now_ref = [0.0]
@@ -295,8 +295,9 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                     if audit:
                         for ev in out.events:
                             audit.write(ev.model_dump_json() + "\n")
-            monitor.observe(t, traci.trafficlight.getRedYellowGreenState(d.tls_id),
-                            feed.true_calls() if feed is not None else None)
+            state = traci.trafficlight.getRedYellowGreenState(d.tls_id)
+            monitor.observe(t, state, feed.true_calls() if feed is not None else None)
+            continuous_off += any(state[i] not in "Gg" for i in d.continuous)
             queue_series.append((t, sum(traci.lane.getLastStepHaltingNumber(ln) for ln in incoming)))
         monitor.checker.finish(float(duration))
     finally:
@@ -309,6 +310,8 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
         traci.close()
     trips = _tripinfo(trip)
     result = _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d)
+    result["continuous_links"] = len(d.continuous)
+    result["continuous_not_green_steps"] = continuous_off
     if spec.timeseries:
         _write_timeseries(spec.timeseries, trips, queue_series, duration)
     for f in work.iterdir():
