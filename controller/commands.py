@@ -55,6 +55,17 @@ def _sim_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_generate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from roadside.controller.sim.generate import generate
+
+    info = generate(args.seed, Path(args.out), lefthand=True if args.lefthand else None, duration_s=args.duration)
+    print(json.dumps({k: info[k] for k in ("seed", "description", "net", "routes", "duration_s")}))
+    return 0
+
+
 def _sim_bench(args: argparse.Namespace) -> int:
     from roadside.controller.sim.bench import bench_from_args
 
@@ -106,6 +117,14 @@ def register(cli) -> None:
                            "detector data")
     srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
     srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
+    gen = cli.verb("sim", "generate", _sim_generate, help="write a random single-intersection SUMO scenario",
+                   description="Draw a junction from a seed (3-5 legs, lanes, turn lanes, left-turn treatment, free "
+                               "turns, crossings, turnarounds, demand pattern), write its plain XML, build it with "
+                               "netconvert (whose program is the existing timing) and write one hour of demand.")
+    gen.add_argument("--seed", type=int, required=True, help="the junction's seed")
+    gen.add_argument("--out", required=True, help="directory to write (created)")
+    gen.add_argument("--lefthand", action="store_true", help="left-hand traffic (default: drawn from the seed)")
+    gen.add_argument("--duration", type=float, default=3600.0, help="simulated seconds of demand (3600)")
     cli.verb("sim", "scenarios", _sim_scenarios, help="list the shipped scenarios",
              description="List the shipped scenarios.")
     bench = cli.verb("sim", "bench", _sim_bench, help="benchmark all controllers on the scenarios (median over seeds)",
@@ -118,7 +137,13 @@ def register(cli) -> None:
     bench.add_argument("--duration", type=float, help="simulated seconds (default: each scenario's length)")
     bench.add_argument("--detection", nargs="*", choices=("perfect", "degraded", "outage"), default=["perfect"],
                        help="detection conditions to run (perfect)")
-    bench.add_argument("--jobs", type=int, default=2, help="parallel simulations (2)")
+    bench.add_argument("--jobs", type=int, help="parallel simulations (default: 2; with --suite: the CPU count)")
+    bench.add_argument("--suite", type=int, metavar="N",
+                       help="instead of the shipped scenarios: N generated junctions (`roadside sim generate`), "
+                            "seeds --seed ... --seed+N-1, against SUMO's static, actuated and delay_based on each "
+                            "net's own program")
+    bench.add_argument("--seed", type=int, default=1, help="with --suite: the first junction seed (1)")
+    bench.add_argument("--lefthand", action="store_true", help="with --suite: every junction left-hand traffic")
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
     bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
 

@@ -41,6 +41,10 @@ class ZoneRef(Strict):
     device: Identifier | None = None  # None: the configuration's edge.device
     camera: Identifier
     zone: Identifier
+    #: The part of the zone's vehicles that belong to this phase, for a lane shared by several phases
+    #: (e.g. 0.5 for a through-and-left lane feeding a through and a left phase): queues count
+    #: ``share x vehicles``; an occupied zone still calls every phase it feeds.
+    share: float = Field(1.0, gt=0, le=1)
 
 
 class LineRef(Strict):
@@ -50,6 +54,8 @@ class LineRef(Strict):
     camera: Identifier
     line: Identifier
     direction: Literal["forward", "backward", "both"] = "forward"
+    #: The part of the line's vehicles that belong to this phase (a lane shared by several phases).
+    share: float = Field(1.0, gt=0, le=1)
 
 
 class PhaseDetectors(Strict):
@@ -127,6 +133,10 @@ class StageConfig(Strict):
     id: Identifier
     #: Phases green together in this stage (they must be pairwise compatible).
     phases: list[Identifier] = Field(min_length=1)
+    #: Phases of this stage that are green only permissively here (they yield, like a left turn across
+    #: oncoming traffic; SUMO's ``g``). A stage that serves such a phase protected is called by it even
+    #: while it is already green permissively.
+    permissive: list[Identifier] = Field(default_factory=list)
 
 
 class IntersectionConfig(Strict):
@@ -160,6 +170,9 @@ class IntersectionConfig(Strict):
                     raise ValueError(f"stage {s.id!r}: unknown phase {pid!r}")
             if len(set(s.phases)) != len(s.phases):
                 raise ValueError(f"stage {s.id!r}: a phase is listed twice")
+            for pid in s.permissive:
+                if pid not in s.phases:
+                    raise ValueError(f"stage {s.id!r}: permissive phase {pid!r} is not one of the stage's phases")
             for i, a in enumerate(s.phases):
                 for b in s.phases[i + 1:]:
                     if frozenset((a, b)) not in pairs:
@@ -210,9 +223,17 @@ class AdaptiveConfig(Strict):
 
     #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
     step_s: float = Field(1.0, gt=0, le=10)
-    #: Estimate the time until the current stage returns from the greens the other stages have really had
-    #: lately (capped by what their queues need), not from their queues alone.
-    return_from_history: bool = True
+    #: ``rate``: keep the green while the ending phases discharge faster than the next stage would, its
+    #: switch's lost time included (vehicles per second of green, weighted by their wait); ``delay``: the
+    #: older marginal-delay rule (delay saved by holding against the delay caused elsewhere).
+    model: Literal["rate", "delay"] = "rate"
+    #: ``delay`` model only: cap the time until the current stage returns by the greens the other stages
+    #: have really had lately. Off by default: it feeds on the policy's own decisions (a short green makes
+    #: the next one shorter), which collapses the greens to their minimum under saturation.
+    return_from_history: bool = False
+    #: Wait of a phase, for the weights and ``max_wait_s``: ``service``, the time since the phase was last
+    #: green; ``zone``, the longest dwell in its zones (large for every approach of a standing queue).
+    wait_from: Literal["service", "zone"] = "service"
     #: Weight of free-flowing vehicles (no standing queue) in the value of keeping the green: 1 counts
     #: them fully, 0 serves standing queues exhaustively and then changes for anyone waiting.
     free_flow_weight: float = Field(0.45, ge=0, le=1)

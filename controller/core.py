@@ -264,6 +264,8 @@ class Controller:
         if mode != self.mode:
             self.emit("mode", {"from": self.mode, "to": mode, "failsafe_phases": failing})
             self.mode = mode
+        calls = frozenset(p for p, i in inputs.items() if i.call)
+        self.engine.advance(self.now, calls)  # the policy sees this tick's clock
         view = View(self.now, self.engine, inputs)
         if self.manual_stage:
             decision = Decision(self.manual_stage, "manual hold", frozenset(), {})
@@ -281,7 +283,7 @@ class Controller:
                 decision = self.fallback.decide(view)
                 if decision.target:
                     decision.reason = f"policy error ({type(e).__name__}), fixed plan: {decision.reason}"
-        step = self.engine.step(self.now, decision)
+        step = self.engine.step(self.now, decision, calls)
         if step.change is not None:
             c = step.change
             self.emit("decision", {"from": c.from_stage, "to": c.to_stage, "reason": c.reason, "forced": c.forced,

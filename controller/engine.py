@@ -112,11 +112,19 @@ class SignalEngine:
                 and pid not in self.walked and self.envelope.phases[pid].signal == RED)
 
     # -- one tick ----------------------------------------------------------------------------------
-    def step(self, now: float, decision: Decision | None) -> StepResult:
-        if not isinstance(decision, Decision):
-            decision = Decision()
+    def advance(self, now: float, calls=None) -> None:
+        """Move the clock to this tick (before the policy is asked, so that it sees this tick's green
+        times: a green asked for 42 s ends after 42 s, not 43) and note the phases called now."""
         if isinstance(now, (int, float)) and math.isfinite(now) and now > self.envelope.now:
             self.envelope.now = float(now)  # queries below see this tick's time; apply() keeps it
+        if calls is not None:
+            self.envelope.note_calls(calls)
+
+    def step(self, now: float, decision: Decision | None, calls=None) -> StepResult:
+        """One tick: ``calls`` (optional) are the phases called now, which time the max greens."""
+        if not isinstance(decision, Decision):
+            decision = Decision()
+        self.advance(now, calls)
         change: StageChange | None = None
         target = decision.target if isinstance(decision.target, str) and decision.target in self.stages else None
         asked = decision.walk if isinstance(decision.walk, (set, frozenset)) else ()
@@ -180,6 +188,7 @@ class SignalEngine:
             return None
         self.current, self.target = self.target, None
         self.stage_green_since = self.now
+        self.envelope.clear_latches()  # max-out latches last to the next stage boundary
         self.walked = set()
         for p in list(self.walk_pending):
             if sig[p].signal == GREEN:

@@ -35,9 +35,10 @@ class PhaseInput:
     #: Measured flow (veh/h) over the flow window (None until a counts bin arrived).
     flow_vph: float | None
     recall: str = "none"
-    #: Per zone, in configuration order: (occupied, vehicles, longest dwell in s); None when no data yet.
-    presence_zones: list[tuple[bool, int, float] | None] = field(default_factory=list)
-    queue_zones: list[tuple[bool, int, float] | None] = field(default_factory=list)
+    #: Per zone, in configuration order: (occupied, vehicles x the zone's share, longest dwell in s); None
+    #: when no data yet.
+    presence_zones: list[tuple[bool, float, float] | None] = field(default_factory=list)
+    queue_zones: list[tuple[bool, float, float] | None] = field(default_factory=list)
 
     def summary(self) -> dict:
         out = {"reliable": self.reliable, "call": self.call,
@@ -239,12 +240,12 @@ class InputState:
     def _zone(self, ref: ZoneRef) -> _Zone | None:
         return self.zones.get((self.cfg.device_of(ref), ref.camera, ref.zone))
 
-    def _zone_view(self, ref: ZoneRef, now: float) -> tuple[bool, int, float] | None:
+    def _zone_view(self, ref: ZoneRef, now: float) -> tuple[bool, float, float] | None:
         z = self._zone(ref)
         if z is None:
             return None
         dwell = z.state.max_dwell_s + (now - z.at if z.state.occupied else 0.0)
-        return (z.state.occupied, z.state.count, dwell)
+        return (z.state.occupied, z.state.count * ref.share, dwell)
 
     def _flow(self, refs: list[LineRef], now: float) -> float | None:
         window = self.cfg.detection.flow_window_s
@@ -257,7 +258,7 @@ class InputState:
                 q.popleft()
             n = 0
             for _, fwd, bwd in q:
-                total += {"forward": fwd, "backward": bwd, "both": fwd + bwd}[ref.direction]
+                total += {"forward": fwd, "backward": bwd, "both": fwd + bwd}[ref.direction] * ref.share
                 n += 1
             bins = max(bins, n)
         if bins == 0:
@@ -288,7 +289,7 @@ class InputState:
                 for ref in det.queue:
                     z = self._zone(ref)
                     if z is not None:
-                        queue += z.state.count
+                        queue += z.state.count * ref.share
                         waits.append(z.state.max_dwell_s + (now - z.at if z.state.occupied else 0.0))
             # no detectors at all: on recall by design (not a fail-safe)
             call = p.recall != "none" or not reliable or not self.phase_cameras[p.id] or occupied or bool(queue)

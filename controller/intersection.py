@@ -87,6 +87,8 @@ class Stage:
     #: The fixed-plan green as configured (``timing.fixed.greens``), else the largest min green of its
     #: vehicle phases plus half the room up to the smallest max green. Not clamped: see :meth:`clamp`.
     fixed_green: float
+    #: Phases green only permissively in this stage (they yield).
+    permissive: frozenset[str] = frozenset()
 
     def clamp(self, green: float) -> float:
         """``green`` within this stage's min and max green."""
@@ -116,10 +118,13 @@ class Intersection:
                 s.id, phases, frozenset(p for p in phases if self.phases[p].vehicle),
                 frozenset(p for p in phases if not self.phases[p].vehicle),
                 self._stage_minimum(s.phases), self._stage_maximum(s.phases),
-                fixed_greens[s.id] if s.id in fixed_greens else self._default_green(s.phases))
+                fixed_greens[s.id] if s.id in fixed_greens else self._default_green(s.phases),
+                frozenset(s.permissive))
         #: vehicle phase -> its home stage: the one that serves it with the fewest other vehicle phases
         #: (a through phase that also runs beside a protected left counts in its own stage).
-        self.home: dict[str, str] = {p.id: min(p.stages, key=lambda sid: len(self.stages[sid].vehicles))
+        self.home: dict[str, str] = {p.id: min(p.stages, key=lambda sid: (sid in self.stages and p.id in
+                                                                           self.stages[sid].permissive,
+                                                                           len(self.stages[sid].vehicles)))
                                      for p in self.phases.values() if p.vehicle}
         self._change = {(a, b): self._change_time(a, b) for a in self.sequence for b in self.sequence}
 
@@ -139,6 +144,21 @@ class Intersection:
     def new_phases(self, from_stage: str | None, to_stage: str) -> frozenset[str]:
         """Phases a change from ``from_stage`` (None: all red) to ``to_stage`` would start."""
         return self.stages[to_stage].phases - (self.stages[from_stage].phases if from_stage else frozenset())
+
+    def serves(self, from_stage: str | None, to_stage: str) -> frozenset[str]:
+        """Phases a change from ``from_stage`` to ``to_stage`` would serve better: the ones it starts, and
+        the ones green only permissively now that ``to_stage`` runs protected (a protected-left stage
+        is called by its left turners even while they are green permissively)."""
+        new = self.new_phases(from_stage, to_stage)
+        if from_stage is None:
+            return new
+        cur, tgt = self.stages[from_stage], self.stages[to_stage]
+        return new | frozenset(p for p in cur.permissive & tgt.phases if p not in tgt.permissive)
+
+    def always_green(self, pid: str) -> bool:
+        """The phase is green in every stage (it conflicts with nothing that is ever served): it is never
+        critical for timing."""
+        return len(self.phases[pid].stages) == len(self.sequence)
 
     def next_in_sequence(self, sid: str | None) -> str:
         """The stage after ``sid`` in ring order (the first stage after an unknown one)."""

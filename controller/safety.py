@@ -5,13 +5,17 @@ manual commands; possibly nonsense) and produces the signals actually shown. Wha
 guarantees:
 
 * a phase turns green only when every conflicting phase is red and has completed its red clearance;
-* a green lasts at least its min green (WALK at least ``walk``) and at most its max green, provided ticks
-  are never further apart than its ``horizon_s`` (it ends a green on the last tick that cannot overshoot).
-  The horizon is ``tick_s``; a service whose ticks arrive late (a stalled machine) widens it to the gaps it
-  has lately seen, so that greens end early rather than late;
+* a green lasts at least its min green (WALK at least ``walk``); its max green is timed while a
+  conflicting phase is called (as a NEMA max timer: from the first conflicting call, reset when the calls
+  go away), so a phase that conflicts with nothing never maxes out. It holds provided ticks are never
+  further apart than its ``horizon_s`` (it ends a green on the last tick that cannot overshoot). The
+  horizon is ``tick_s``; a service whose ticks arrive late (a stalled machine) widens it to the gaps it has
+  lately seen, so that greens end early rather than late. Without call information (:meth:`note_calls`
+  never called) every phase counts as called: max green from the green's start;
 * every green ends through a full yellow (pedestrians: full clearance) and then red, shown for at least
   one tick and for the red clearance before any conflicting phase starts;
-* a phase that maxed out is not green again until the demand for it has been dropped once.
+* a phase that maxed out is not green again until the demand for it has been dropped once, or the
+  sequencer reaches the next stage boundary (:meth:`clear_latches`).
 
 Unknown phase ids are ignored, time that goes backwards or is not finite does not advance anything.
 """
@@ -33,8 +37,11 @@ RED: Signal = "red"
 class PhaseSignal:
     signal: Signal
     since: float
-    #: Maxed out: held off until the demand for the phase is dropped once.
+    #: Maxed out: held off until the demand for the phase is dropped once (or the next stage boundary).
     latched: bool = False
+    #: While green: since when its max green is being timed (a conflicting call), None while no
+    #: conflicting phase is called.
+    max_from: float | None = None
 
 
 class SafetyEnvelope:
@@ -50,6 +57,8 @@ class SafetyEnvelope:
         # Power-up: everything red, and red clearance is timed from power-up.
         self.phases: dict[str, PhaseSignal] = {p: PhaseSignal(RED, start) for p in self.order}
         self.now = start
+        #: Phases called now (None: unknown, every phase counts as called).
+        self.calls: frozenset[str] | None = None
 
     # -- queries -------------------------------------------------------------------------------
     def signals(self) -> dict[str, Signal]:
@@ -59,10 +68,49 @@ class SafetyEnvelope:
         s = self.phases[pid]
         return self.now - s.since if s.signal == GREEN else 0.0
 
+    def conflicting_call(self, pid: str) -> bool:
+        """A phase that conflicts with ``pid`` is called (always True without call information)."""
+        conflicts = self.inter.phases[pid].conflicts
+        if not conflicts:
+            return False  # nothing to serve instead: it never maxes out
+        if self.calls is None:
+            return True
+        return any(q in self.calls for q in conflicts)
+
+    def max_elapsed(self, pid: str) -> float:
+        """How long the phase's max green has been timing (0 when it is not green or nothing conflicting is
+        called)."""
+        s = self.phases[pid]
+        return self.now - s.max_from if s.signal == GREEN and s.max_from is not None else 0.0
+
     def will_max_out(self, pid: str) -> bool:
         """True when the phase is green and must end on this tick to respect its max green."""
         s = self.phases[pid]
-        return s.signal == GREEN and self.now - s.since + self.horizon_s > self.timing[pid].max_green + 1e-9
+        return (s.signal == GREEN and s.max_from is not None
+                and self.now - s.max_from + self.horizon_s > self.timing[pid].max_green + 1e-9)
+
+    def note_calls(self, calls: Iterable[object] | None) -> None:
+        """The phases called now (detector calls, recalls, fail-safe): start or reset each green phase's
+        max timer. ``None`` means unknown: every phase counts as called."""
+        if calls is None:
+            self.calls = None
+        else:
+            try:
+                self.calls = frozenset(c for c in calls if isinstance(c, str) and c in self.phases)
+            except TypeError:
+                self.calls = None
+        for pid, s in self.phases.items():
+            if s.signal != GREEN:
+                continue
+            if not self.conflicting_call(pid):
+                s.max_from = None
+            elif s.max_from is None:
+                s.max_from = self.now if self.calls is not None else s.since
+
+    def clear_latches(self) -> None:
+        """A stage boundary: maxed-out phases may be served again."""
+        for s in self.phases.values():
+            s.latched = False
 
     def can_end(self, pid: str) -> bool:
         s = self.phases[pid]
@@ -80,13 +128,19 @@ class SafetyEnvelope:
         return self.phases[pid].latched
 
     # -- the one mutating call -----------------------------------------------------------------
-    def apply(self, now: float, wanted: Iterable[object]) -> dict[str, Signal]:
+    def apply(self, now: float, wanted: Iterable[object], calls: Iterable[object] | None = None) -> dict[str, Signal]:
+        """Show what is safe of ``wanted``; ``calls`` (optional) are the phases called now, for the max
+        timers (else the last :meth:`note_calls` holds)."""
         try:
             now = float(now)
         except (TypeError, ValueError):
             now = self.now
         if math.isfinite(now) and now > self.now:
             self.now = now
+        if calls is not None:
+            self.note_calls(calls)
+        else:
+            self.note_calls(self.calls)
         want = set()
         try:
             for w in wanted:
@@ -102,11 +156,12 @@ class SafetyEnvelope:
                 continue
             timing = self.timing[pid]
             elapsed = t - s.since
-            at_max = elapsed + self.horizon_s > timing.max_green + 1e-9 or elapsed >= timing.max_green
+            timed = t - s.max_from if s.max_from is not None else -math.inf
+            at_max = timed + self.horizon_s > timing.max_green + 1e-9 or timed >= timing.max_green
             if elapsed >= timing.min_green - 1e-9 and (at_max or pid not in want or s.latched):
                 if at_max and pid in want:
                     s.latched = True
-                s.signal, s.since = YELLOW, t
+                s.signal, s.since, s.max_from = YELLOW, t, None
         # 2. yellows (pedestrian clearances) that are complete.
         for pid in self.order:
             s = self.phases[pid]
@@ -120,4 +175,5 @@ class SafetyEnvelope:
             elif s.signal == RED and not s.latched and t > s.since and self.may_start(pid):
                 # (a phase shows red for at least one tick after its own yellow, even with no red clearance)
                 s.signal, s.since = GREEN, t
+                s.max_from = t if self.conflicting_call(pid) else None
         return self.signals()

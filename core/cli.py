@@ -4,7 +4,7 @@
     roadside models     list | fetch | info | export | quantize | bench
     roadside calibrate  score | evaluate
     roadside controller run | check
-    roadside sim        run | scenarios | bench
+    roadside sim        run | scenarios | bench | generate
 
 Each package's ``commands`` module registers its verbs through :class:`CommandLine`; heavy imports happen
 only inside the handlers, so ``roadside --help`` is instant on a small box. Old spellings (``roadside

@@ -1,6 +1,15 @@
-"""Adaptive control: a queue-estimating look-ahead that weighs, every step, the delay of ending the
-current green now against the delay of keeping it one more step.
+"""Adaptive control: a queue-estimating look-ahead that weighs, every step, ending the current green now
+against keeping it one more step.
 
+The ``rate`` model (the default): keep the green while the ending phases serve more (wait-weighted)
+vehicles per second than the next stage would, counting that stage's whole service: its change interval
+and start-up lost time (the cost of the switch) plus the green its queue needs. A standing queue
+discharges at saturation flow, so it is served until it is gone or max green; a thin stream loses to any
+real queue elsewhere. Waits are measured from each phase's last service (not dwell in a queue zone, which
+is large for every approach of a standing queue), and nothing is derived from the policy's own recent
+greens.
+
+The ``delay`` model (the older rule):
 Keeping the green ``h`` more seconds lets the ending phases serve ``r x h`` more vehicles, each of which
 would otherwise wait ``R``; it delays every vehicle waiting elsewhere by ``h``. The green is kept while
 ``hold_bias x r x R`` exceeds the (wait-weighted) number of vehicles waiting elsewhere; min/max greens
@@ -37,6 +46,8 @@ class AdaptivePolicy(Policy):
         #: running average of each stage's actual greens (s)
         self.recent_green: dict[str, float] = {}
         self._last_change_t: float | None = None
+        #: phase -> last time it was green (its last service)
+        self.served_at: dict[str, float] = {}
 
     # -- the queue model -----------------------------------------------------------------------
     def queue(self, view: View, pid: str) -> float:
@@ -78,12 +89,31 @@ class AdaptivePolicy(Policy):
                 rate += self.ac.free_flow_weight * min(lane_sat, max(n / travel, lam))
         return rate
 
+    def wait(self, view: View, pid: str) -> float:
+        """How long the phase's traffic has waited: since its last service (while called), or the longest
+        dwell in its zones (``wait_from: zone``)."""
+        inp = view.inputs[pid]
+        if self.ac.wait_from == "zone":
+            return inp.max_wait_s
+        if not inp.call or view.engine.envelope.phases[pid].signal == "green":
+            return 0.0
+        return max(0.0, view.now - self.served_at.get(pid, view.now))
+
     def weight(self, view: View, pid: str) -> float:
-        return 1.0 + self.ac.wait_weight * view.inputs[pid].max_wait_s
+        return 1.0 + self.ac.wait_weight * self.wait(view, pid)
+
+    def service_rate(self, view: View, current: str, sid: str) -> tuple[float, float, float]:
+        """(weighted vehicles, seconds, weighted vehicles per second) of changing to ``sid`` now: the
+        vehicles it would serve, over its change interval, start-up lost time and the green they need."""
+        phases = [p for p in self.inter.serves(current, sid)]
+        veh = sum(self.queue(view, p) * self.weight(view, p) + (0.5 if view.inputs[p].call else 0.0) for p in phases)
+        clear = max((self.queue(view, p) / self.sat[p] for p in phases if self.inter.phases[p].vehicle), default=0.0)
+        secs = self.inter.change_time(current, sid) + self.ac.startup_lost_s + max(clear, self.stages[sid].min_green)
+        return veh, secs, veh / secs if secs > 0 else veh
 
     def stage_need(self, view: View, sid: str, current: str) -> float:
         """Green stage ``sid`` would need to clear what waits for it (0 when nobody waits)."""
-        new = [p for p in self.inter.new_phases(current, sid) if self.inter.phases[p].vehicle]
+        new = [p for p in self.inter.serves(current, sid) if self.inter.phases[p].vehicle]
         if not self.demanded(view, current, sid):
             return 0.0
         clear = max((self.queue(view, p) / self.sat[p] for p in new), default=0.0)
@@ -92,17 +122,21 @@ class AdaptivePolicy(Policy):
 
     def score(self, view: View, current: str, sid: str) -> float:
         return sum(self.queue(view, p) * self.weight(view, p) + (1.0 if view.inputs[p].call else 0.0)
-                   for p in self.inter.new_phases(current, sid))
+                   for p in self.inter.serves(current, sid))
 
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
         cands = [s for s in self.stage_ids if s != current and self.demanded(view, current, s)]
         if not cands:
             return None, ""
-        starving = [s for s in cands if max(view.inputs[p].max_wait_s for p in self.inter.new_phases(current, s))
-                    >= self.ac.max_wait_s]
+        starving = [s for s in cands if max(self.wait(view, p) for p in self.inter.serves(current, s)
+                                            if view.inputs[p].call) >= self.ac.max_wait_s]
         if starving:
             return starving[0], f"{starving[0]} waited over {self.ac.max_wait_s:.0f}s"
+        if self.ac.model == "rate":
+            best = max(cands, key=lambda s: (self.service_rate(view, current, s)[2], -self._ring_distance(current, s)))
+            veh, secs, rate = self.service_rate(view, current, best)
+            return best, f"{best} serves the most ({veh:.1f} weighted vehicles in {secs:.0f}s)"
         best = max(cands, key=lambda s: (self.score(view, current, s), -self._ring_distance(current, s)))
         return best, f"{best} has the most waiting ({self.score(view, current, best):.1f} weighted)"
 
@@ -138,6 +172,9 @@ class AdaptivePolicy(Policy):
 
     def decide(self, view: View) -> Decision:
         self._learn(view)
+        for pid, sig in view.engine.envelope.phases.items():
+            if sig.signal == "green" or pid not in self.served_at:
+                self.served_at[pid] = view.now
         return super().decide(view)
 
     def extend_or_end(self, view, cur, nxt, why_next, walk, used) -> Decision:
@@ -146,6 +183,15 @@ class AdaptivePolicy(Policy):
             return Decision(walk=walk)
         ending = [p for p in self.stages[cur].vehicles - self.stages[nxt].phases]
         rate = sum(self.discharge_rate(view, p) for p in ending)
+        if self.ac.model == "rate":
+            veh, secs, alt = self.service_rate(view, cur, nxt)
+            if self.ac.hold_bias * rate > alt:
+                return Decision(walk=walk)
+            inputs = dict(used)
+            inputs["model"] = {"discharge_veh_s": round(rate, 3), "next_veh": round(veh, 1),
+                               "next_service_s": round(secs, 1), "next_veh_s": round(alt, 3)}
+            return Decision(nxt, f"rate: keeping {cur} serves {rate:.2f} veh/s, less than {alt:.2f} weighted veh/s "
+                                 f"of changing (switch and service {secs:.0f}s); next {why_next}", walk, inputs)
         ret = self.return_time(view, cur, nxt)
         others = sum(self.queue(view, p) * self.weight(view, p)
                      for p in self.inter.phases if p not in self.stages[cur].phases)

@@ -67,7 +67,9 @@ class Policy:
 
     # -- shared helpers ------------------------------------------------------------------------
     def demanded(self, view: View, current: str | None, sid: str) -> bool:
-        return any(view.inputs[p].call for p in self.inter.new_phases(current, sid))
+        """A phase that ``sid`` would serve better than ``current`` is called (see
+        :meth:`Intersection.serves`)."""
+        return any(view.inputs[p].call for p in self.inter.serves(current, sid))
 
     def walks(self, view: View, sid: str) -> frozenset[str]:
         """Pedestrian phases of a stage that are called (or on recall or fail-safe)."""
@@ -89,6 +91,32 @@ class Policy:
             if self.demanded(view, current, sid):
                 return sid
         return None
+
+    def lane_blocked(self, view: View, pid: str, zone: tuple[bool, float, float] | None,
+                     after_s: float | None = None) -> bool:
+        """A stop-bar zone of a green phase whose oldest vehicle has not moved since the green began (well
+        past start-up): a vehicle for another phase on a shared lane, or a turner waiting for a gap. It
+        serves nothing and must not extend the green."""
+        if zone is None or not zone[0]:
+            return False
+        green = view.engine.envelope.green_elapsed(pid)
+        ac = self.cfg.timing.adaptive
+        after = ac.startup_lost_s + (ac.blocked_after_s if after_s is None else after_s)
+        return green >= after and zone[2] >= green - 1.0
+
+    def extends(self, view: View, pid: str) -> bool:
+        """A vehicle arrives within the passage time on a lane that is moving (not :meth:`lane_blocked`)."""
+        inp = view.inputs[pid]
+        passage = self.inter.phases[pid].config.passage
+        zones = inp.presence_zones
+        if not zones or not inp.reliable:
+            return inp.gap_s < passage
+        moving = [z for z in zones if z is not None and z[0] and not self.lane_blocked(view, pid, z)]
+        if moving:
+            return True
+        if any(z is not None and z[0] for z in zones):
+            return False  # every occupied lane is blocked
+        return inp.gap_s < passage
 
     def inputs_used(self, view: View, phases) -> dict[str, Any]:
         return {p: view.inputs[p].summary() for p in sorted(phases)}

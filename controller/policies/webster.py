@@ -6,7 +6,7 @@ The formula (:func:`webster_plan`): ``C0 = (1.5 L + 5) / (1 - Y)``, with L the l
 intervals plus start-up lost time of every stage) and Y the sum over stages of the critical flow ratio
 y = q / s; the effective green ``C0 - L`` is split in proportion to y. Each vehicle phase is counted in
 its home stage (:attr:`Intersection.home`). The SUMO harness also uses the formula on the true demand
-(the ``webster-true`` baseline).
+(the ``webster-true`` baseline). A phase green in every stage is never critical and is left out.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def webster_plan(inter: Intersection, flows_vph: dict[str, float], cfg: WebsterC
     stages = inter.sequence
     ratios = {s: 0.0 for s in stages}
     for pid, sid in inter.home.items():
+        if inter.always_green(pid):
+            continue  # green in every stage: never critical
         q = max(0.0, float(flows_vph.get(pid) or 0.0))
         ratios[sid] = max(ratios[sid], q / inter.phases[pid].saturation_vph)
     lost = sum(inter.change_time(s, stages[(i + 1) % len(stages)]) + cfg.startup_lost_s for i, s in enumerate(stages))

@@ -6,6 +6,7 @@ Each simulation runs in its own process (libsumo allows one simulation per proce
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -127,6 +128,8 @@ def plot(out_dir: Path, scenario: str, series: dict[str, Path]) -> Path:
 
 
 def bench_from_args(args) -> int:
+    if getattr(args, "suite", None):
+        return suite_from_args(args)
     scenarios = args.scenarios or list(SCENARIOS)
     controllers = args.controllers or list(ALL)
     out_dir = Path(args.out) if args.out else None
@@ -146,7 +149,7 @@ def bench_from_args(args) -> int:
                     jobs.append({"controller": c, "scenario": sc, "seed": seed, "duration_s": args.duration,
                                  "mode": "inproc", "detection": det, "timeseries": ts})
     t0 = time.monotonic()
-    results = run_jobs(jobs, args.jobs)
+    results = run_jobs(jobs, args.jobs or 2)
     med = medians(results)
     text = [f"# Benchmark: median over {args.seeds} seed(s) from {args.first_seed}, {len(results)} simulations, "
             f"{time.monotonic() - t0:.0f}s wall", ""]
@@ -164,3 +167,171 @@ def bench_from_args(args) -> int:
                 if series:
                     print(f"plot: {plot(out_dir, sc, series)}", file=sys.stderr)
     return 0
+
+
+# -- the randomised junction suite (`roadside sim bench --suite N --seed S`) ---------------------------
+SUITE_CONTROLLERS = ("sumo-static", "sumo-actuated", "sumo-delay-based") + OUR_POLICIES
+SUMO_BASELINES = ("sumo-static", "sumo-actuated", "sumo-delay-based")
+
+
+def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
+               lefthand: bool | None = None) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them."""
+    from roadside.controller.sim.generate import generate
+
+    jobs, described = [], {}
+    for seed in range(first_seed, first_seed + n):
+        info = generate(seed, cases_dir / f"case{seed}", lefthand=lefthand, duration_s=duration_s)
+        described[seed] = info["description"]
+        for c in controllers:
+            jobs.append({"controller": c, "net": info["net"], "routes": info["routes"], "seed": seed,
+                         "duration_s": duration_s, "mode": "inproc", "native_baselines": True,
+                         "label": f"case{seed}"})
+    return jobs, described
+
+
+def suite_summary(results: list[dict[str, Any]], controllers) -> tuple[list[str], dict[str, Any]]:
+    """Per-case table and the summary against the issue's targets."""
+    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        by_case.setdefault(r["scenario"], {})[r["controller"]] = r
+    cases = sorted(by_case, key=lambda c: int(c[4:]) if c[4:].isdigit() else c)
+    head = "| case | " + " | ".join(LABELS.get(c, c) for c in controllers) + \
+           " | adaptive / SUMO actuated | adaptive / best SUMO | teleports (SUMO max / ours max) | violations |"
+    lines = [head, "|---|" + "---:|" * (len(controllers) + 4)]
+    ratios: dict[str, list[float]] = {b: [] for b in SUMO_BASELINES}
+    worst_best, tele_bad, viol = [], [], 0
+    ours_vs = {p: {b: [] for b in SUMO_BASELINES} for p in OUR_POLICIES}
+    for case in cases:
+        rs = by_case[case]
+        viol += sum(r["safety_violations"] for r in rs.values())
+        cells = [f"{rs[c]['mean_time_loss_s']:.1f}" if c in rs else "-" for c in controllers]
+        a = rs.get("adaptive")
+        sumo = [rs[b] for b in SUMO_BASELINES if b in rs]
+        ra = rb = None
+        if a is not None:
+            for b in SUMO_BASELINES:
+                if b in rs and rs[b]["mean_time_loss_s"] > 0:
+                    ratios[b].append(a["mean_time_loss_s"] / rs[b]["mean_time_loss_s"])
+            if "sumo-actuated" in rs and rs["sumo-actuated"]["mean_time_loss_s"] > 0:
+                ra = a["mean_time_loss_s"] / rs["sumo-actuated"]["mean_time_loss_s"]
+            if sumo:
+                best = min(s["mean_time_loss_s"] for s in sumo)
+                rb = a["mean_time_loss_s"] / best if best > 0 else None
+                if rb is not None:
+                    worst_best.append((rb, case))
+        for p in OUR_POLICIES:
+            for b in SUMO_BASELINES:
+                if p in rs and b in rs and rs[b]["mean_time_loss_s"] > 0:
+                    ours_vs[p][b].append(rs[p]["mean_time_loss_s"] / rs[b]["mean_time_loss_s"])
+        t_sumo = max((s["teleports"] for s in sumo), default=0)
+        t_ours = max((rs[p]["teleports"] for p in OUR_POLICIES if p in rs), default=0)
+        if t_sumo == 0 and a is not None and a["teleports"] > 0:
+            tele_bad.append(case)
+        lines.append(f"| {case} | " + " | ".join(cells) + f" | {'-' if ra is None else f'{ra:.2f}'} | "
+                     f"{'-' if rb is None else f'{rb:.2f}'} | {t_sumo} / {t_ours} | "
+                     f"{sum(r['safety_violations'] for r in rs.values())} |")
+    summary: dict[str, Any] = {"cases": len(cases), "safety_violations": viol,
+                               "adaptive_teleports_where_sumo_has_none": tele_bad}
+    out = ["", "| adaptive / SUMO baseline | median ratio | win rate (ratio <= 1) | worst ratio |", "|---|---:|---:|---:|"]
+    for b in SUMO_BASELINES:
+        xs = ratios[b]
+        if not xs:
+            continue
+        summary[b] = {"median": statistics.median(xs), "win_rate": sum(x <= 1.0 for x in xs) / len(xs),
+                      "worst": max(xs)}
+        out.append(f"| {LABELS.get(b, b)} | {summary[b]['median']:.2f} | {100 * summary[b]['win_rate']:.0f}% | "
+                   f"{summary[b]['worst']:.2f} |")
+    out += ["", "| ours / SUMO (median ratio over the cases) | " + " | ".join(LABELS[b] for b in SUMO_BASELINES) + " |",
+            "|---|" + "---:|" * len(SUMO_BASELINES)]
+    for p in OUR_POLICIES:
+        if any(ours_vs[p][b] for b in SUMO_BASELINES):
+            out.append(f"| {LABELS[p]} | " + " | ".join(f"{statistics.median(ours_vs[p][b]):.2f}" if ours_vs[p][b] else "-"
+                                                      for b in SUMO_BASELINES) + " |")
+            summary[p] = {b: statistics.median(ours_vs[p][b]) for b in SUMO_BASELINES if ours_vs[p][b]}
+    worst = max(worst_best, default=None)
+    summary["worst_vs_best_sumo"] = worst
+    act = summary.get("sumo-actuated")
+    checks = []
+    if act:
+        checks.append(f"adaptive <= SUMO actuated in {100 * act['win_rate']:.0f}% of cases (target >= 90%): "
+                      f"{'MET' if act['win_rate'] >= 0.9 else 'NOT MET'}")
+        checks.append(f"median ratio adaptive / SUMO actuated {act['median']:.2f} (target <= 0.85): "
+                      f"{'MET' if act['median'] <= 0.85 else 'NOT MET'}")
+    if worst:
+        checks.append(f"worst case adaptive / best SUMO program {worst[0]:.2f} ({worst[1]}; target <= 1.10): "
+                      f"{'MET' if worst[0] <= 1.10 else 'NOT MET'}")
+    checks.append(f"safety violations {viol} (target 0): {'MET' if viol == 0 else 'NOT MET'}")
+    checks.append(f"adaptive teleports where SUMO has none: {len(tele_bad)} case(s) {tele_bad} (target 0): "
+                  f"{'MET' if not tele_bad else 'NOT MET'}")
+    for p, b in (("actuated", "sumo-actuated"), ("actuated", "sumo-static"), ("webster", "sumo-actuated"),
+                 ("webster", "sumo-static")):
+        if p in summary and b in summary[p]:
+            m = summary[p][b]
+            checks.append(f"{p} median ratio to {LABELS[b]} {m:.2f} (target <= 1.00): {'MET' if m <= 1.0 else 'NOT MET'}")
+    summary["checks"] = checks
+    return lines + out + ["", "**Target check**", ""] + [f"- {c}" for c in checks], summary
+
+
+def suite_from_args(args) -> int:
+    import os
+    import tempfile
+
+    controllers = args.controllers or list(SUITE_CONTROLLERS)
+    duration = args.duration or 3600.0
+    out_dir = Path(args.out) if args.out else None
+    cases_dir = (out_dir / "cases") if out_dir else Path(tempfile.mkdtemp(prefix="roadside-suite-"))
+    lefthand = True if args.lefthand else None
+    jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand)
+    processes = args.jobs or os.cpu_count() or 1
+    t0 = time.monotonic()
+    results = run_jobs(jobs, processes)
+    lines, summary = suite_summary(results, controllers)
+    text = [f"# Junction suite: {args.suite} case(s) from seed {args.seed}, {duration:.0f} s each, "
+            f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall", ""]
+    text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
+    print("\n".join(text))
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        (out_dir / "table.md").write_text("\n".join(text) + "\n")
+        if args.plots:
+            print(f"plot: {suite_plot(out_dir, results)}", file=sys.stderr)
+    return 0
+
+
+def suite_plot(out_dir: Path, results: list[dict[str, Any]]) -> Path:
+    """Adaptive's mean time loss against each SUMO baseline, case by case (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_case: dict[str, dict[str, float]] = {}
+    for r in results:
+        by_case.setdefault(r["scenario"], {})[r["controller"]] = r["mean_time_loss_s"]
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    lo, hi = math.inf, 0.0
+    for b, colour in zip(SUMO_BASELINES, ("tab:blue", "magenta", "tab:green")):
+        pts = [(v[b], v["adaptive"]) for v in by_case.values() if b in v and "adaptive" in v and v[b] > 0]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label=LABELS[b], color=colour, alpha=0.8)
+            lo = min(lo, *[min(p) for p in pts])
+            hi = max(hi, *[max(p) for p in pts])
+    if hi > 0:
+        xs = [max(lo * 0.8, 0.5), hi * 1.2]
+        ax.plot(xs, xs, "k-", lw=1, label="equal")
+        ax.plot(xs, [0.85 * x for x in xs], "k--", lw=0.8, label="0.85 x")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel("SUMO program: mean time loss (s)")
+    ax.set_ylabel("ours, adaptive: mean time loss (s)")
+    ax.set_title("junction suite: below the line, ours is better")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    png = out_dir / "suite.png"
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png

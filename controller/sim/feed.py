@@ -98,6 +98,15 @@ class DetectorFeed:
         self.seq: dict[str, int] = {}
         self.delayed: list[tuple[float, str, bytes]] = []
         self.crossing_ends: dict[str, set[str]] = {}
+        #: lanes with a vehicle the sensors can see in a zone, and crossings with somebody waiting, as of
+        #: the last step (before latency): the true calls, for the safety monitor's max-green rule
+        self.occupied_lanes: set[str] = set()
+        self.waiting_at: set[str] = set()
+
+    def true_calls(self) -> set[str]:
+        """Phases with a vehicle or pedestrian the sensors can see now (no latency, no phantoms)."""
+        out = {pid for pid, lanes in self.d.phase_lanes.items() if any(ln in self.occupied_lanes for ln in lanes)}
+        return out | {pid for pid, c in self.d.phase_crossing.items() if c in self.waiting_at}
 
     def start_messages(self) -> list[tuple[str, bytes, bool]]:
         """(topic, payload, retain) to send before the first step."""
@@ -116,6 +125,7 @@ class DetectorFeed:
         la, il = traci.lanearea, traci.inductionloop
         msgs: list[tuple[str, bytes]] = []
         self.phantoms = [p for p in self.phantoms if p[2] > t]
+        self.occupied_lanes = set()
         for cam, lanes in self.cam_lanes.items():
             zones: dict[str, ZoneState] = {}
             for ln in lanes:
@@ -129,6 +139,8 @@ class DetectorFeed:
                             del first[v]
                     for v in ids:
                         first.setdefault(v, t)
+                    if ids:
+                        self.occupied_lanes.add(ln)
                     if kind == "p" and self.det.phantom > 0:
                         new = set(ids) - self.seen_p.get(zid, set())
                         self.seen_p[zid] = set(ids)
@@ -152,6 +164,7 @@ class DetectorFeed:
                 msgs.append((self.topics.camera(SIM_DEVICE, cam, "presence"), PresenceMessage(
                     site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), zones=zones).model_dump_json().encode()))
         waiting = self._waiting_pedestrians(traci) if self.ped_cams else {}
+        self.waiting_at = {c for c, n in waiting.items() if n > 0}
         for cam, crossing in self.ped_cams.items():
             n = waiting.get(crossing, 0)
             key = {"waiting": (n > 0, n)}

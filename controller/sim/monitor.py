@@ -1,7 +1,10 @@
 """The independent safety monitor: reads the signal state SUMO actually shows, link by link, every step,
 and checks it with the timeline checker. It knows nothing of the controller: conflicts are the pairs of
 links that the network's *original* program never shows green together, and the interval rules come
-from the configuration being enforced (for SUMO's own controllers only conflicts, yellow and all-red)."""
+from the configuration being enforced (for SUMO's own controllers only conflicts, yellow and all-red).
+Continuous greens (links green in every phase of the program) have no rule: they conflict with nothing.
+Max green counts only while a conflicting link is called; the calls are the ones the simulated sensors
+can see (``DetectorFeed.true_calls``), never the controller's, with ``call_lag_s`` for their latency."""
 from __future__ import annotations
 
 from roadside.controller.sim.signal_check import SignalRules, SignalTimelineChecker
@@ -19,8 +22,11 @@ def conflicting_links(states: list[tuple[str, float]], n: int) -> set[frozenset[
 
 
 class SafetyMonitor:
-    def __init__(self, d: DerivedTLS, ours: bool) -> None:
+    def __init__(self, d: DerivedTLS, ours: bool, call_lag_s: float = 0.0, native: bool = False) -> None:
+        """``native``: SUMO runs the network's own program with its own change intervals; only conflicts
+        are checked for it (its yellows are netconvert's, not ours)."""
         self.n = d.n_links
+        self.d = d
         rules = {}
         for i in range(d.n_links):
             pid = d.link_phase.get(i)
@@ -34,14 +40,20 @@ class SafetyMonitor:
                                  else SignalRules())
             else:
                 rules[str(i)] = (SignalRules(t.min_green, t.max_green, t.yellow, t.red_clearance) if ours
+                                 else SignalRules() if native
                                  else SignalRules(0.0, float("inf"), t.yellow, t.red_clearance))
-        self.checker = SignalTimelineChecker(rules, conflicting_links(d.original_states, d.n_links), start=-1e9)
+        self.checker = SignalTimelineChecker(rules, conflicting_links(d.original_states, d.n_links), start=-1e9,
+                                             call_lag_s=call_lag_s)
 
-    def observe(self, t: float, state: str) -> None:
+    def observe(self, t: float, state: str, phase_calls: set[str] | None = None) -> None:
+        """SUMO's signal state at t; ``phase_calls``: the phases called (what the sensors see), None if unknown."""
         sig = {}
         for i, c in enumerate(state[: self.n]):
             sig[str(i)] = "green" if c in "Gg" else "yellow" if c in "yY" else "red"
-        self.checker.observe(t, sig)
+        calls = None
+        if phase_calls is not None:
+            calls = {str(i) for i, pid in self.d.link_phase.items() if pid in phase_calls}
+        self.checker.observe(t, sig, calls)
 
     @property
     def violations(self):

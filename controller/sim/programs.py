@@ -29,11 +29,17 @@ def change_intervals(d: DerivedTLS, before: str, after: str) -> tuple[float, flo
     return max(t.yellow for t in timings), max(t.red_clearance for t in timings)
 
 
-def program_xml(d: DerivedTLS, controller: str) -> str:
+def program_xml(d: DerivedTLS, controller: str, native: bool = False) -> str:
+    """SUMO's controller ``controller`` on the network's program. ``native``: keep the program's own
+    yellow and red phases as netconvert wrote them (a city's existing timing), only adding the
+    actuated limits; otherwise every change interval becomes our ITE one (same clearances for all)."""
     kind = KINDS[controller]
     phases = []
     states = d.original_states
     for k, (state, dur) in enumerate(states):
+        if native and (any(c in "yY" for c in state) or not any(c in "Gg" for c in state)):
+            phases.append(f'        <phase duration="{dur:.1f}" state="{state}"/>')
+            continue
         if any(c in "yY" for c in state):
             prev = states[k - 1][0]
             yellow, red = change_intervals(d, prev, state)
@@ -46,11 +52,13 @@ def program_xml(d: DerivedTLS, controller: str) -> str:
             continue
         green = any(c in "Gg" for c in state)
         start = green and _is_stage_start(d, states, k)
-        if green and not start:
+        if green and not start and not native:
             # the pedestrian-clearance tail of a stage: as long as our pedestrian clearance
             dur = max(dur, _ped_clearance(d, states[k - 1][0], state))
         if kind != "static" and start:
             mn, mx = _limits(d, state)
+            if native:
+                mx = max(mx, dur)
             phases.append(f'        <phase duration="{dur:.1f}" minDur="{mn:.1f}" maxDur="{mx:.1f}" state="{state}"/>')
         else:
             phases.append(f'        <phase duration="{dur:.1f}" state="{state}"/>')

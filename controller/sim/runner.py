@@ -52,6 +52,11 @@ class SimSpec:
     audit_log: str | None = None
     #: merged into the derived controller configuration, e.g. {"timing": {"adaptive": {"horizon_s": 180}}}
     overrides: dict | None = None
+    #: SUMO's own controllers keep the network's yellow and red phases as netconvert wrote them (the
+    #: junction suite); otherwise they get our ITE change intervals (the shipped scenarios)
+    native_baselines: bool = False
+    #: a name for the results (default: the scenario or the network file)
+    label: str | None = None
 
 
 def sumo_module():
@@ -215,7 +220,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
     ours = spec.controller in OURS
     work = Path(tempfile.mkdtemp(prefix="roadside-run-"))
     add = work / "add.xml"
-    body = additional_xml(d, net) if ours else program_xml(d, spec.controller)
+    body = additional_xml(d, net) if ours else program_xml(d, spec.controller, native=spec.native_baselines)
     add.write_text(f'<additional>\n{body}</additional>\n')
     trip = work / "tripinfo.xml"
     traci = sumo_module()
@@ -224,10 +229,13 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
            "--time-to-teleport", "300", "--end", str(int(duration)), "--tripinfo-output", str(trip),
            "--tripinfo-output.write-unfinished", "true", "--device.rerouting.probability", "0"]
     traci.start(cmd)
-    monitor = SafetyMonitor(d, ours)
+    degradation = SensorDegradation.named(spec.detection, duration)
+    # the controller learns of a call up to the sensors' latency plus one decision tick late
+    monitor = SafetyMonitor(d, ours, call_lag_s=degradation.latency_s + d.config.tick_s,
+                            native=spec.native_baselines)
     incoming = sorted({lk.from_lane for lk in d.links.values() if lk.crossing is None})
     queue_series: list[tuple[float, int]] = []
-    teleports = arrived = 0
+    teleports = arrived = continuous_off = 0
     ctrl = loop = feed = private = None
     audit = None
     now_ref = [0.0]
@@ -243,7 +251,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                 plan = webster_plan(d.intersection, true_phase_flows(d, net, sc, duration), d.config.timing.webster)
                 policy = FixedTimePolicy(d.config, d.intersection, greens=plan.greens)
                 policy.why = f"Webster from the true demand: C0={plan.cycle_s:.0f}s"
-            feed = DetectorFeed(d, site, SensorDegradation.named(spec.detection, duration), spec.seed)
+            feed = DetectorFeed(d, site, degradation, spec.seed)
             if spec.mode == "broker":
                 address = spec.broker
                 if address == "auto":
@@ -288,7 +296,9 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
                     if audit:
                         for ev in out.events:
                             audit.write(ev.model_dump_json() + "\n")
-            monitor.observe(t, traci.trafficlight.getRedYellowGreenState(d.tls_id))
+            state = traci.trafficlight.getRedYellowGreenState(d.tls_id)
+            monitor.observe(t, state, feed.true_calls() if feed is not None else None)
+            continuous_off += any(state[i] not in "Gg" for i in d.continuous)
             queue_series.append((t, sum(traci.lane.getLastStepHaltingNumber(ln) for ln in incoming)))
         monitor.checker.finish(float(duration))
     finally:
@@ -301,6 +311,8 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
         traci.close()
     trips = _tripinfo(trip)
     result = _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d)
+    result["continuous_links"] = len(d.continuous)
+    result["continuous_not_green_steps"] = continuous_off
     if spec.timeseries:
         _write_timeseries(spec.timeseries, trips, queue_series, duration)
     for f in work.iterdir():
@@ -328,7 +340,7 @@ def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d
     for v in monitor.violations:
         rules[v.rule] = rules.get(v.rule, 0) + 1
     return {
-        "scenario": spec.scenario or os.path.basename(spec.net or ""), "controller": spec.controller,
+        "scenario": spec.label or spec.scenario or os.path.basename(spec.net or ""), "controller": spec.controller,
         "seed": spec.seed, "duration_s": duration, "mode": spec.mode if spec.controller in OURS else "sumo",
         "detection": spec.detection,
         "mean_time_loss_s": round(statistics.fmean(losses), 2) if losses else 0.0,

@@ -9,7 +9,10 @@ Signals are ``green``, ``yellow`` or ``red`` per signal (a phase, or a SUMO link
   clearance;
 * ``no-yellow``: a green never turns red directly (unless its yellow is 0, as for SUMO crossings);
 * ``short-yellow``/``yellow-to-green``: a yellow lasts its full time and is followed by red;
-* ``min-green``/``max-green``: a green lasts between its min and max.
+* ``min-green``/``max-green``: a green lasts at least its min; it lasts at most its max *while a
+  conflicting signal is called* (the max timer starts at the first conflicting call and resets when the
+  calls go away; ``call_lag_s`` allows for the detectors' latency). Without call information every signal
+  counts as called; a signal that conflicts with nothing never maxes out.
 
 Times are the observation times; a change is taken to happen at the first observation that shows it.
 """
@@ -41,6 +44,8 @@ class Violation:
 class _Track:
     state: str
     since: float
+    #: while green: since when a conflicting signal has been called (None: no conflicting call)
+    max_from: float | None = None
 
 
 @dataclass
@@ -49,6 +54,9 @@ class SignalTimelineChecker:
     conflicts: set[frozenset[str]]
     #: Time before the first observation since which everything has been red (power-up).
     start: float = 0.0
+    #: Extra time a green may run against a conflicting call before max green is a violation: how late the
+    #: controller may learn of a call (detector latency).
+    call_lag_s: float = 0.0
     violations: list[Violation] = field(default_factory=list)
     _tracks: dict[str, _Track] = field(default_factory=dict)
     _last_t: float = -math.inf
@@ -65,7 +73,15 @@ class SignalTimelineChecker:
     def _flag(self, t: float, rule: str, signal: str, detail: str) -> None:
         self.violations.append(Violation(t, rule, signal, detail))
 
-    def observe(self, t: float, signals: dict[str, str]) -> None:
+    def _max_over(self, s: str, tr: _Track, t: float) -> float:
+        """How far a green has run past its max against conflicting calls (<= 0: within it)."""
+        if tr.max_from is None:
+            return -math.inf
+        return t - tr.max_from - self.rules[s].max_green - self.call_lag_s
+
+    def observe(self, t: float, signals: dict[str, str], calls: set[str] | None = None) -> None:
+        """One observation of the signals at time t; ``calls``: the signals called now (None: unknown,
+        every signal counts as called)."""
         if not t >= self._last_t:
             self._flag(t, "time", "-", f"observation time {t} is before {self._last_t}")
             return
@@ -84,8 +100,10 @@ class SignalTimelineChecker:
             if old == "green":
                 if dur < r.min_green - EPS:
                     self._flag(t, "min-green", s, f"green {dur:.2f}s < min {r.min_green}")
-                if dur > r.max_green + EPS:
-                    self._flag(t, "max-green", s, f"green {dur:.2f}s > max {r.max_green}")
+                over = self._max_over(s, self._tracks[s], t)
+                if over > EPS:
+                    self._flag(t, "max-green", s, f"green {dur:.2f}s ran {over + r.max_green:.2f}s against a "
+                               f"conflicting call > max {r.max_green}")
                 if new == "red" and r.yellow > 0:
                     self._flag(t, "no-yellow", s, "green went straight to red")
             elif old == "yellow":
@@ -96,6 +114,15 @@ class SignalTimelineChecker:
             if new == "green":
                 started.append(s)
             self._tracks[s] = _Track(new, t)
+        for s, tr in self._tracks.items():
+            if tr.state != "green":
+                continue
+            partners = self._partners[s]
+            called = bool(partners) and (calls is None or any(q in calls for q in partners))
+            if not called:
+                tr.max_from = None
+            elif tr.max_from is None:
+                tr.max_from = t if calls is not None else tr.since
         for s in started:
             for q in self._partners[s]:
                 qt = self._tracks[q]
@@ -117,5 +144,6 @@ class SignalTimelineChecker:
     def finish(self, t: float) -> None:
         """Check greens still running at the end for max green."""
         for s, tr in self._tracks.items():
-            if tr.state == "green" and t - tr.since > self.rules[s].max_green + EPS:
-                self._flag(t, "max-green", s, f"green {t - tr.since:.2f}s > max {self.rules[s].max_green} (running)")
+            if tr.state == "green" and self._max_over(s, tr, t) > EPS:
+                self._flag(t, "max-green", s, f"green {t - tr.since:.2f}s > max {self.rules[s].max_green} against "
+                           "a conflicting call (running)")

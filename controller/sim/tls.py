@@ -7,7 +7,15 @@ green/yellow/red program.
 * **Phases** (signal groups) are the links with the same green pattern across the stages, split per
   approach edge (vehicles) or per crossing (pedestrians), so that each phase has its own detectors, flow
   and saturation flow.
-* Two phases are **compatible** when some stage shows both green.
+* A link green (``G``/``g``) in *every* phase of the program, transitions included (a free turn), is a
+  **continuous green**: it is not controlled at all (no phase, no timings, no monitor rule) and always
+  shows its program's green.
+* Two phases are **compatible** when some stage shows both green. A phase whose links are all ``g`` in a
+  stage is *permissive* there (it yields).
+* A lane that feeds several phases (a shared through-and-left lane of a protected-permissive left) feeds
+  each with its share of the lane's vehicles (``share`` = 1 / phases on the lane); saturation flow per lane
+  is 1800 veh/h, lowered for lanes that carry a permissive-only movement (yielding to oncoming traffic or
+  pedestrians): x0.5 for a lane of such movements alone, x0.75 for a lane shared with other movements.
 * Change intervals come from the ITE formulas (approach lane speed, junction size); the fixed plan is the
   program's own green durations.
 """
@@ -27,6 +35,10 @@ QUEUE_M = 100.0  # length of the queue zones the simulated camera reports (see f
 MIN_GREEN_S = 5.0
 MAX_GREEN_S = 60.0
 WALK_S = 7.0
+#: saturation flow factors of lanes with permissive-only movements (yielding to oncoming traffic or
+#: pedestrians): a lane of such movements alone, and one shared with other movements
+PERMISSIVE_ONLY_LANE = 0.5
+PERMISSIVE_SHARED_LANE = 0.75
 
 
 class NetworkError(RoadsideError):
@@ -74,6 +86,8 @@ class DerivedTLS:
     phase_lanes: dict[str, list[str]] = field(default_factory=dict)
     #: pedestrian phase -> crossing edge
     phase_crossing: dict[str, str] = field(default_factory=dict)
+    #: continuous greens: link index -> the green it always shows ('G' or 'g')
+    continuous: dict[int, str] = field(default_factory=dict)
 
     @cached_property
     def intersection(self) -> Intersection:
@@ -93,6 +107,9 @@ class DerivedTLS:
     def state_string(self, signals: dict[str, str], stages: list[str | None]) -> str:
         out = []
         for i in range(self.n_links):
+            if i in self.continuous:
+                out.append(self.continuous[i])
+                continue
             pid = self.link_phase.get(i)
             sig = signals.get(pid, "red") if pid else "red"
             if sig == "green":
@@ -143,10 +160,12 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
     stages = _stages(states, links)
     if len(stages) < 2:
         raise NetworkError(f"traffic light {tls_id!r}: fewer than two green stages in program {prog_id!r}")
+    continuous = {i: ("G" if all(s[i] == "G" for s, _ in states) else "g")
+                  for i in range(n) if all(s[i] in "Gg" for s, _ in states)}
     patterns: dict[int, tuple[bool, ...]] = {}
     for i in range(n):
         pat = tuple(i in st.green for st in stages)
-        if any(pat) and i in links:
+        if any(pat) and i in links and i not in continuous:
             patterns[i] = pat
     groups: dict[tuple, list[int]] = {}
     for i, pat in patterns.items():
@@ -168,6 +187,25 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
 
     node = net.getNode(tls_id) if net.hasNode(tls_id) else None
     width = _junction_width(node) if node is not None else 20.0
+    # lanes shared by several vehicle phases, and lanes that carry a permissive-only movement
+    lane_phases: dict[str, set[str]] = {}
+    for pid, idxs in phase_links.items():
+        if phase_kind[pid] == "vehicle":
+            for i in idxs:
+                lane_phases.setdefault(links[i].from_lane, set()).add(pid)
+    lane_links: dict[str, list[int]] = {}
+    for i, lk in links.items():
+        if lk.crossing is None and i not in continuous:
+            lane_links.setdefault(lk.from_lane, []).append(i)
+
+    def yielding(i: int) -> bool:  # 'g' wherever it is green
+        return all(st.chars[i] == "g" for st in stages if i in st.chars)
+
+    def lane_factor(lane: str) -> float:
+        ys = [yielding(i) for i in lane_links.get(lane, [])]
+        if not any(ys):
+            return 1.0
+        return PERMISSIVE_ONLY_LANE if all(ys) else PERMISSIVE_SHARED_LANE
     phases_cfg = []
     phase_lanes: dict[str, list[str]] = {}
     phase_crossing: dict[str, str] = {}
@@ -186,18 +224,24 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, width)
         cam = ident(lks[0].from_edge)
         zone_m = min(QUEUE_M, min(lk.lane_length for lk in lks) - 1.0)
+        share = {ln: round(1.0 / len(lane_phases[ln]), 4) for ln in lanes}
+        sat = 1800.0 * sum(lane_factor(ln) for ln in lanes) / len(lanes)
         phases_cfg.append({
             "id": pid, "movements": [f"link {i}" for i in idxs], "min_green": MIN_GREEN_S, "max_green": MAX_GREEN_S,
             "passage": 2.0, "yellow": c.yellow_s, "red_clearance": c.red_clearance_s, "lanes": len(lanes),
+            "saturation_flow_vph": round(sat, 1),
             "detectors": {"presence": [{"camera": cam, "zone": f"p_{ident(ln)}"} for ln in lanes],
-                          "queue": [{"camera": cam, "zone": f"q_{ident(ln)}"} for ln in lanes],
-                          "counts": [{"camera": cam, "line": f"c_{ident(ln)}"} for ln in lanes],
+                          "queue": [{"camera": cam, "zone": f"q_{ident(ln)}", "share": share[ln]} for ln in lanes],
+                          "counts": [{"camera": cam, "line": f"c_{ident(ln)}", "share": share[ln]} for ln in lanes],
                           "queue_travel_s": round(zone_m / max(lks[0].speed, 1.0), 1)},
         })
     ids = list(phase_links)
     compatible = [[a, b] for i, a in enumerate(ids) for b in ids[i + 1:]
                   if any(x and y for x, y in zip(phase_pattern[a], phase_pattern[b]))]
-    stage_cfg = [{"id": st.id, "phases": [p for p in ids if phase_pattern[p][k]]} for k, st in enumerate(stages)]
+    stage_cfg = [{"id": st.id, "phases": [p for p in ids if phase_pattern[p][k]],
+                  "permissive": [p for p in ids if phase_pattern[p][k] and phase_kind[p] == "vehicle"
+                                 and all(st.chars.get(i) == "g" for i in phase_links[p])]}
+                 for k, st in enumerate(stages)]
     data = {
         "site": site, "device": SIM_DEVICE, "tick_s": 1.0,
         "intersection": {"phases": phases_cfg, "compatible": compatible, "stages": stage_cfg},
@@ -209,7 +253,7 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
     _merge(data, extra or {})
     cfg = parse_controller_config(data, f"derived from traffic light {tls_id!r}")
     return DerivedTLS(tls_id, prog_id, n, links, stages, phase_links, phase_kind, link_phase, states, cfg,
-                      phase_lanes, phase_crossing)
+                      phase_lanes, phase_crossing, continuous)
 
 
 def _merge(base: dict, extra: dict) -> None:

@@ -76,8 +76,8 @@ def test_failsafe_fixed_action_runs_the_fixed_plan_while_a_camera_is_silent_then
     sim.tamper = lambda topic, payload, t: None if "/cam2/" in topic and 300 <= t < 600 else payload
     res = sim.run(900, record=True)
     checker = checker_for(Intersection.of(cfg))
-    for t, s in res.timeline:
-        checker.observe(t, s)
+    for (t, s), calls in zip(res.timeline, res.calls):
+        checker.observe(t, s, calls)
     assert checker.violations == []
     modes = [(e.t, e.detail["to"]) for e in sim.events if e.type == "mode"]
     entered = [t for t, m in modes if m == "fail-safe" and t > 300]

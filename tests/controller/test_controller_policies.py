@@ -18,8 +18,8 @@ def run(policy: str, demand: dict, duration: float = 1200, seed: int = 3, **timi
     sim = QueueSim(cfg, demand, seed=seed)
     res = sim.run(duration, record=True)
     checker = checker_for(Intersection.of(cfg))
-    for t, s in res.timeline:
-        checker.observe(t, s)
+    for (t, s), calls in zip(res.timeline, res.calls):
+        checker.observe(t, s, calls)
     return res, checker, sim
 
 

@@ -28,6 +28,8 @@ class QueueSimResult:
     stage_changes: int
     controller: Controller
     timeline: list[tuple[float, dict[str, str]]] = field(default_factory=list)
+    #: per timeline entry: the phases with a vehicle or pedestrian waiting or arriving (the true calls)
+    calls: list[set[str]] = field(default_factory=list)
 
 
 class QueueSim:
@@ -77,7 +79,7 @@ class QueueSim:
         for dev in {d for d, _ in cams}:
             self.publish(topics.device_status(dev), b"online", 0.0)
         t, changes, last_zones, next_bin, next_health = 0.0, 0, None, cfg.detection.counts_interval_s, 0.0
-        timeline = []
+        timeline, calls = [], []
         for _ in range(int(duration_s / dt)):
             t = round(t + dt, 6)
             for p in cfg.intersection.phases:
@@ -106,6 +108,8 @@ class QueueSim:
             changes += out.step.change is not None
             if record:
                 timeline.append((t, out.step.signals))
+                calls.append({p.id for p in cfg.intersection.phases
+                              if self.queues[p.id] or t - self.last_arrival[p.id] < 1.0})
             for p in cfg.intersection.phases:
                 if out.step.signals[p.id] != "green":
                     self.green_since[p.id] = None
@@ -128,7 +132,7 @@ class QueueSim:
                     self.credit[p.id] = min(self.credit[p.id], 1.0)
         left = sum(len(q) for pid, q in self.queues.items() if self.ctrl.intersection.phases[pid].vehicle)
         mean = sum(self.delays) / len(self.delays) if self.delays else 0.0
-        return QueueSimResult(mean, len(self.delays), left, changes, self.ctrl, timeline)
+        return QueueSimResult(mean, len(self.delays), left, changes, self.ctrl, timeline, calls)
 
     def _publish_counts(self, t: float, cams) -> None:
         cfg = self.cfg

@@ -1,0 +1,280 @@
+"""The controller on junctions it was never tuned on (issue 10): the generator of random junctions, and a
+regression test for each cause found on them. Closed-loop runs use small generated nets."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from helpers.controller import checker_for, make_config
+from helpers.queue_sim import QueueSim
+from roadside.controller.config import parse_controller_config
+from roadside.controller.engine import Decision, SignalEngine
+from roadside.controller.inputs import InputState
+from roadside.controller.intersection import Intersection
+from roadside.controller.policies.webster import webster_plan
+from roadside.controller.sim.signal_check import SignalRules, SignalTimelineChecker
+from roadside.core.payloads import PresenceMessage, ZoneState
+
+sumo = pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
+
+from roadside.controller.sim.generate import LEFT_MODES, PATTERNS, draw, generate  # noqa: E402
+from roadside.controller.sim.monitor import SafetyMonitor  # noqa: E402
+from roadside.controller.sim.runner import SimSpec, run_sim  # noqa: E402
+from roadside.controller.sim.tls import derive  # noqa: E402
+
+
+def program(net) -> list[str]:
+    return [p.get("state") for p in ET.parse(net).getroot().find("tlLogic").findall("phase")]
+
+
+def first_case(tmp_path, want, seeds=range(1, 200)):
+    """The first generated junction (by seed) whose derived controller model satisfies ``want``."""
+    for seed in seeds:
+        if not want(draw(seed)):
+            continue
+        info = generate(seed, tmp_path / f"case{seed}", duration_s=900)
+        d = derive(info["net"])
+        if want(d):
+            return info, d
+    pytest.fail("no generated junction has the wanted property")
+
+
+# -- the generator -------------------------------------------------------------------------------------
+def test_generator_covers_the_layouts_and_is_deterministic(tmp_path):
+    cases = [draw(s) for s in range(1, 121)]
+    assert {len(c.legs) for c in cases} == {3, 4, 5}
+    assert {lg.through_lanes for c in cases for lg in c.legs} == {1, 2, 3}
+    assert {c.left_mode for c in cases} == set(LEFT_MODES)
+    assert {c.pattern for c in cases} == set(PATTERNS)
+    assert {c.lefthand for c in cases} == {True, False} and {c.turnarounds for c in cases} == {True, False}
+    assert {lg.kerb_lane for c in cases for lg in c.legs} >= {"shared", "exclusive", "free"}
+    assert {lg.far_lane for c in cases for lg in c.legs} == {"shared", "exclusive"}
+    assert any(lg.crossing for c in cases for lg in c.legs) and any(not any(lg.crossing for lg in c.legs) for c in cases)
+    assert {c.mix for c in cases} == {"cars", "car-moto-70-30", "motorbike-heavy"}
+    a = generate(7, tmp_path / "a", duration_s=600)
+    b = generate(7, tmp_path / "b", duration_s=600)
+    assert (tmp_path / "a" / "routes.rou.xml").read_text() == (tmp_path / "b" / "routes.rou.xml").read_text()
+    assert program(a["net"]) == program(b["net"]) and a["description"] == b["description"]
+    # --lefthand forces left-hand traffic, and netconvert builds it so
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "generate", "--seed", "7", "--lefthand",
+                        "--out", str(tmp_path / "lh")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "left-hand" in out["description"]
+    assert ET.parse(out["net"]).getroot().get("lefthand") == "true"
+
+
+def test_fail_safe_plan_is_the_nets_own_program(tmp_path):
+    info = generate(3, tmp_path / "c", duration_s=600)
+    d = derive(info["net"])
+    states = program(info["net"])
+    durations = [float(p.get("duration")) for p in ET.parse(info["net"]).getroot().find("tlLogic").findall("phase")]
+    greens = sum(dur for s, dur in zip(states, durations) if "y" not in s and any(c in "Gg" for c in s))
+    assert sum(d.config.timing.fixed.greens.values()) == pytest.approx(greens)
+    assert list(d.config.timing.fixed.greens) == [s.id for s in d.config.intersection.stages]
+
+
+# -- cause 1: continuous greens ------------------------------------------------------------------------
+def test_a_free_turn_is_not_controlled_and_stays_green_all_hour(tmp_path):
+    info, d = first_case(tmp_path, lambda x: len(getattr(x, "legs", [])) == 3 if hasattr(x, "legs")
+                         else bool(x.continuous))
+    states = program(info["net"])
+    for i in d.continuous:
+        assert all(s[i] in "Gg" for s in states)  # green in every phase of the program, transitions included
+        assert i not in d.link_phase  # no phase: no min/max/yellow, no role in timing
+    monitor = SafetyMonitor(d, ours=True)
+    assert all(monitor.checker.rules[str(i)] == SignalRules() for i in d.continuous)  # no monitor rule
+    # whatever the controller shows, a continuous green stays green
+    for sigs in ({p: "red" for p in d.phase_kind}, {p: "yellow" for p in d.phase_kind}):
+        st = d.state_string(sigs, [None])
+        assert all(st[i] in "Gg" for i in d.continuous)
+    res = run_sim(SimSpec("actuated", net=info["net"], routes=info["routes"].replace("case", "case"),
+                          duration_s=3600, native_baselines=True))
+    assert res["continuous_links"] == len(d.continuous) > 0
+    assert res["continuous_not_green_steps"] == 0
+    assert res["teleports"] == 0 and res["safety_violations"] == 0 and res["throughput_veh"] > 100
+
+
+# -- cause 5: exact greens, Webster, shared lanes, the monitor -------------------------------------------
+def test_every_green_runs_exactly_what_was_asked():
+    plan = {"NS": 30, "NSL": 8, "EW": 25}
+    cfg = make_config(timing={"policy": "fixed", "fixed": {"greens": plan}})
+    sim = QueueSim(cfg, {"ns": 400, "nsl": 80, "ew": 300, "ped_ew": 30}, seed=1)
+    res = sim.run(600, record=True)
+    scheduled = [e.detail for e in sim.events if e.type == "decision" and e.detail["reason"].startswith("scheduled")]
+    assert len(scheduled) > 5
+    assert all(d["green_s"] == pytest.approx(plan[d["from"]]) for d in scheduled)
+    # and on the signal timeline: the EW phase (only in EW) is green exactly its stage's green
+    greens, since = [], None
+    for t, s in res.timeline:
+        if s["ew"] == "green" and since is None:
+            since = t
+        elif s["ew"] != "green" and since is not None:
+            greens.append(t - since)
+            since = None
+    assert greens and all(g == pytest.approx(plan["EW"]) for g in greens)
+
+
+def _inter(phases, compatible, stages, **phase_over) -> Intersection:
+    def veh(pid, **kw):
+        return {"id": pid, "min_green": 5, "max_green": 20, "yellow": 3, "red_clearance": 1,
+                "detectors": {"presence": [{"camera": "c", "zone": pid}]}, **kw}
+    cfg = parse_controller_config({"site": "s", "intersection": {
+        "phases": [veh(p, **phase_over.get(p, {})) for p in phases], "compatible": compatible,
+        "stages": stages}, "tick_s": 1.0})
+    return Intersection.of(cfg)
+
+
+def test_webster_leaves_out_always_green_phases_and_uses_lower_saturation_on_permissive_lanes(tmp_path):
+    inter = _inter(["a", "b", "free"], [["a", "free"], ["b", "free"]],
+                   [{"id": "A", "phases": ["a", "free"]}, {"id": "B", "phases": ["b", "free"]}])
+    assert inter.always_green("free")
+    cfg = make_config().timing.webster
+    base = webster_plan(inter, {"a": 600, "b": 300}, cfg)
+    loaded = webster_plan(inter, {"a": 600, "b": 300, "free": 1700}, cfg)
+    assert loaded.cycle_s == base.cycle_s and loaded.greens == base.greens
+    # a derived net with permissive lefts on shared lanes: those phases get less than 1800 veh/h per lane
+    info, d = first_case(tmp_path, lambda x: x.left_mode == "permissive" if hasattr(x, "legs") else
+                         any(p.saturation_flow_vph < 1800 for p in x.config.intersection.phases))
+    for p in d.config.intersection.phases:
+        if p.kind != "vehicle":
+            continue
+        yielding = [i for i in d.phase_links[p.id] if all(st.chars.get(i, "g") == "g" for st in d.stages)]
+        assert (p.saturation_flow_vph < 1800) == bool(yielding)
+
+
+def test_a_detector_on_a_shared_lane_feeds_both_phases_with_its_share(tmp_path):
+    def shared(d):
+        lanes = [ln for ls in d.phase_lanes.values() for ln in ls]
+        return any(lanes.count(ln) > 1 for ln in lanes)
+    info, d = first_case(tmp_path, lambda x: x.left_mode == "protected-permissive" if hasattr(x, "legs") else shared(x))
+    cfg = d.config
+    by_zone: dict[str, list[tuple[str, float]]] = {}
+    for p in cfg.intersection.phases:
+        for z in p.detectors.queue:
+            by_zone.setdefault(z.zone, []).append((p.id, z.share))
+    shared_zones = {z: ps for z, ps in by_zone.items() if len(ps) > 1}
+    assert shared_zones and all(sum(s for _, s in ps) == pytest.approx(1.0) for ps in by_zone.values())
+    zone, phases = next(iter(shared_zones.items()))
+    cam = next(z.camera for p in cfg.intersection.phases for z in p.detectors.queue if z.zone == zone)
+    state = InputState(cfg, 0.0)
+    state.on_presence(PresenceMessage(site=cfg.site, device=cfg.device, camera=cam, ts="2025-01-01T00:00:00Z",
+                                      zones={zone: ZoneState(occupied=True, count=4, max_dwell_s=3.0)}), 1.0)
+    for p in cfg.intersection.phases:
+        state.reliable[p.id] = True
+    inputs = state.phase_inputs(1.0)
+    for pid, share in phases:
+        assert inputs[pid].call  # an occupied shared lane calls every phase it feeds
+        assert inputs[pid].queue == pytest.approx(4 * share)  # and counts each vehicle once in total
+    assert sum(inputs[pid].queue for pid, _ in phases) == pytest.approx(4)
+
+
+def test_the_monitor_applies_no_max_green_to_what_conflicts_with_nothing():
+    rules = {"free": SignalRules(5, 20, 3, 1), "a": SignalRules(5, 20, 3, 1), "b": SignalRules(5, 20, 3, 1)}
+    chk = SignalTimelineChecker(rules, {frozenset(("a", "b"))})
+    for t in range(1, 200):
+        chk.observe(float(t), {"free": "green", "a": "green", "b": "red"}, calls={"a"} if t < 100 else {"a", "b"})
+    chk.finish(200.0)
+    # "free" conflicts with nothing: never maxed out; "a" ran 100 s against b's call: a violation
+    assert {v.signal for v in chk.violations if v.rule == "max-green"} == {"a"}
+
+
+# -- cause 2: max green against a conflicting call -------------------------------------------------------
+def test_a_spanning_phase_is_not_maxed_out_across_stages_and_the_latch_clears_at_the_next_stage():
+    inter = _inter(["main", "left", "side", "free"],
+                   [["main", "left", "free"], ["side", "free"]],
+                   [{"id": "M", "phases": ["main", "free"]}, {"id": "L", "phases": ["main", "left", "free"]},
+                    {"id": "S", "phases": ["side", "free"]}])
+    eng = SignalEngine(inter, 1.0, 0.0)
+    greens = {p: 0.0 for p in inter.phases}
+    t = 0.0
+
+    def run(seconds, target, calls):
+        nonlocal t
+        for _ in range(int(seconds)):
+            t += 1.0
+            step = eng.step(t, Decision(target), calls)
+            for p, s in step.signals.items():
+                greens[p] = greens[p] + 1.0 if s == "green" else 0.0
+        return step
+
+    run(40, "M", {"main"})
+    run(40, "L", {"main", "left"})  # main spans M and L: 80 s green, nobody on the side road
+    assert eng.current == "L" and greens["main"] >= 75 and not any(v.latched for v in eng.envelope.phases.values())
+    called_at = t + 1.0  # the first tick that sees the call
+    ended = None
+    while eng.current != "S" and t < called_at + 60:  # the side road calls: max green (20 s) runs from the call
+        step = run(1, None, {"main", "left", "side"})
+        if ended is None and step.signals["main"] != "green":
+            ended = t
+    assert ended is not None and ended - called_at <= 20 + 1e-9
+    assert eng.envelope.latched("main") is False  # the max-out latch cleared at the stage boundary
+    assert greens["free"] > 100  # conflicts with nothing: never maxed out, whatever is called
+
+
+# -- cause 3: protected-left stages ----------------------------------------------------------------------
+def test_a_protected_left_stage_is_called_by_its_permissive_phase():
+    inter = _inter(["ns", "nsl", "ew"], [["ns", "nsl"]],
+                   [{"id": "NS", "phases": ["ns", "nsl"], "permissive": ["nsl"]}, {"id": "NSL", "phases": ["nsl"]},
+                    {"id": "EW", "phases": ["ew"]}])
+    assert "nsl" in inter.serves("NS", "NSL") and inter.new_phases("NS", "NSL") == frozenset()
+    assert inter.serves("NSL", "NS") == frozenset({"ns"})
+
+
+def test_a_protected_left_stage_is_served_when_called(tmp_path):
+    def protected_left(d):
+        return any(s.permissive for s in d.config.intersection.stages) and any(
+            not s.permissive and set(s.phases) <= {p for t in d.config.intersection.stages for p in t.permissive}
+            for s in d.config.intersection.stages)
+    info, d = first_case(tmp_path, lambda x: (x.left_mode == "protected-permissive" and len(x.legs) == 4)
+                         if hasattr(x, "legs") else protected_left(x))
+    left_stages = {s.id for s in d.config.intersection.stages
+                   if not s.permissive and set(s.phases) <= {p for t in d.config.intersection.stages for p in t.permissive}}
+    log = tmp_path / "audit.jsonl"
+    res = run_sim(SimSpec("actuated", net=info["net"], routes=info["routes"], duration_s=900, native_baselines=True,
+                          audit_log=str(log)))
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    served = [e for e in events if e["type"] == "stage-green" and e["detail"]["stage"] in left_stages]
+    cycles = [e for e in events if e["type"] == "stage-green" and e["detail"]["stage"] == d.stages[0].id]
+    assert res["safety_violations"] == 0 and len(cycles) > 5
+    assert len(served) >= 0.3 * len(cycles)  # the left turners call it in most cycles; it is served
+
+
+# -- cause 4: the adaptive policy under saturation ------------------------------------------------------
+def test_adaptive_greens_grow_with_a_standing_queue():
+    def mean_green(demand):
+        cfg = make_config(timing={"policy": "adaptive"})
+        sim = QueueSim(cfg, demand, seed=4)
+        sim.run(1800)
+        g = [e.detail["green_s"] for e in sim.events if e.type == "decision" and e.detail["from"] == "NS"
+             and e.detail["green_s"] is not None]
+        return sum(g) / len(g)
+    light = mean_green({"ns": 300, "nsl": 30, "ew": 200, "ped_ew": 0})
+    heavy = mean_green({"ns": 1500, "nsl": 60, "ew": 700, "ped_ew": 0})
+    inter = Intersection.of(make_config())
+    assert heavy > 1.5 * light and heavy > 2 * inter.stages["NS"].min_green
+
+
+# -- the suite benchmark, tiny ---------------------------------------------------------------------------
+def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_path):
+    out = tmp_path / "suite"
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", "--seed", "5",
+                        "--duration", "150", "--controllers", "sumo-static", "sumo-actuated", "adaptive",
+                        "--jobs", "2", "--out", str(out), "--plots"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| case5 |" in r.stdout and "| case6 |" in r.stdout and "**Target check**" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cases"] == 2 and summary["safety_violations"] == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {x["controller"] for x in results} == {"sumo-static", "sumo-actuated", "adaptive"}
+    act = [x for x in results if x["controller"] == "sumo-actuated"]
+    ada = {x["scenario"]: x for x in results if x["controller"] == "adaptive"}
+    ratios = [ada[x["scenario"]]["mean_time_loss_s"] / x["mean_time_loss_s"] for x in act]
+    assert summary["sumo-actuated"]["median"] == pytest.approx(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
+    assert (out / "suite.png").stat().st_size > 5000
+    assert not math.isnan(summary["sumo-actuated"]["worst"])
