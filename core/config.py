@@ -101,15 +101,18 @@ def format_location(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def error_message(e: dict) -> str:
+    """The message of one error of a ValidationError, as configuration errors say it."""
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        return "unknown key (not part of the configuration schema; check the spelling)"
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the configuration schema; check the spelling)"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        lines.append(f"  - {format_location(e['loc'])}: {msg}")
+        lines.append(f"  - {format_location(e['loc'])}: {error_message(e)}")
     return "\n".join(lines)
 
 
@@ -191,6 +194,6 @@ def load_config(path: str | Path, model: type[M]) -> M:
     return parse_config(read_yaml(path), model, str(Path(path)))
 
 
-__all__ = ["ConfigError", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number",
+__all__ = ["ConfigError", "error_message", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number",
            "format_location", "format_validation_error", "load_config", "parse_config", "parse_yaml", "read_text",
            "read_yaml"]
