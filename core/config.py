@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from roadside.core.errors import ConfigError, RoadsideError
 
 #: Names of sites, devices, cameras, lines, zones, phases, stages: safe in MQTT topics and file names.
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 #: A configuration file larger than this is not a configuration (a wrong file, or an attack on the parser).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -106,6 +107,9 @@ def error_message(e: dict) -> str:
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         return "unknown key (not part of the configuration schema; check the spelling)"
+    if e["type"] == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == IDENTIFIER_PATTERN:
+        return (f"{e.get('input')!r} is not a valid name: use letters, digits, `_`, `.` and `-` (starting with a "
+                "letter or digit, at most 64 characters)")
     return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
 
 

@@ -120,6 +120,7 @@ class CalibrationView:
                                 by=by, client=client, old_hash=old)
             new_cfg = saved.config
             svc.replace_config(new_cfg)
+            w.set_preview([], [])  # the preview was of this edit: it is the real layout now
             done = w.apply(new_cfg.vision(new_cfg.camera(camera)))
             applied = done.wait(_APPLY_WAIT_S)
             change = {**saved.change, "new_config_hash": w.hash if applied else None, "applied": applied}
