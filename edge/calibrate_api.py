@@ -17,10 +17,12 @@ from pydantic import BaseModel, Field, SecretStr
 
 from roadside.core.errors import ConfigError
 from roadside.edge.api_common import known_camera, token_guard
+from roadside.edge.manual_count import ManualCountBody
 
 #: the page's files and their media types (nothing else under /calibrate/ is served)
 ASSETS = {"index.html": "text/html; charset=utf-8", "calibrate.js": "text/javascript; charset=utf-8",
-          "calibrate.css": "text/css; charset=utf-8"}
+          "calibrate.css": "text/css; charset=utf-8", "count.html": "text/html; charset=utf-8",
+          "count.js": "text/javascript; charset=utf-8"}
 
 
 class CalibrationService(Protocol):
@@ -39,6 +41,12 @@ class CalibrationService(Protocol):
     def save(self, camera: str, lines: list, zones: list, by: str, client: str | None) -> dict: ...
 
     def changes(self) -> list[dict]: ...
+
+    def clips(self, camera: str) -> list[str]: ...
+
+    def clip(self, camera: str, name: str) -> Any: ...
+
+    def save_manual_count(self, camera: str, body: Any) -> dict: ...
 
 
 class LayoutBody(BaseModel):
@@ -66,6 +74,10 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
     @router.get("/calibrate/", include_in_schema=False)
     def page() -> Response:
         return Response(_asset("index.html"), media_type=ASSETS["index.html"], headers={"Cache-Control": "no-cache"})
+
+    @router.get("/calibrate/count", include_in_schema=False)
+    def count_page() -> Response:
+        return Response(_asset("count.html"), media_type=ASSETS["count.html"], headers={"Cache-Control": "no-cache"})
 
     @router.get("/calibrate/static/{name}", include_in_schema=False)
     def asset(name: str) -> Response:
@@ -121,6 +133,49 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
                                  "problems": [p.to_json(e.camera_index) for p in e.problems]}, status_code=422)
         except ConfigError as e:
             return JSONResponse({"detail": str(e), "problems": []}, status_code=409)
+
+    def open_clip(camera_id: str, name: str):
+        from roadside.edge.clip_frames import ClipError
+
+        try:
+            return view.clip(known(camera_id), name)
+        except KeyError:
+            raise HTTPException(404, f"no clip {name!r} beside camera {camera_id!r}'s video "
+                                     f"(clips: {', '.join(view.clips(camera_id)) or 'none'})") from None
+        except ClipError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips", summary="Recorded clips for a manual count")
+    def clips(camera_id: str) -> list[str]:
+        return view.clips(known(camera_id))
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips/{name}", summary="A clip's frame rate, size and frames")
+    def clip(camera_id: str, name: str) -> dict:
+        return open_clip(camera_id, name).describe()
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips/{name}/frames/{index}.jpg", response_class=Response,
+                summary="Frame INDEX (0-based, as decoded sequentially) of a clip",
+                responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+    def clip_frame(camera_id: str, name: str, index: int) -> Response:
+        from roadside.edge.clip_frames import ClipError
+
+        frames = open_clip(camera_id, name)
+        try:
+            jpeg = frames.jpeg(index)
+        except ClipError as e:
+            raise HTTPException(404, str(e)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600",
+                                                                "X-Frames": str(frames.frames or "")})
+
+    @router.post("/api/calibrate/cameras/{camera_id}/manual-counts", dependencies=[Depends(require_token)],
+                 summary="Store a manual count in the ground-truth format (needs the bearer token)")
+    def manual_count(camera_id: str, body: ManualCountBody) -> dict:
+        try:
+            return view.save_manual_count(known(camera_id), body)
+        except KeyError:
+            raise HTTPException(404, f"no clip {body.clip!r} beside camera {camera_id!r}'s video") from None
+        except ConfigError as e:
+            raise HTTPException(422, str(e)) from None
 
     @router.get("/api/calibrate/changes", summary="The change log of saved layouts (who, when, what)")
     def changes() -> list[dict]:

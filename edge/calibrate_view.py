@@ -23,6 +23,7 @@ class CalibrationView:
     def __init__(self, service: "EdgeService"):
         self.service = service
         self._lock = threading.Lock()
+        self._clip = None  # the clip open for a manual count (ClipFrames)
 
     # -- reading -----------------------------------------------------------------------------------
     def _worker(self, camera: str):
@@ -101,6 +102,38 @@ class CalibrationView:
         index, layout = check_layout(self.service.config, camera, lines, zones, self.frame_size(camera))
         self._worker(camera).set_preview(layout.lines, layout.zones)
         return [p.to_json(index) for p in layout.problems]
+
+    # -- manual count of a recorded clip -----------------------------------------------------------
+    def clips(self, camera: str) -> list[str]:
+        from roadside.edge.clip_frames import clips_beside
+
+        return list(clips_beside(self._worker(camera).cam.source))
+
+    def clip(self, camera: str, name: str):
+        """The open clip ``name`` (one at a time); KeyError when it is not one of the camera's clips."""
+        from roadside.edge.clip_frames import ClipFrames, clips_beside
+
+        path = clips_beside(self._worker(camera).cam.source)[name]
+        with self._lock:
+            current = self._clip
+            if current is None or current.path != path:
+                if current is not None:
+                    current.close()
+                self._clip = ClipFrames(path)
+            return self._clip
+
+    def save_manual_count(self, camera: str, body) -> dict:
+        """Write a manual count (ManualCountBody) in the ground-truth format into the state folder."""
+        from roadside.edge.manual_count import manual_count_document, write_manual_count
+
+        w = self._worker(camera)
+        clip = self.clip(camera, body.clip)
+        doc = manual_count_document(body, list(w.vision.lines), sorted(w.vision.detector.classes), clip.info.fps,
+                                    clip.info.width, clip.info.height, clip.frames, camera)
+        path = write_manual_count(self.service.config.state_path() / "manual_counts", doc)
+        log.info("camera %s: manual count of %s by %s (%d vehicles) written to %s", camera, body.clip,
+                 body.by or "installer", len(doc["events"]), path)
+        return {"path": str(path), "document": doc}
 
     def changes(self) -> list[dict]:
         return [{k: v for k, v in c.items() if k != "previous"} for c in read_changes(self.service.config.state_path())]
