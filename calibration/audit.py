@@ -98,22 +98,75 @@ def _causes(line: str, result: dict, dis: list[dict], health: dict, class_err: i
     return causes or ["no single cause stands out: look at the disagreements' frames (--html)"]
 
 
+def _replay_key(video: str | Path, config: VisionConfig, model: str | None) -> dict:
+    from roadside.edge.pipeline import config_hash
+    from roadside.models.store import resolve_model
+
+    st = Path(video).stat()
+    return {"video": str(Path(video).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "config_hash": config_hash(config), "model": str(resolve_model(model or config.detector.model))}
+
+
+def _save_tracks(path: Path, tracks: dict[int, Detections]) -> None:
+    idx = sorted(tracks)
+    frames = np.concatenate([np.full(len(tracks[i]), i, np.int64) for i in idx]) if idx else np.zeros(0, np.int64)
+
+    def cat(name, empty):
+        parts = [getattr(tracks[i], name) for i in idx]
+        return np.concatenate(parts) if parts else empty
+
+    np.savez_compressed(path, frames=frames, n=np.asarray(idx, np.int64), xyxy=cat("xyxy", np.zeros((0, 4), np.float32)),
+                        confidence=cat("confidence", np.zeros(0, np.float32)), class_id=cat("class_id", np.zeros(0, np.int32)),
+                        category=cat("category", np.zeros(0, object)).astype(str), tracker_id=cat("tracker_id", np.zeros(0, np.int64)))
+
+
+def _load_tracks(path: Path) -> dict[int, Detections]:
+    z = np.load(path)
+    out = {}
+    for i in z["n"].tolist():
+        m = z["frames"] == i
+        out[i] = Detections(z["xyxy"][m], z["confidence"][m], z["class_id"][m], z["category"][m].astype(object),
+                            z["tracker_id"][m])
+    return out
+
+
 def run_audit(config: VisionConfig, video: str | Path, truth_path: str | Path, out_dir: str | Path,
-              model: str | None = None, threshold: float = 0.95) -> tuple[dict, dict[int, Detections]]:
+              model: str | None = None, threshold: float = 0.95,
+              fresh: bool = False) -> tuple[dict, dict[int, Detections]]:
     """Count ``video`` with ``config``, score it against the manual count and judge each line: the report
-    (JSON data) and the tracks of every frame (for :func:`write_html`)."""
+    (JSON data) and the tracks of every frame (for :func:`write_html`).
+
+    The replay (counts and tracks) is kept in ``out_dir`` and reused by the next audit of the same clip
+    (unchanged file), configuration and model, so correcting a manual count does not cost a recount
+    (``fresh``: replay anyway)."""
+    import json
+
+    from roadside.edge.counts_file import CountsFile
     from roadside.edge.replay import run_replay
 
     gt = read_truth(truth_path)
     check_truth_lines(gt, [ln.id for ln in config.lines], config.lines)  # before a replay, not after
+    out = Path(out_dir)
+    key = _replay_key(video, config, model)
+    key_file, tracks_file, counts_file = out / "audit_replay.json", out / "audit_tracks.npz", out / "counts.json"
+    reused = (not fresh and key_file.exists() and tracks_file.exists() and counts_file.exists()
+              and json.loads(key_file.read_text()) == key)
+    if reused:
+        counts = CountsFile.read(counts_file)
+        tracks = _load_tracks(tracks_file)
+    else:
+        tracks = {}
+
+        def on_frame(fr, res) -> None:
+            tracks[fr.index] = res.tracks
+
+        key_file.unlink(missing_ok=True)
+        counts = run_replay(video, config, out, model=model, progress=False, on_frame=on_frame)
+        _save_tracks(tracks_file, tracks)
+        key_file.write_text(json.dumps(key) + "\n")
     paths = TrackPaths(config.counting.anchor, horizon_s=math.inf, max_paths=1_000_000, end_after_s=1.0)
-    tracks: dict[int, Detections] = {}
-
-    def on_frame(fr, res) -> None:
-        paths.update(fr.time_s, res.tracks)
-        tracks[fr.index] = res.tracks
-
-    counts = run_replay(video, config, out_dir, model=model, progress=False, on_frame=on_frame)
+    for i in sorted(tracks):
+        paths.update(i / counts.fps, tracks[i])
     paths.update(math.inf, Detections.empty())  # every track has ended
     result = score(counts, gt)
     dis = _disagreements(result, gt)
@@ -133,6 +186,7 @@ def run_audit(config: VisionConfig, video: str | Path, truth_path: str | Path, o
             "causes": _causes(lid, result, dis, health, cerr) if flagged else [],
         }
     report = {"clip": str(video), "truth": str(truth_path), "model": counts.model, "threshold": threshold,
+              "replay": str(out) + (" (reused)" if reused else ""),
               "accuracy": result["accuracy"], "class_accuracy": result["class_accuracy"],
               "true_total": result["true_total"], "predicted_total": result["predicted_total"],
               "rows": result["rows"], "class_rows": result["class_rows"], "lines": lines, "disagreements": dis,
@@ -141,7 +195,7 @@ def run_audit(config: VisionConfig, video: str | Path, truth_path: str | Path, o
 
 
 def format_audit(r: dict) -> str:
-    out = [f"audit of {r['clip']} ({r['model']}) against the manual count {r['truth']}",
+    out = [f"audit of {r['clip']} ({r['model']}) against the manual count {r['truth']}; replay: {r['replay']}",
            f"{'line':<10}{'direction':<10}{'class':<12}{'counted':>8}{'manual':>8}{'error':>7}"]
     for row in r["rows"] + r["class_rows"]:
         amb = f"+{row['ambiguous']}" if row["ambiguous"] else ""

@@ -43,7 +43,8 @@ def _audit(args: argparse.Namespace) -> int:
     from roadside.edge.site_file import load_vision_config
 
     config = load_vision_config(args.config, args.camera)
-    report, tracks = run_audit(config, args.video, args.truth, args.out, model=args.model, threshold=args.threshold)
+    report, tracks = run_audit(config, args.video, args.truth, args.out, model=args.model, threshold=args.threshold,
+                               fresh=args.fresh)
     print(format_audit(report))
     if args.html:
         n = write_html(report, tracks, config, args.video, args.html)
@@ -156,7 +157,10 @@ def register(cli) -> None:
     p.add_argument("--truth", required=True, metavar="MANUAL.json", help="the manual count (shared/data/gt format)")
     p.add_argument("--threshold", type=float, default=0.95, help="flag lines below this accuracy (default %(default)s)")
     p.add_argument("--html", metavar="OUT.html", help="also write a report with an annotated frame per disagreement")
-    p.add_argument("--out", default="runs/audit", help="folder for the replay's counts.json (default: %(default)s)")
+    p.add_argument("--out", default="runs/audit", help="folder for the replay's counts and tracks, reused by the next "
+                                                       "audit of the same clip, configuration and model (default: "
+                                                       "%(default)s)")
+    p.add_argument("--fresh", action="store_true", help="replay the clip even when --out holds a reusable replay")
     p.add_argument("--model", help="ONNX file or installed model name (default: detector.model, else the product default)")
     p.add_argument("--json", metavar="FILE", help="also write the whole audit as JSON")
 

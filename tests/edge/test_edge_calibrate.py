@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.browser import chromium_page
 from helpers.broker import Mosquitto, Recorder, free_port, wait_for
 from helpers.data import ROOT
 from helpers.edge_service import ServiceProcess, site_config
 
 TOKEN = "calibrate-token-0123456789"
 PREFIX = "roadside/test/edge-t"
-CHROMIUM = "/usr/bin/chromium"
 #: screenshots of the browser test (the best are copied into calibration/docs/ for the walk-through)
 SHOTS = Path(os.environ.get("ROADSIDE_TEST_OUT", ROOT / "out")) / "calibrate"
 
@@ -159,117 +159,95 @@ def _frame_to_page(page, x: float, y: float) -> tuple[float, float]:
     return box["x"] + x * s, box["y"] + y * s
 
 
-def _launch(playwright):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            raise AssertionError(f"{CHROMIUM} is missing: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-
-
 def test_the_page_draws_flips_saves_and_shows_errors_next_to_the_item(service):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
     svc, rec, conf = service
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = _launch(p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{svc.api_port}/calibrate")
-            page.wait_for_function("document.querySelectorAll('.item').length > 0")
-            page.wait_for_timeout(1500)  # a frame and the live tracks
-            n_lines = len(yaml.safe_load(conf.read_text())["cameras"][0]["lines"])
-            page.screenshot(path=str(SHOTS / "01_opened.png"))
+    with chromium_page() as (page, errors):
+        page.goto(f"http://127.0.0.1:{svc.api_port}/calibrate")
+        page.wait_for_function("document.querySelectorAll('.item').length > 0")
+        page.wait_for_timeout(1500)  # a frame and the live tracks
+        n_lines = len(yaml.safe_load(conf.read_text())["cameras"][0]["lines"])
+        page.screenshot(path=str(SHOTS / "01_opened.png"))
 
-            # draw a line with the mouse (L, press, drag, release)
-            page.keyboard.press("l")
-            page.mouse.move(*_frame_to_page(page, 420, 420))
-            page.mouse.down()
-            page.mouse.move(*_frame_to_page(page, 500, 330), steps=8)
-            page.mouse.move(*_frame_to_page(page, 600, 250), steps=8)
-            page.mouse.up()
-            new_line = page.locator(f"#item-line-{n_lines}")
-            line_id = new_line.locator(".item-id").input_value()
-            # flip it (F): a->b swaps, the arrow points to the other side
-            page.keyboard.press("f")
-            # drag its end a to a new place
-            page.mouse.move(*_frame_to_page(page, 600, 250))
-            page.mouse.down()
-            page.mouse.move(*_frame_to_page(page, 610, 240), steps=5)
-            page.mouse.up()
+        # draw a line with the mouse (L, press, drag, release)
+        page.keyboard.press("l")
+        page.mouse.move(*_frame_to_page(page, 420, 420))
+        page.mouse.down()
+        page.mouse.move(*_frame_to_page(page, 500, 330), steps=8)
+        page.mouse.move(*_frame_to_page(page, 600, 250), steps=8)
+        page.mouse.up()
+        new_line = page.locator(f"#item-line-{n_lines}")
+        line_id = new_line.locator(".item-id").input_value()
+        # flip it (F): a->b swaps, the arrow points to the other side
+        page.keyboard.press("f")
+        # drag its end a to a new place
+        page.mouse.move(*_frame_to_page(page, 600, 250))
+        page.mouse.down()
+        page.mouse.move(*_frame_to_page(page, 610, 240), steps=5)
+        page.mouse.up()
 
-            # draw a zone: Z, click four corners, click the first to close
-            page.keyboard.press("z")
-            corners = [(60, 300), (200, 300), (220, 420), (50, 430)]
-            for c in corners:
-                page.mouse.click(*_frame_to_page(page, *c))
-            page.mouse.click(*_frame_to_page(page, *corners[0]))
-            n_zones = page.locator("[id^=item-zone-]").count()
-            zone = page.locator(f"#item-zone-{n_zones - 1}")
-            zone_id = zone.locator(".item-id").input_value()
-            # insert a corner on its first edge (drag the edge's midpoint dot), then drag the whole zone
-            page.mouse.move(*_frame_to_page(page, 130, 300))
-            page.mouse.down()
-            page.mouse.move(*_frame_to_page(page, 130, 285), steps=4)
-            page.mouse.up()
-            page.mouse.move(*_frame_to_page(page, 120, 380))
-            page.mouse.down()
-            page.mouse.move(*_frame_to_page(page, 130, 380), steps=4)
-            page.mouse.up()
-            page.wait_for_timeout(800)
-            page.screenshot(path=str(SHOTS / "02_drawn.png"))
+        # draw a zone: Z, click four corners, click the first to close
+        page.keyboard.press("z")
+        corners = [(60, 300), (200, 300), (220, 420), (50, 430)]
+        for c in corners:
+            page.mouse.click(*_frame_to_page(page, *c))
+        page.mouse.click(*_frame_to_page(page, *corners[0]))
+        n_zones = page.locator("[id^=item-zone-]").count()
+        zone = page.locator(f"#item-zone-{n_zones - 1}")
+        zone_id = zone.locator(".item-id").input_value()
+        # insert a corner on its first edge (drag the edge's midpoint dot), then drag the whole zone
+        page.mouse.move(*_frame_to_page(page, 130, 300))
+        page.mouse.down()
+        page.mouse.move(*_frame_to_page(page, 130, 285), steps=4)
+        page.mouse.up()
+        page.mouse.move(*_frame_to_page(page, 120, 380))
+        page.mouse.down()
+        page.mouse.move(*_frame_to_page(page, 130, 380), steps=4)
+        page.mouse.up()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "02_drawn.png"))
 
-            # a bad edit: the error shows next to the item, and the canvas marks it
-            page.locator(f"#item-zone-{n_zones - 1} .item-id").fill("bad id!")
-            page.locator(f"#item-zone-{n_zones - 1} .item-id").press("Tab")
-            page.wait_for_selector(f"#item-zone-{n_zones - 1} .errors li")
-            err = page.locator(f"#item-zone-{n_zones - 1} .errors").inner_text()
-            assert err == "id: 'bad id!' is not a valid name: use letters, digits, `_`, `.` and `-` (starting with a " \
-                          "letter or digit, at most 64 characters)", err
-            assert "has-error" in page.locator(f"#item-zone-{n_zones - 1}").get_attribute("class")
-            page.locator(f"#item-zone-{n_zones - 1}").scroll_into_view_if_needed()
-            page.screenshot(path=str(SHOTS / "03_error_next_to_item.png"))
-            page.locator(f"#item-zone-{n_zones - 1} .item-id").fill(zone_id)
-            page.locator(f"#item-zone-{n_zones - 1} .item-id").press("Tab")
-            page.wait_for_function(f"!document.querySelector('#item-zone-{n_zones - 1} .errors')")
+        # a bad edit: the error shows next to the item, and the canvas marks it
+        page.locator(f"#item-zone-{n_zones - 1} .item-id").fill("bad id!")
+        page.locator(f"#item-zone-{n_zones - 1} .item-id").press("Tab")
+        page.wait_for_selector(f"#item-zone-{n_zones - 1} .errors li")
+        err = page.locator(f"#item-zone-{n_zones - 1} .errors").inner_text()
+        assert err == "id: 'bad id!' is not a valid name: use letters, digits, `_`, `.` and `-` (starting with a " \
+                      "letter or digit, at most 64 characters)", err
+        assert "has-error" in page.locator(f"#item-zone-{n_zones - 1}").get_attribute("class")
+        page.locator(f"#item-zone-{n_zones - 1}").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "03_error_next_to_item.png"))
+        page.locator(f"#item-zone-{n_zones - 1} .item-id").fill(zone_id)
+        page.locator(f"#item-zone-{n_zones - 1} .item-id").press("Tab")
+        page.wait_for_function(f"!document.querySelector('#item-zone-{n_zones - 1} .errors')")
 
-            # saving without the token is refused; nothing written
-            before = conf.read_text()
-            page.locator("#save").click()
-            page.wait_for_function("document.getElementById('status').textContent.includes('refused')")
-            assert conf.read_text() == before
+        # saving without the token is refused; nothing written
+        before = conf.read_text()
+        page.locator("#save").click()
+        page.wait_for_function("document.getElementById('status').textContent.includes('refused')")
+        assert conf.read_text() == before
 
-            # with the token: saved and applied; the running service's config, hash and counts change
-            old_hash = current_hash(svc)
-            page.locator("#token").fill(TOKEN)
-            page.locator("#by").fill("browser test")
-            page.keyboard.press("Control+s")
-            page.wait_for_function("document.getElementById('status').textContent.includes('saved and applied')")
-            status = page.locator("#status").inner_text()
-            new_hash = current_hash(svc)
-            assert new_hash != old_hash and f"{old_hash} → {new_hash}" in status
-            site = yaml.safe_load(conf.read_text())["cameras"][0]
-            drawn = next(ln for ln in site["lines"] if ln["id"] == line_id)
-            # drawn (420,420)->(600,250), flipped to a=(600,250) b=(420,420), then a dragged to (610,240)
-            assert abs(drawn["a"][0] - 610) <= 3 and abs(drawn["a"][1] - 240) <= 3, drawn
-            assert abs(drawn["b"][0] - 420) <= 3 and abs(drawn["b"][1] - 420) <= 3, drawn
-            z = next(z for z in site["zones"] if z["id"] == zone_id)
-            assert len(z["polygon"]) == 5  # four clicked corners and the inserted one
-            assert abs(z["polygon"][0][0] - 70) <= 3 and abs(z["polygon"][1][1] - 285) <= 3, z  # moved by 10 px
-            running = call(svc.api_port, "GET", "/api/config")[1]["cameras"][0]
-            assert line_id in [ln["id"] for ln in running["lines"]] and zone_id in [z["id"] for z in running["zones"]]
-            wait_for(lambda: counts_with(rec, new_hash), 30, "counts with the page's configuration hash")
-            assert line_id in counts_with(rec, new_hash)[0]["lines"]
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(SHOTS / "04_saved.png"))
-            assert not errors, errors
-        finally:
-            browser.close()
+        # with the token: saved and applied; the running service's config, hash and counts change
+        old_hash = current_hash(svc)
+        page.locator("#token").fill(TOKEN)
+        page.locator("#by").fill("browser test")
+        page.keyboard.press("Control+s")
+        page.wait_for_function("document.getElementById('status').textContent.includes('saved and applied')")
+        status = page.locator("#status").inner_text()
+        new_hash = current_hash(svc)
+        assert new_hash != old_hash and f"{old_hash} → {new_hash}" in status
+        site = yaml.safe_load(conf.read_text())["cameras"][0]
+        drawn = next(ln for ln in site["lines"] if ln["id"] == line_id)
+        # drawn (420,420)->(600,250), flipped to a=(600,250) b=(420,420), then a dragged to (610,240)
+        assert abs(drawn["a"][0] - 610) <= 3 and abs(drawn["a"][1] - 240) <= 3, drawn
+        assert abs(drawn["b"][0] - 420) <= 3 and abs(drawn["b"][1] - 420) <= 3, drawn
+        z = next(z for z in site["zones"] if z["id"] == zone_id)
+        assert len(z["polygon"]) == 5  # four clicked corners and the inserted one
+        assert abs(z["polygon"][0][0] - 70) <= 3 and abs(z["polygon"][1][1] - 285) <= 3, z  # moved by 10 px
+        running = call(svc.api_port, "GET", "/api/config")[1]["cameras"][0]
+        assert line_id in [ln["id"] for ln in running["lines"]] and zone_id in [z["id"] for z in running["zones"]]
+        wait_for(lambda: counts_with(rec, new_hash), 30, "counts with the page's configuration hash")
+        assert line_id in counts_with(rec, new_hash)[0]["lines"]
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SHOTS / "04_saved.png"))
+        assert not errors, errors

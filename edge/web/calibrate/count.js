@@ -53,7 +53,7 @@ function show(index) {
     if (index < 0) index = 0;
     if (st.end != null && index >= st.end) index = st.end - 1;
     const img = new Image();
-    img.onload = () => { st.image = img; st.frame = index; $("seek").value = index; draw(); resolve(true); };
+    img.onload = () => { st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
     img.onerror = () => { // past the end: the clip's length is known now
       if (st.end == null || index < st.end) st.end = index;
       pause(); setStatus(`end of the clip (${index} frames)`); resolve(false);
