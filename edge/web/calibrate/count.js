@@ -94,8 +94,8 @@ function draw() {
     ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(tip[0], tip[1] - 16 * s, ctx.measureText(text).width + 8 * s, 20 * s);
     ctx.fillStyle = "#fff"; ctx.fillText(text, tip[0] + 4 * s, tip[1]);
   });
-  ctx.font = `bold ${16 * s}px sans-serif`; ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(0, 0, 260 * s, 24 * s);
-  ctx.fillStyle = "#fff"; ctx.fillText(`frame ${st.frame}  ${st.playing ? "▶" : "⏸"}  ${$("speed").value}×  ${st.category || ""}`, 6 * s, 17 * s);
+  ctx.font = `bold ${16 * s}px sans-serif`; ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(0, 0, 300 * s, 24 * s);
+  ctx.fillStyle = "#fff"; ctx.fillText(`frame ${st.frame}  ${st.playing ? "playing" : "paused"}  ${$("speed").value}×  ${st.category || ""}`, 6 * s, 17 * s);
 }
 function counts(line) {
   const c = { forward: 0, backward: 0 };
