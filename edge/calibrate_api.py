@@ -30,7 +30,7 @@ class CalibrationService(Protocol):
 
     def camera(self, camera: str) -> dict: ...
 
-    def live(self, camera: str) -> dict: ...
+    def live(self, camera: str, paths: bool = True) -> dict: ...
 
     def frame_jpeg(self, camera: str) -> bytes | None: ...
 
@@ -104,8 +104,8 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
 
     @router.get("/api/calibrate/cameras/{camera_id}/live",
                 summary="Tracks of the latest frame, counts, zone occupancy, recent track paths, line warnings, preview")
-    def live(camera_id: str) -> dict:
-        return view.live(known(camera_id))
+    def live(camera_id: str, paths: bool = True) -> dict:
+        return view.live(known(camera_id), paths)
 
     @router.post("/api/calibrate/cameras/{camera_id}/validate", summary="Check an edited layout (nothing is changed)")
     def validate(camera_id: str, body: LayoutBody) -> dict:

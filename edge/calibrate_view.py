@@ -58,9 +58,17 @@ class CalibrationView:
             return "the service runs on the built-in configuration: start it with --config SITE.yaml to save"
         return None
 
-    def live(self, camera: str) -> dict:
+    def live(self, camera: str, paths: bool = True) -> dict:
         """The latest processed frame's confirmed tracks, the counts since the layout was applied and zone
-        occupancy, and recent track paths."""
+        occupancy, and (``paths``) recent track paths with the lines' verdicts."""
+        for _ in range(2):  # the camera's thread updates these while we read them: read again
+            try:
+                return self._live(camera, paths)
+            except RuntimeError:
+                continue
+        return self._live(camera, paths)
+
+    def _live(self, camera: str, paths: bool) -> dict:
         w = self._worker(camera)
         snap, pipe = w._snapshot, w.pipeline
         tracks = []
@@ -71,16 +79,18 @@ class CalibrationView:
                                            dets.confidence.tolist()):
                 tracks.append({"id": int(tid), "box": [round(v, 1) for v in box], "category": str(cat),
                                "confidence": round(float(conf), 3)})
-        return {
+        out = {
             "camera": camera, "time": wall, "config_hash": w.hash, "frames_processed": w.frames_processed,
             "tracks": tracks,
             "counts": pipe.counter.totals_dict() if pipe is not None else {},
-            "zones": {z: {"occupied": s.occupied, "count": s.count} for z, s in pipe.zones.status.items()}
+            "zones": {z: {"occupied": s.occupied, "count": s.count} for z, s in list(pipe.zones.status.items())}
             if pipe is not None else {},
-            "paths": w.paths.recent() if w.paths is not None else [],
-            "line_health": w.paths.line_health(w.vision.lines) if w.paths is not None else {},
             "preview": w.preview_status(),
         }
+        if paths:
+            out["paths"] = w.paths.recent()
+            out["line_health"] = w.paths.line_health(w.vision.lines)
+        return out
 
     def frame_jpeg(self, camera: str, quality: int = 85) -> bytes | None:
         """The latest processed frame as it came from the camera (no drawing), JPEG."""

@@ -61,9 +61,16 @@ class TrackPaths:
     def _all(self) -> list[_Path]:
         return list(self.finished) + [p for p in self.active.values() if len(p.points) >= 2]
 
-    def recent(self) -> list[dict]:
-        return [{"id": p.track_id, "points": [list(q) for q in p.points], "active": p.track_id in self.active}
-                for p in self._all()]
+    def recent(self, max_points: int = 60) -> list[dict]:
+        """The paths (each thinned to at most ``max_points`` points, its ends kept) for the page's overlay."""
+        out = []
+        for p in self._all():
+            pts = p.points
+            if len(pts) > max_points:
+                step = math.ceil(len(pts) / max_points)
+                pts = pts[::step] + ([pts[-1]] if (len(pts) - 1) % step else [])
+            out.append({"id": p.track_id, "points": [list(q) for q in pts], "active": p.track_id in self.active})
+        return out
 
     def line_health(self, lines: list[LineConfig], margin_frac: float = 0.15, min_px: float = 15.0) -> dict:
         """Per line: tracks crossing it cleanly (begun and ended away from it), tracks begun or ended near

@@ -12,9 +12,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 800):
-    """A page of a fresh headless chromium, and the list its uncaught script errors go to. Skips without
-    chromium or playwright, except in CI (CI=true), where that is a failure."""
+def chromium_page(width: int = 1280, height: int = 800, touch: bool = False):
+    """A page of a fresh headless chromium (``touch``: a touch screen, as a tablet), and the list its uncaught
+    script errors go to. Skips without chromium or playwright, except in CI (CI=true), where that is a failure."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -28,7 +28,7 @@ def chromium_page(width: int = 1280, height: int = 800):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_context(viewport={"width": width, "height": height}, has_touch=touch).new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             yield page, errors

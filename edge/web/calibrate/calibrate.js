@@ -107,11 +107,17 @@ function refreshFrame() {
   img.onerror = () => setTimeout(refreshFrame, 1000);
   img.src = `/api/calibrate/cameras/${encodeURIComponent(state.camera)}/frame.jpg?t=${Date.now()}`;
 }
+let livePolls = 0;
 async function refreshLive() {
   try {
     if (state.camera) {
-      const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(state.camera)}/live`);
-      if (r.ok) { state.live = await r.json(); updateCounts(); draw(); }
+      const withPaths = livePolls++ % 4 === 0; // the paths and the lines' verdicts change slowly: every 2 s
+      const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(state.camera)}/live?paths=${withPaths}`);
+      if (r.ok) {
+        const live = await r.json();
+        if (!withPaths && state.live) { live.paths = state.live.paths; live.line_health = state.live.line_health; }
+        state.live = live; updateCounts(); draw();
+      }
     }
   } catch (e) { /* the service restarts: try again */ }
   setTimeout(refreshLive, 500);
