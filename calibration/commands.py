@@ -30,6 +30,69 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_config(args: argparse.Namespace) -> None:
+    from roadside.core.errors import ConfigError
+
+    if not args.config:
+        raise ConfigError(f"{args.command_name}: --config SITE.yaml is needed (the site file to use)")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    _need_config(args)
+    from roadside.calibration.audit import format_audit, run_audit, write_html
+    from roadside.edge.site_file import load_vision_config
+
+    config = load_vision_config(args.config, args.camera)
+    report, tracks = run_audit(config, args.video, args.truth, args.out, model=args.model, threshold=args.threshold,
+                               fresh=args.fresh)
+    print(format_audit(report))
+    if args.html:
+        n = write_html(report, tracks, config, args.video, args.html)
+        print(f"report with {n} annotated disagreement(s): {args.html}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 1 if report["flagged"] else 0
+
+
+def _frame_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frame {text}: give WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h
+
+
+def _check(args: argparse.Namespace) -> int:
+    _need_config(args)
+    import sys
+
+    from roadside.calibration.site_check import check_site
+    from roadside.core.errors import ConfigError
+
+    problems = check_site(args.config, args.camera, _frame_size(args.frame))
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        raise ConfigError(f"{args.config}: {len(problems)} problem(s) in the lines and zones")
+    print(f"{args.config}: lines and zones OK", file=sys.stderr)
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    _need_config(args)
+    import sys
+
+    from roadside.calibration.site_check import check_site, snapshot
+
+    for p in check_site(args.config, args.camera):
+        print(f"warning: {p}", file=sys.stderr)
+    print(json.dumps(snapshot(args.config, args.out, args.camera, args.frames, args.model)))
+    return 0
+
+
 def _models_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -79,6 +142,49 @@ def register(cli) -> None:
     config_args(p, "detector/tracker/counting settings (its lines are replaced by the ground truth's)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the replay outputs (default: %(default)s)")
     p.add_argument("--json", help="also write the results to this JSON file")
+
+    p = cli.verb(
+        "calibrate", "audit", _audit,
+        help="count a clip with the site's lines and compare with a manual count, line by line",
+        description="Replay VIDEO with the site file's lines (the service's pipeline), compare the counts with the "
+                    "manual count (TRUTH, the shared/data/gt format, e.g. from the calibration page's manual count) "
+                    "per line, direction and class, print the accuracy and flag every line below --threshold with "
+                    "its likely cause (few clean tracks, crossings near the line's ends, class confusion, missed or "
+                    "extra vehicles). Exit status 1 when a line is flagged.",
+    )
+    config_args(p, "the site file (or vision file) whose lines are audited")
+    p.add_argument("--video", required=True, help="the recorded clip of the camera")
+    p.add_argument("--truth", required=True, metavar="MANUAL.json", help="the manual count (shared/data/gt format)")
+    p.add_argument("--threshold", type=float, default=0.95, help="flag lines below this accuracy (default %(default)s)")
+    p.add_argument("--html", metavar="OUT.html", help="also write a report with an annotated frame per disagreement")
+    p.add_argument("--out", default="runs/audit", help="folder for the replay's counts and tracks, reused by the next "
+                                                       "audit of the same clip, configuration and model (default: "
+                                                       "%(default)s)")
+    p.add_argument("--fresh", action="store_true", help="replay the clip even when --out holds a reusable replay")
+    p.add_argument("--model", help="ONNX file or installed model name (default: detector.model, else the product default)")
+    p.add_argument("--json", metavar="FILE", help="also write the whole audit as JSON")
+
+    p = cli.verb(
+        "calibrate", "check", _check,
+        help="check the lines and zones of a site file, with the calibration page's messages",
+        description="Validate every camera's lines and zones item by item: inside the frame (the frame size of the "
+                    "camera's video file, or --frame), polygons not self-intersecting, ids unique, classes and "
+                    "phases that resolve. Each problem names its key path and item. Exit status 2 on a problem.",
+    )
+    config_args(p, "the site file (or vision file) to check")
+    p.add_argument("--frame", metavar="WxH", help="frame size to check against, for a stream (e.g. 1280x720)")
+
+    p = cli.verb(
+        "calibrate", "snapshot", _snapshot,
+        help="write a picture of a camera with its lines, zones, boxes and track ids",
+        description="Run the camera's pipeline over the first --frames frames of its source and write the last frame "
+                    "with the lines (arrow to the forward side), zones, detector boxes and track ids drawn; layout "
+                    "problems are printed as warnings.",
+    )
+    config_args(p, "the site file")
+    p.add_argument("--out", default="snapshot.jpg", help="image to write (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=30, help="frames to run before the picture (default: %(default)s)")
+    p.add_argument("--model", help="ONNX file or installed model name (default: detector.model, else the product default)")
 
     b = cli.verb(
         "models", "bench", _models_bench, old=("models benchmark",),

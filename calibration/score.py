@@ -108,31 +108,41 @@ def match_events(pred: list[CrossingRecord], gt: dict, tol: int | None = None) -
     prec = tp / (tp + fp) if tp + fp else 1.0
     rec = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    cls_ok = sum(1 for i, j in matches if pred[i].category in (ev[j]["class"], ev[j].get("class_alt")))
+    wrong_class = [(i, j) for i, j in matches if pred[i].category not in (ev[j]["class"], ev[j].get("class_alt"))]
+    cls_ok = len(matches) - len(wrong_class)
     return {
         "tp": tp, "fp": fp, "fn": fn, "precision": prec, "recall": rec, "f1": f1,
         "class_correct": cls_ok, "class_scored": len(matches), "tolerance_frames": tol,
         "missed": [ev[j]["id"] for j, g in enumerate(ev) if j not in used_g and not g.get("ambiguous")],
         "false_positives": [pred[i].model_dump(mode="json", by_alias=True, exclude_unset=True)
                             for i in range(len(pred)) if i not in used_p],
+        "class_mismatches": [{"truth": ev[j]["id"], "true_class": ev[j]["class"],
+                              **pred[i].model_dump(mode="json", by_alias=True, exclude_unset=True)}
+                             for i, j in wrong_class],
     }
 
 
-def score(counts: CountsFile | dict, gt: dict) -> dict:
-    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth."""
-    counts = CountsFile.parse(counts, "counts")
+def check_truth_lines(gt: dict, counted: list[str], configured: list) -> None:
+    """ScoreError unless every line of the ground truth was counted (``counted``: line ids) and, where the
+    configuration is known (``configured``: LineConfig), with the same a and b (so forward means the same)."""
     for key in ("lines", "events"):
         if key not in gt:
             raise ScoreError(f"ground truth has no {key!r}: not the shared/data/gt format")
     gt_lines = {ln["id"]: ln for ln in gt["lines"]}
-    cfg_lines = {ln.id: ln for ln in counts.config.lines} if counts.config is not None else {}
+    cfg_lines = {ln.id: ln for ln in configured}
     for lid, ln in gt_lines.items():
-        if lid not in counts.lines:
+        if lid not in counted:
             raise ScoreError(f"the counts have no line {lid!r} (ground truth lines: {', '.join(gt_lines)})")
         c = cfg_lines.get(lid)
         if c is not None and (list(c.a) != list(map(float, ln["a"])) or list(c.b) != list(map(float, ln["b"]))):
             raise ScoreError(f"line {lid!r} was counted with a={list(c.a)} b={list(c.b)} but the ground truth uses "
                              f"a={ln['a']} b={ln['b']}: forward would not mean the same")
+
+
+def score(counts: CountsFile | dict, gt: dict) -> dict:
+    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth."""
+    counts = CountsFile.parse(counts, "counts")
+    check_truth_lines(gt, list(counts.lines), counts.config.lines if counts.config is not None else [])
     totals, by_class = count_rows(counts, gt)
     true_sum = sum(r.true for r in totals)
     if true_sum == 0:
@@ -153,8 +163,13 @@ def score(counts: CountsFile | dict, gt: dict) -> dict:
     }
 
 
+def read_truth(path: str | Path) -> dict:
+    """A ground-truth (or manual count) file of the shared/data/gt format; ScoreError naming the file."""
+    return _load(path, "ground truth")
+
+
 def score_files(counts_path: str | Path, gt_path: str | Path) -> dict:
-    return score(CountsFile.read(counts_path), _load(gt_path, "ground truth"))
+    return score(CountsFile.read(counts_path), read_truth(gt_path))
 
 
 def format_report(result: dict) -> str:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from roadside.core.errors import ConfigError, RoadsideError
 
 #: Names of sites, devices, cameras, lines, zones, phases, stages: safe in MQTT topics and file names.
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 #: A configuration file larger than this is not a configuration (a wrong file, or an attack on the parser).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -141,15 +142,21 @@ def format_location(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def error_message(e: dict) -> str:
+    """The message of one error of a ValidationError, as configuration errors say it."""
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        return "unknown key (not part of the configuration schema; check the spelling)"
+    if e["type"] == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == IDENTIFIER_PATTERN:
+        return (f"{e.get('input')!r} is not a valid name: use letters, digits, `_`, `.` and `-` (starting with a "
+                "letter or digit, at most 64 characters)")
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the configuration schema; check the spelling)"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        lines.append(f"  - {format_location(e['loc'])}: {msg}")
+        lines.append(f"  - {format_location(e['loc'])}: {error_message(e)}")
     return "\n".join(lines)
 
 
@@ -231,6 +238,6 @@ def load_config(path: str | Path, model: type[M]) -> M:
     return parse_config(read_yaml(path), model, str(Path(path)))
 
 
-__all__ = ["ConfigError", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number",
+__all__ = ["ConfigError", "error_message", "Identifier", "MAX_CONFIG_BYTES", "NumbersNotBooleans", "Strict", "bool_where_number",
            "format_location", "format_validation_error", "load_config", "parse_config", "parse_yaml", "read_text",
            "read_yaml"]

@@ -36,10 +36,15 @@ class ApiServer:
         self.server = None
         self.thread: threading.Thread | None = None
 
-    def serve(self, view: ServiceView, token: SecretStr | None) -> "ApiServer":
+    def serve(self, view: ServiceView, token: SecretStr | None, calibration=None) -> "ApiServer":
         import uvicorn
 
-        cfg = uvicorn.Config(create_app(view, token), log_level="warning", access_log=False, lifespan="off")
+        app = create_app(view, token)
+        if calibration is not None:  # the installer's calibration page (edge/calibrate_api.py)
+            from roadside.edge.calibrate_api import calibrate_router
+
+            app.include_router(calibrate_router(calibration, token))
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
                                        name="health-api", daemon=True)

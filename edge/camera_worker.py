@@ -15,14 +15,15 @@ from datetime import datetime, timezone
 
 from roadside.core.payloads import CountsMessage, PresenceMessage, ZoneState
 from roadside.core.redact import redact
-from roadside.edge.config import VisionConfig
-from roadside.edge.counting import IntervalBin
+from roadside.edge.config import LineConfig, VisionConfig, ZoneConfig
+from roadside.edge.counting import IntervalBin, LineCounter, ZoneMonitor
 from roadside.edge.detector import Detector
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, SourceSettings
 from roadside.edge.sinks import CountsSink, LiveSink
 from roadside.edge.sources import LiveSource, SourceStatus, capture_options
 from roadside.edge.status import CameraState, CameraStatus
+from roadside.edge.track_paths import TrackPaths
 
 log = logging.getLogger("roadside.edge.service")
 
@@ -97,6 +98,57 @@ class CameraWorker:
         self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._relayout: tuple[VisionConfig, threading.Event] | None = None
+        self._relayout_lock = threading.Lock()
+        #: recent track paths, for the calibration page's overlay and its line warnings
+        self.paths = TrackPaths(vision.counting.anchor)
+        #: an unsaved layout counted on the live tracks beside the real one (the calibration page's preview)
+        self._preview: tuple[LineCounter, ZoneMonitor, float] | None = None
+
+    def set_preview(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
+        """Count ``lines`` and ``zones`` on this camera's tracks from now on, beside its real layout (nothing is
+        published); empty lists end the preview."""
+        if not lines and not zones:
+            self._preview = None
+            return
+        fps = self.pipeline.fps if self.pipeline is not None else 30.0
+        self._preview = (LineCounter(lines, self.vision.counting, fps), ZoneMonitor(zones, self.vision.counting),
+                         time.time())
+
+    def preview_status(self) -> dict | None:
+        pv = self._preview
+        if pv is None:
+            return None
+        counter, zones, since = pv
+        return {"since": since, "counts": counter.totals_dict(),
+                "zones": {z: {"occupied": s.occupied, "count": s.count} for z, s in zones.status.items()}}
+
+    def apply(self, vision: VisionConfig) -> threading.Event:
+        """Count on ``vision`` (new lines and zones) without a restart: the worker thread switches before its
+        next frame, closing the open bins (partial, with the old config hash); the event is set once it has."""
+        done = threading.Event()
+        with self._relayout_lock:
+            self._relayout = (vision, done)
+        if not self.alive:  # nothing to switch in flight: take it now
+            self._take_relayout(time.time())
+        return done
+
+    def _take_relayout(self, now: float) -> None:
+        with self._relayout_lock:
+            pending, self._relayout = self._relayout, None
+        if pending is None:
+            return
+        vision, done = pending
+        if self.pipeline is not None:
+            self._emit(self.pipeline.relayout(vision, now))
+            # the new configuration was observed from now on: its first bins are partial
+            self.coverage = Coverage(self.coverage.gap_s)
+        old, self.vision, self.hash = self.hash, vision, config_hash(vision)
+        log.info("camera %s: lines and zones applied without a restart (config hash %s -> %s)", self.cam.id, old,
+                 self.hash)
+        if self.pipeline is not None:
+            self._presence(now)
+        done.set()
 
     def start(self) -> None:
         self.source.start()
@@ -123,6 +175,8 @@ class CameraWorker:
             fr = self.source.get(timeout=0.25)
             now = time.time()
             try:
+                if self._relayout is not None:
+                    self._take_relayout(now)
                 if fr is None:
                     if self.pipeline is not None:
                         # no frame now: close the bins that ended before the stall window, so that a short
@@ -140,6 +194,11 @@ class CameraWorker:
                 self._rate.tick(self.last_processed)
                 self.detector_ms = res.detector_ms if self.frames_processed == 1 else 0.9 * self.detector_ms + 0.1 * res.detector_ms
                 self._snapshot = (fr.image, res.tracks, fr.wall_s)
+                self.paths.update(fr.wall_s, res.tracks)
+                pv = self._preview
+                if pv is not None:
+                    pv[0].update(idx, res.tracks)
+                    pv[1].update(fr.wall_s, res.tracks)
                 if res.zone_changes:
                     self._presence(fr.wall_s)
                 self._emit(res.closed_bins)
@@ -162,11 +221,11 @@ class CameraWorker:
             observed = min(self.coverage.observed(b.start_s, b.end_s), length)
             partial = b.partial or observed < length * (1 - _PARTIAL_TOLERANCE)
 
-            def message(seq: int, b=b, observed=observed, partial=partial) -> CountsMessage:
+            def message(seq: int, b=b, observed=observed, partial=partial, counted_on=self.hash) -> CountsMessage:
                 return CountsMessage(
                     seq=seq, site=self.site, device=self.device, camera=self.cam.id,
                     interval_start=utc(b.start_s), interval_s=b.interval_s, lines=b.lines,
-                    config_hash=self.hash, model=self.model_name, partial=partial, observed_s=round(observed, 3),
+                    config_hash=counted_on, model=self.model_name, partial=partial, observed_s=round(observed, 3),
                 )
 
             self.counts.put(self.cam.id, message)

@@ -43,6 +43,10 @@ class LineConfig(Strict):
                                                    "(e.g. `north`)")
     movement: str | None = Field(None, description="label for the controller and reports: the movement or lane "
                                                    "(e.g. `left`)")
+    classes: list[Identifier] | None = Field(None, description="vehicle categories the line counts (keys of "
+                                                               "`detector.classes`); null: every category")
+    phase: Identifier | None = Field(None, description="the controller phase the line feeds (one of the site's "
+                                                       "`phases`)")
 
     @field_validator("a", "b")
     @classmethod
@@ -64,6 +68,12 @@ class ZoneConfig(Strict):
                                                            "least 3, with an area)")
     name: str | None = Field(None, description="a human-readable name, for reports")
     approach: str | None = Field(None, description="label for the controller and reports: the approach it watches")
+    movement: str | None = Field(None, description="label for the controller and reports: the movement or lane "
+                                                   "it watches")
+    classes: list[Identifier] | None = Field(None, description="vehicle categories whose presence the zone reports "
+                                                               "(keys of `detector.classes`); null: every category")
+    phase: Identifier | None = Field(None, description="the controller phase the zone calls (one of the site's "
+                                                       "`phases`)")
 
     @field_validator("polygon")
     @classmethod

@@ -70,6 +70,8 @@ class LineCounter:
         }
         self._pending: dict[int, list[CrossingEvent]] = defaultdict(list)
         self._last_seen: dict[int, int] = {}
+        #: line -> the categories it counts (lines with ``classes: null`` count every category)
+        self._classes = {ln.id: frozenset(ln.classes) for ln in lines if ln.classes is not None}
 
     def _observe(self, frame: int, ids: np.ndarray, anchors: np.ndarray, cats: np.ndarray) -> list[CrossingEvent]:
         events: list[CrossingEvent] = []
@@ -119,6 +121,8 @@ class LineCounter:
                     emitted.append(CrossingEvent(ev.line, ev.direction, ev.frame, ev.time_s, self._category(confirmed, tid),
                                                  tid, ev.t_along_line, frame))
             emitted += self._observe(frame, confirmed.tracker_id, confirmed.anchors(kind), confirmed.category)
+        if self._classes:  # a vehicle of a category a line does not count crosses it uncounted
+            emitted = [ev for ev in emitted if ev.category in self._classes.get(ev.line, (ev.category,))]
         for ev in emitted:
             self.totals[ev.line][ev.direction][ev.category] += 1
         self._forget(frame)
@@ -171,6 +175,8 @@ class ZoneMonitor:
     def __init__(self, zones: list[ZoneConfig], config: CountingConfig | None = None, grace_s: float = 0.5):
         self.config = config or CountingConfig()
         self.zones = {z.id: np.asarray(z.polygon, float) for z in zones}
+        #: zone -> the categories whose presence it reports (zones with ``classes: null``: every category)
+        self.classes = {z.id: np.asarray(sorted(z.classes)) for z in zones if z.classes is not None}
         self.grace_s = grace_s
         self._entered: dict[str, dict[int, float]] = {z: {} for z in self.zones}  # track -> entry time
         self._seen: dict[str, dict[int, float]] = {z: {} for z in self.zones}  # track -> last time inside
@@ -182,7 +188,10 @@ class ZoneMonitor:
         anchors = confirmed.anchors(self.config.anchor) if len(confirmed) else np.zeros((0, 2))
         changed: dict[str, ZoneStatus] = {}
         for zid, poly in self.zones.items():
-            inside = confirmed.tracker_id[points_in_polygon(anchors, poly)] if len(anchors) else np.zeros(0, np.int64)
+            mask = points_in_polygon(anchors, poly) if len(anchors) else np.zeros(0, bool)
+            if zid in self.classes and len(anchors):
+                mask &= np.isin(confirmed.category, self.classes[zid])
+            inside = confirmed.tracker_id[mask] if len(anchors) else np.zeros(0, np.int64)
             entered, seen = self._entered[zid], self._seen[zid]
             for tid in inside:
                 tid = int(tid)

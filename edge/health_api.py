@@ -9,16 +9,15 @@ is then read-only). The OpenAPI schema, with every field of the status records, 
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Protocol
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import SecretStr
 
+from roadside.edge.api_common import known_camera, token_guard
 from roadside.edge.status import Readiness, ServiceStatus
 
 log = logging.getLogger("roadside.edge.api")
@@ -123,19 +122,10 @@ def create_app(view: ServiceView, token: SecretStr | None = None) -> FastAPI:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(view))
     ProcessCollector(registry=registry)
-    bearer = HTTPBearer(auto_error=False, description="api.token from the configuration")
-
-    def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if token is None:
-            raise HTTPException(403, "the API is read-only: no api.token is configured")
-        if cred is None or not secrets.compare_digest(cred.credentials.encode(), token.get_secret_value().encode()):
-            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    require_token = token_guard(token)
 
     def known(camera_id: str) -> str:
-        cameras = view.cameras()
-        if camera_id not in cameras:
-            raise HTTPException(404, f"no camera {camera_id!r} (cameras: {', '.join(cameras) or 'none'})")
-        return camera_id
+        return known_camera(view.cameras(), camera_id)
 
     @app.get("/healthz", summary="The process is alive")
     def healthz() -> dict:

@@ -49,6 +49,19 @@ class CameraPipeline:
         self.bins.start(bin_clock_start)
         self.frames = 0
 
+    def relayout(self, config: VisionConfig, clock_s: float) -> list[IntervalBin]:
+        """Count on ``config``'s lines and zones from now on (a hot reload): the open bins are closed (as partial
+        bins, returned), new ones start at ``clock_s``; the tracker keeps its tracks unless its settings changed."""
+        closed = self.bins.close_until(clock_s, final=True)
+        if config.tracker != self.config.tracker:
+            self.tracker = ByteTracker(config.tracker, self.fps)
+        self.config = config
+        self.counter = LineCounter(config.lines, config.counting, self.fps)
+        self.zones = ZoneMonitor(config.zones, config.counting)
+        self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
+        self.bins.start(clock_s)
+        return closed
+
     def process(self, index: int, time_s: float, image: np.ndarray, tensor: np.ndarray | None = None,
                 transform: tuple[float, float, float, float] | None = None, clock_s: float | None = None) -> FrameResult:
         """Process one frame. ``time_s`` is the frame's media time; ``clock_s`` (default ``time_s``) is

@@ -10,14 +10,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from roadside.core.errors import RoadsideError
-from roadside.core.video import FILE_DECODER_NICE, VideoError, VideoReader
+from roadside.core.video import FILE_DECODER_NICE, Frame, VideoError, VideoReader
 from roadside.edge.config import VisionConfig
 from roadside.edge.counting import IntervalBin
 from roadside.edge.counts_file import CountsFile, CrossingRecord, ZoneChange, ZoneLog
 from roadside.edge.detector import Detector
-from roadside.edge.pipeline import CameraPipeline, config_hash
+from roadside.edge.pipeline import CameraPipeline, FrameResult, config_hash
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -27,8 +28,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, model: str | Path | None = None,
-               annotate: bool = False, realtime: bool = False, progress: bool | None = None) -> CountsFile:
+               annotate: bool = False, realtime: bool = False, progress: bool | None = None,
+               on_frame: Callable[[Frame, FrameResult], None] | None = None) -> CountsFile:
     """Replay ``video``; write ``counts.json`` (and ``annotated.mp4``) into ``out_dir``; return the counts.
+    ``on_frame(frame, result)`` sees each processed frame (its image is valid during the call only).
 
     If decoding fails part-way, everything counted up to that frame is still written (with ``complete``
     false and the error), and the VideoError is raised afterwards.
@@ -77,6 +80,8 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
                     time.sleep(delay)
             res = pipe.process(fr.index, fr.time_s, fr.image, fr.tensor, fr.transform)
             frames += 1
+            if on_frame is not None:
+                on_frame(fr, res)
             det_ms += res.detector_ms
             events += [CrossingRecord.of(e) for e in res.events]
             bins += res.closed_bins

@@ -36,8 +36,10 @@ _HOUSEKEEPING_S = 0.5
 
 
 class EdgeService:
-    def __init__(self, config: EdgeConfig, model_override: str | None = None):
+    def __init__(self, config: EdgeConfig, model_override: str | None = None, config_path: str | None = None):
         self.config = config
+        #: the site file the configuration came from (the calibration page saves into it); None: built-in
+        self.config_path = config_path
         self.model_override = model_override
         self.started = time.time()
         self._stop = threading.Event()
@@ -66,7 +68,9 @@ class EdgeService:
             self.link.start()
             self.view = EdgeServiceView(cfg, self.link, self.outbox, self.started)
             if self.api is not None:
-                self.api.serve(self.view, cfg.api.token)
+                from roadside.edge.calibrate_view import CalibrationView
+
+                self.api.serve(self.view, cfg.api.token, calibration=CalibrationView(self))
             from roadside.edge.detector_pool import load_detectors
 
             detectors = load_detectors(cfg, self.model_override)
@@ -87,6 +91,12 @@ class EdgeService:
         log.info("edge service %s/%s running: %d camera(s), broker %s, topics %s/...", cfg.site, cfg.device,
                  len(self.workers), self.link.status().broker, cfg.topic_prefix)
         return self
+
+    def replace_config(self, config: EdgeConfig) -> None:
+        """The configuration after a saved change of lines and zones (the cameras apply theirs themselves)."""
+        self.config = config
+        if self.view is not None:
+            self.view.config = config
 
     def _housekeep(self, health: HealthPublisher, pruner: OutboxPruner) -> None:
         while not self._stop.wait(_HOUSEKEEPING_S):
@@ -128,8 +138,8 @@ class EdgeService:
             self.outbox.close()
 
 
-def run_service(config: EdgeConfig, model_override: str | None = None) -> int:
-    return EdgeService(config, model_override).run()
+def run_service(config: EdgeConfig, model_override: str | None = None, config_path: str | None = None) -> int:
+    return EdgeService(config, model_override, config_path).run()
 
 
 __all__ = ["EdgeService", "run_service"]

@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("roadside").setLevel(logging.INFO)  # a service says what it does
-    return run_service(config, model_override=args.model)
+    return run_service(config, model_override=args.model, config_path=args.config)
 
 
 def check_config(config, model_override: str | None = None) -> list[str]:
@@ -30,10 +30,20 @@ def check_config(config, model_override: str | None = None) -> list[str]:
     from roadside.core.errors import RoadsideError
     from roadside.models.store import resolve_model
 
+    from roadside.core.video import VideoError
+    from roadside.edge.layout import probe_frame_size, validate_layout
+
     problems = []
-    for cam in config.cameras:
+    for ci, cam in enumerate(config.cameras):
         if cam.kind == "file" and not Path(cam.source).is_file():
             problems.append(f"cameras[{cam.id}].source: no such file: {cam.source}")
+        elif cam.kind == "file":
+            try:
+                frame = probe_frame_size(cam.source)
+            except VideoError:  # a bad video is not a configuration problem: the service reports it at run time
+                frame = None
+            layout = validate_layout(cam.lines, cam.zones, frame_size=frame)  # lines and zones inside the frame
+            problems += [p.located(ci) for p in layout.problems]
         if cam.loop and cam.kind != "file":
             problems.append(f"cameras[{cam.id}].loop: only video files can loop (the source is a {cam.kind} source)")
         try:

@@ -156,6 +156,9 @@ class EdgeConfig(Strict):
     counting: CountingConfig = Field(default_factory=CountingConfig, description="counting and interval bins, "
                                                                                  "shared by all cameras")
     cameras: list[CameraConfig] = Field(min_length=1, description="the cameras (at least one)")
+    phases: list[Identifier] = Field(default_factory=list, description="the signal controller's phase names at "
+                                                                       "this intersection; a line's or zone's "
+                                                                       "`phase` must be one of them")
 
     @field_validator("cameras")
     @classmethod
@@ -166,6 +169,19 @@ class EdgeConfig(Strict):
                 raise ValueError(f"camera id {cam.id!r} is used twice")
             seen.add(cam.id)
         return v
+
+    @model_validator(mode="after")
+    def _layout_references(self) -> "EdgeConfig":
+        from roadside.edge.layout import validate_layout
+
+        problems = []
+        for ci, cam in enumerate(self.cameras):
+            layout = validate_layout(cam.lines, cam.zones, categories=self.vision(cam).detector.classes,
+                                     phases=self.phases)
+            problems += [p.located(ci) for p in layout.problems]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("device")
     @classmethod

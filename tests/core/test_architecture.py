@@ -98,4 +98,4 @@ def test_the_health_api_sees_the_service_only_through_its_view():
     tree = ast.parse((ROOT / "edge" / "health_api.py").read_text())
     used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     used |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    assert {m for m in used if m.startswith("roadside.")} == {"roadside.edge.status"}
+    assert {m for m in used if m.startswith("roadside.")} == {"roadside.edge.status", "roadside.edge.api_common"}

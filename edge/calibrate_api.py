@@ -1,0 +1,187 @@
+"""The installer's calibration page and its API (a router of the edge service's API; edge/api_server.py
+includes it): ``/calibrate`` (plain HTML/JS/CSS from ``edge/web/calibrate``, no CDN) and
+``/api/calibrate/...``. It sees the service only through a :class:`CalibrationService` (implemented by
+:class:`roadside.edge.calibrate_view.CalibrationView`).
+
+Reading (frame, tracks, layout, validation) needs nothing; the preview and saving need the API's bearer
+token. A save is validated item by item: a 422 answer lists every problem with its item, field and key path.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, SecretStr
+
+from roadside.core.errors import ConfigError
+from roadside.edge.api_common import known_camera, token_guard
+from roadside.edge.manual_count import ManualCountBody
+
+#: the page's files and their media types (nothing else under /calibrate/ is served)
+ASSETS = {"index.html": "text/html; charset=utf-8", "calibrate.js": "text/javascript; charset=utf-8",
+          "calibrate.css": "text/css; charset=utf-8", "count.html": "text/html; charset=utf-8",
+          "count.js": "text/javascript; charset=utf-8"}
+
+
+class CalibrationService(Protocol):
+    def cameras(self) -> list[str]: ...
+
+    def camera(self, camera: str) -> dict: ...
+
+    def live(self, camera: str, paths: bool = True) -> dict: ...
+
+    def frame_jpeg(self, camera: str) -> bytes | None: ...
+
+    def validate(self, camera: str, lines: list, zones: list) -> list[dict]: ...
+
+    def preview(self, camera: str, lines: list, zones: list) -> list[dict]: ...
+
+    def save(self, camera: str, lines: list, zones: list, by: str, client: str | None) -> dict: ...
+
+    def changes(self) -> list[dict]: ...
+
+    def clips(self, camera: str) -> list[str]: ...
+
+    def clip(self, camera: str, name: str) -> Any: ...
+
+    def save_manual_count(self, camera: str, body: Any) -> dict: ...
+
+
+class LayoutBody(BaseModel):
+    """An edited layout: the camera's lines and zones as in the site file."""
+
+    lines: list[Any] = Field(default_factory=list, description="count lines ({id, a, b, name, approach, movement, "
+                                                                 "classes, phase})")
+    zones: list[Any] = Field(default_factory=list, description="zones ({id, polygon, name, approach, movement, "
+                                                                 "classes, phase})")
+    by: str | None = Field(None, max_length=80, description="who makes the change (for the change log)")
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("roadside.edge").joinpath("web", "calibrate", name).read_bytes()
+
+
+def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRouter:
+    router = APIRouter()
+    require_token = token_guard(token)
+
+    def known(camera_id: str) -> str:
+        return known_camera(view.cameras(), camera_id)
+
+    @router.get("/calibrate", include_in_schema=False)
+    @router.get("/calibrate/", include_in_schema=False)
+    def page() -> Response:
+        return Response(_asset("index.html"), media_type=ASSETS["index.html"], headers={"Cache-Control": "no-cache"})
+
+    @router.get("/calibrate/count", include_in_schema=False)
+    def count_page() -> Response:
+        return Response(_asset("count.html"), media_type=ASSETS["count.html"], headers={"Cache-Control": "no-cache"})
+
+    @router.get("/calibrate/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in ASSETS:
+            raise HTTPException(404, f"no such file: {name}")
+        return Response(_asset(name), media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+
+    @router.get("/api/calibrate/cameras", summary="The cameras and their layouts")
+    def cameras() -> list[dict]:
+        return [view.camera(c) for c in view.cameras()]
+
+    @router.get("/api/calibrate/cameras/{camera_id}", summary="A camera's lines, zones, frame size, categories, phases")
+    def camera(camera_id: str) -> dict:
+        return view.camera(known(camera_id))
+
+    @router.get("/api/calibrate/cameras/{camera_id}/frame.jpg", response_class=Response,
+                summary="The camera's latest processed frame, as the camera sent it (no drawing)",
+                responses={200: {"content": {"image/jpeg": {}}}, 503: {}})
+    def frame(camera_id: str) -> Response:
+        jpeg = view.frame_jpeg(known(camera_id))
+        if jpeg is None:
+            raise HTTPException(503, f"camera {camera_id!r} has not processed a frame yet")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @router.get("/api/calibrate/cameras/{camera_id}/live",
+                summary="Tracks of the latest frame, counts, zone occupancy, recent track paths, line warnings, preview")
+    def live(camera_id: str, paths: bool = True) -> dict:
+        return view.live(known(camera_id), paths)
+
+    @router.post("/api/calibrate/cameras/{camera_id}/validate", summary="Check an edited layout (nothing is changed)")
+    def validate(camera_id: str, body: LayoutBody) -> dict:
+        problems = view.validate(known(camera_id), body.lines, body.zones)
+        return {"ok": not problems, "problems": problems}
+
+    @router.post("/api/calibrate/cameras/{camera_id}/preview", dependencies=[Depends(require_token)],
+                 summary="Count an unsaved layout on the live tracks beside the real one (needs the bearer token)")
+    def preview(camera_id: str, body: LayoutBody) -> dict:
+        problems = view.preview(known(camera_id), body.lines, body.zones)
+        return {"ok": not problems, "problems": problems}
+
+    @router.put("/api/calibrate/cameras/{camera_id}/layout", dependencies=[Depends(require_token)],
+                summary="Validate, save into the site file (with a backup) and apply without a restart (needs the "
+                        "bearer token)", responses={422: {"description": "the layout's problems, item by item"},
+                                                   409: {"description": "saving is not possible (why)"}})
+    def save(camera_id: str, body: LayoutBody, request: Request):
+        from roadside.edge.layout_store import LayoutRejected
+
+        client = request.client.host if request.client else None
+        try:
+            return view.save(known(camera_id), body.lines, body.zones, body.by or "installer", client)
+        except LayoutRejected as e:
+            return JSONResponse({"detail": f"the layout has {len(e.problems)} problem(s); nothing was saved",
+                                 "problems": [p.to_json(e.camera_index) for p in e.problems]}, status_code=422)
+        except ConfigError as e:
+            return JSONResponse({"detail": str(e), "problems": []}, status_code=409)
+
+    def open_clip(camera_id: str, name: str):
+        from roadside.edge.clip_frames import ClipError
+
+        try:
+            return view.clip(known(camera_id), name)
+        except KeyError:
+            raise HTTPException(404, f"no clip {name!r} beside camera {camera_id!r}'s video "
+                                     f"(clips: {', '.join(view.clips(camera_id)) or 'none'})") from None
+        except ClipError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips", summary="Recorded clips for a manual count")
+    def clips(camera_id: str) -> list[str]:
+        return view.clips(known(camera_id))
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips/{name}", summary="A clip's frame rate, size and frames")
+    def clip(camera_id: str, name: str) -> dict:
+        return open_clip(camera_id, name).describe()
+
+    @router.get("/api/calibrate/cameras/{camera_id}/clips/{name}/frames/{index}.jpg", response_class=Response,
+                summary="Frame INDEX (0-based, as decoded sequentially) of a clip",
+                responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+    def clip_frame(camera_id: str, name: str, index: int) -> Response:
+        from roadside.edge.clip_frames import ClipError
+
+        frames = open_clip(camera_id, name)
+        try:
+            jpeg = frames.jpeg(index)
+        except ClipError as e:
+            raise HTTPException(404, str(e)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600",
+                                                                "X-Frames": str(frames.frames or "")})
+
+    @router.post("/api/calibrate/cameras/{camera_id}/manual-counts", dependencies=[Depends(require_token)],
+                 summary="Store a manual count in the ground-truth format (needs the bearer token)")
+    def manual_count(camera_id: str, body: ManualCountBody) -> dict:
+        try:
+            return view.save_manual_count(known(camera_id), body)
+        except KeyError:
+            raise HTTPException(404, f"no clip {body.clip!r} beside camera {camera_id!r}'s video") from None
+        except ConfigError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @router.get("/api/calibrate/changes", summary="The change log of saved layouts (who, when, what)")
+    def changes() -> list[dict]:
+        return view.changes()
+
+    return router
+
+
+__all__ = ["ASSETS", "CalibrationService", "calibrate_router"]

@@ -1,0 +1,177 @@
+"""The running edge service as the calibration page sees it: each camera's frame, tracks, counts and layout;
+validation of an edited layout; and the one action, saving a layout, which writes the site file (atomically,
+with a backup), applies it to the running camera without a restart and logs who changed what and when."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from roadside.core.errors import ConfigError
+from roadside.edge.layout_store import check_layout, log_change, read_changes, save_layout
+
+if TYPE_CHECKING:
+    from roadside.edge.service import EdgeService
+
+log = logging.getLogger("roadside.edge.calibrate")
+
+#: how long a save waits for the camera's worker to switch to the new layout (s)
+_APPLY_WAIT_S = 10.0
+
+
+class CalibrationView:
+    def __init__(self, service: "EdgeService"):
+        self.service = service
+        self._lock = threading.Lock()
+        self._clip = None  # the clip open for a manual count (ClipFrames)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _worker(self, camera: str):
+        return self.service.workers[camera]  # KeyError: unknown camera
+
+    def cameras(self) -> list[str]:
+        return list(self.service.workers)
+
+    def frame_size(self, camera: str) -> tuple[int, int] | None:
+        st = self._worker(camera).source.status()
+        return (st.width, st.height) if st.width and st.height else None
+
+    def camera(self, camera: str) -> dict:
+        """The camera's layout and what an edit may refer to."""
+        w = self._worker(camera)
+        cfg = self.service.config
+        size = self.frame_size(camera)
+        return {
+            "camera": camera, "width": size[0] if size else None, "height": size[1] if size else None,
+            "lines": [ln.model_dump(mode="json", exclude_none=True) for ln in w.vision.lines],
+            "zones": [z.model_dump(mode="json", exclude_none=True) for z in w.vision.zones],
+            "categories": sorted(w.vision.detector.classes), "phases": list(cfg.phases),
+            "config_hash": w.hash, "anchor": w.vision.counting.anchor,
+            "saving": self.saving_refused(),
+        }
+
+    def saving_refused(self) -> str | None:
+        """Why a save would be refused whatever the layout (None: saving works)."""
+        if self.service.config.api.token is None:
+            return "the API is read-only: no api.token is configured"
+        if self.service.config_path is None:
+            return "the service runs on the built-in configuration: start it with --config SITE.yaml to save"
+        return None
+
+    def live(self, camera: str, paths: bool = True) -> dict:
+        """The latest processed frame's confirmed tracks, the counts since the layout was applied and zone
+        occupancy, and (``paths``) recent track paths with the lines' verdicts."""
+        for _ in range(2):  # the camera's thread updates these while we read them: read again
+            try:
+                return self._live(camera, paths)
+            except RuntimeError:
+                continue
+        return self._live(camera, paths)
+
+    def _live(self, camera: str, paths: bool) -> dict:
+        w = self._worker(camera)
+        snap, pipe = w._snapshot, w.pipeline
+        tracks = []
+        wall = None
+        if snap is not None:
+            _, dets, wall = snap
+            for box, tid, cat, conf in zip(dets.xyxy.tolist(), dets.tracker_id.tolist(), dets.category.tolist(),
+                                           dets.confidence.tolist()):
+                tracks.append({"id": int(tid), "box": [round(v, 1) for v in box], "category": str(cat),
+                               "confidence": round(float(conf), 3)})
+        out = {
+            "camera": camera, "time": wall, "config_hash": w.hash, "frames_processed": w.frames_processed,
+            "tracks": tracks,
+            "counts": pipe.counter.totals_dict() if pipe is not None else {},
+            "zones": {z: {"occupied": s.occupied, "count": s.count} for z, s in list(pipe.zones.status.items())}
+            if pipe is not None else {},
+            "preview": w.preview_status(),
+        }
+        if paths:
+            out["paths"] = w.paths.recent()
+            out["line_health"] = w.paths.line_health(w.vision.lines)
+        return out
+
+    def frame_jpeg(self, camera: str, quality: int = 85) -> bytes | None:
+        """The latest processed frame as it came from the camera (no drawing), JPEG."""
+        import cv2
+
+        snap = self._worker(camera)._snapshot
+        if snap is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", snap[0], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return buf.tobytes() if ok else None
+
+    def validate(self, camera: str, lines: list, zones: list) -> list[dict]:
+        index, layout = check_layout(self.service.config, camera, lines, zones, self.frame_size(camera))
+        return [p.to_json(index) for p in layout.problems]
+
+    def preview(self, camera: str, lines: list, zones: list) -> list[dict]:
+        """Count the valid items of an unsaved layout on the camera's live tracks (beside the real counts);
+        the problems of the others."""
+        index, layout = check_layout(self.service.config, camera, lines, zones, self.frame_size(camera))
+        self._worker(camera).set_preview(layout.lines, layout.zones)
+        return [p.to_json(index) for p in layout.problems]
+
+    # -- manual count of a recorded clip -----------------------------------------------------------
+    def clips(self, camera: str) -> list[str]:
+        from roadside.edge.clip_frames import clips_beside
+
+        return list(clips_beside(self._worker(camera).cam.source))
+
+    def clip(self, camera: str, name: str):
+        """The open clip ``name`` (one at a time); KeyError when it is not one of the camera's clips."""
+        from roadside.edge.clip_frames import ClipFrames, clips_beside
+
+        path = clips_beside(self._worker(camera).cam.source)[name]
+        with self._lock:
+            current = self._clip
+            if current is None or current.path != path:
+                if current is not None:
+                    current.close()
+                self._clip = ClipFrames(path)
+            return self._clip
+
+    def save_manual_count(self, camera: str, body) -> dict:
+        """Write a manual count (ManualCountBody) in the ground-truth format into the state folder."""
+        from roadside.edge.manual_count import manual_count_document, write_manual_count
+
+        w = self._worker(camera)
+        clip = self.clip(camera, body.clip)
+        doc = manual_count_document(body, list(w.vision.lines), sorted(w.vision.detector.classes), clip.info.fps,
+                                    clip.info.width, clip.info.height, clip.frames, camera)
+        path = write_manual_count(self.service.config.state_path() / "manual_counts", doc)
+        log.info("camera %s: manual count of %s by %s (%d vehicles) written to %s", camera, body.clip,
+                 body.by or "installer", len(doc["events"]), path)
+        return {"path": str(path), "document": doc}
+
+    def changes(self) -> list[dict]:
+        return [{k: v for k, v in c.items() if k != "previous"} for c in read_changes(self.service.config.state_path())]
+
+    # -- the one action ----------------------------------------------------------------------------
+    def save(self, camera: str, lines: list, zones: list, by: str, client: str | None) -> dict:
+        """Validate, write the site file, apply to the running camera, log. LayoutRejected (with every problem)
+        or ConfigError; the running camera is untouched unless the file was written."""
+        refused = self.saving_refused()
+        if refused:
+            raise ConfigError(refused)
+        svc = self.service
+        with self._lock:
+            w = self._worker(camera)
+            old = w.hash
+            saved = save_layout(svc.config_path, svc.config, camera, lines, zones, frame_size=self.frame_size(camera),
+                                by=by, client=client, old_hash=old)
+            new_cfg = saved.config
+            svc.replace_config(new_cfg)
+            w.set_preview([], [])  # the preview was of this edit: it is the real layout now
+            done = w.apply(new_cfg.vision(new_cfg.camera(camera)))
+            applied = done.wait(_APPLY_WAIT_S)
+            change = {**saved.change, "new_config_hash": w.hash if applied else None, "applied": applied}
+            log_change(new_cfg.state_path(), change)
+        log.info("camera %s: layout saved by %s from %s into %s (backup %s); config hash %s -> %s%s", camera, by,
+                 client or "?", svc.config_path, saved.backup, old, change["new_config_hash"],
+                 "" if applied else " (not applied yet: the camera's worker did not answer)")
+        return {k: v for k, v in change.items() if k != "previous"}
+
+
+__all__ = ["CalibrationView"]
