@@ -36,10 +36,15 @@ class ApiServer:
         self.server = None
         self.thread: threading.Thread | None = None
 
-    def serve(self, view: ServiceView, token: SecretStr | None) -> "ApiServer":
+    def serve(self, view: ServiceView, token: SecretStr | None, console=None) -> "ApiServer":
         import uvicorn
 
-        cfg = uvicorn.Config(create_app(view, token), log_level="warning", access_log=False, lifespan="off")
+        app = create_app(view, token, collectors=(console.collector(),) if console is not None else ())
+        if console is not None:  # the operator's console at / (roadside.edge.console_api)
+            from roadside.edge.console_api import add_console
+
+            add_console(app, view, console)
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
                                        name="health-api", daemon=True)

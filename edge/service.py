@@ -45,6 +45,7 @@ class EdgeService:
         self.link: MqttLink | None = None
         self.api = None  # ApiServer
         self.view: EdgeServiceView | None = None
+        self.console = None  # Console: what the operator's console shows beyond the status
         self.workers: dict[str, CameraWorker] = {}
         self._housekeeping: threading.Thread | None = None
 
@@ -66,7 +67,10 @@ class EdgeService:
             self.link.start()
             self.view = EdgeServiceView(cfg, self.link, self.outbox, self.started)
             if self.api is not None:
-                self.api.serve(self.view, cfg.api.token)
+                from roadside.edge.console import Console
+
+                self.console = Console(cfg).start()
+                self.api.serve(self.view, cfg.api.token, self.console)
             from roadside.edge.detector_pool import load_detectors
 
             detectors = load_detectors(cfg, self.model_override)
@@ -74,6 +78,8 @@ class EdgeService:
             self.shutdown()
             raise
         counts, live = OutboxCounts(self.outbox, self.link), LinkLive(self.link)
+        if self.console is not None:
+            counts = self.console.counts_sink(counts)
         for cam in cfg.cameras:
             self.workers[cam.id] = CameraWorker(cam, cfg.vision(cam), detectors[cam.id], cfg.sources, counts, live,
                                                 site=cfg.site, device=cfg.device)
@@ -121,6 +127,9 @@ class EdgeService:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
         if self.outbox is not None:
             st = self.outbox.stats()
             if st.depth:
