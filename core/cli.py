@@ -6,6 +6,7 @@
     roadside controller run | check
     roadside sim        run | scenarios | bench
     roadside demo       (the whole system on one machine)
+    roadside bundle     (an offline install folder)
 
 Each package's ``commands`` module registers its verbs through :class:`CommandLine`; heavy imports happen
 only inside the handlers, so ``roadside --help`` is instant on a small box. Old spellings (``roadside
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "roadside.calibration.commands",
     "roadside.controller.commands",
     "roadside.demo.commands",
+    "roadside.deploy.commands",
 )
 
 
