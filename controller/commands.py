@@ -23,9 +23,15 @@ def _controller_run(args: argparse.Namespace) -> int:
     svc.start(timeout_s=args.connect_timeout)
     print(f"roadside controller: site {cfg.site}, policy {svc.ctrl.policy.name}, broker "
           f"{cfg.mqtt.host}:{cfg.mqtt.port}; publishing under {cfg.topics.controller('state').rsplit('/', 1)[0]}/", flush=True)
+    from roadside.core.systemd import Watchdog, notify
+
+    watchdog = Watchdog(svc.liveness).start()  # under systemd (Type=notify, WatchdogSec=); nothing elsewhere
+    notify("READY=1", f"STATUS=site {cfg.site}, policy {svc.ctrl.policy.name}")
     try:
         svc.run(stop, duration_s=args.duration)
     finally:
+        notify("STOPPING=1")
+        watchdog.stop()
         svc.stop()
     return 0
 

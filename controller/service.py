@@ -162,6 +162,7 @@ class ControllerService:
         self.audit_file = open(Path(path), "a", encoding="utf-8") if path else None
         self._last_state = -float("inf")
         self._last_state_key: tuple | None = None
+        self.last_tick_mono: float | None = None
 
     # -- MQTT (the client's network thread) -------------------------------------------------------
     def _on_message(self, msg: Received) -> None:
@@ -242,8 +243,18 @@ class ControllerService:
                     self.budget_hits += 1
                 return n
 
+    def liveness(self, stuck_after_s: float = 10.0) -> tuple[bool, str]:
+        """Alive while the tick loop turns and the MQTT network thread runs (for systemd's watchdog)."""
+        idle = time.monotonic() - self.last_tick_mono if self.last_tick_mono is not None else 0.0
+        if idle > stuck_after_s:
+            return False, f"no controller tick for {idle:.0f} s"
+        if not self.client.running:
+            return False, "the MQTT network thread stopped"
+        return True, f"mode {self.ctrl.mode}, stage {self.ctrl.engine.current}, broker {self.client.status().state}"
+
     def process(self, now: float | None = None) -> TickOutput:
         """Read the input (within its budget), then tick at ``now`` (default: the clock after reading)."""
+        self.last_tick_mono = time.monotonic()
         with self._unknown_lock:
             n, ids, self._unknown_count, self._unknown_ids = self._unknown_count, self._unknown_ids, 0, []
         for what in ids:

@@ -192,6 +192,11 @@ class BrokerClient:
     def connected(self) -> bool:
         return self._status.connected
 
+    @property
+    def running(self) -> bool:
+        """The network thread is alive (started and not stopped): the liveness a watchdog checks."""
+        return self._thread is not None and self._thread.is_alive()
+
     def status(self) -> BrokerStatus:
         return dataclasses.replace(self._status)
 

@@ -5,6 +5,8 @@
     roadside calibrate  score | evaluate
     roadside controller run | check
     roadside sim        run | scenarios | bench | generate
+    roadside demo       (the whole system on one machine)
+    roadside bundle     (an offline install folder)
 
 Each package's ``commands`` module registers its verbs through :class:`CommandLine`; heavy imports happen
 only inside the handlers, so ``roadside --help`` is instant on a small box. Old spellings (``roadside
@@ -29,6 +31,8 @@ COMMAND_MODULES = (
     "roadside.models.commands",
     "roadside.calibration.commands",
     "roadside.controller.commands",
+    "roadside.demo.commands",
+    "roadside.deploy.commands",
 )
 
 
@@ -65,6 +69,13 @@ class CommandLine:
             return
         g = self._top.add_parser(name, help=help, description=description or help)
         self._groups[name] = g.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def command(self, name: str, func: Callable[[argparse.Namespace], int | None], *, help: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+        """Add the single command ``roadside NAME`` (no verbs below it); returns its parser."""
+        p = self._top.add_parser(name, help=help, description=description or help)
+        p.set_defaults(func=func, command_name=name, deprecated_as=None)
+        return p
 
     def verb(self, group: str, name: str, func: Callable[[argparse.Namespace], int | None], *, help: str,
              description: str | None = None, old: tuple[str, ...] = ()) -> Any:

@@ -1,5 +1,5 @@
 """Test and benchmark tools that the product's own commands run too (``roadside sim run --broker auto``,
-``roadside edge soak``) besides the test suite: a private Mosquitto, one ``free_port``, ``wait_until`` and
+``roadside edge soak``, ``roadside demo``) besides the test suite: a private Mosquitto, one ``free_port``, ``wait_until`` and
 a :class:`Recorder` that keeps every message under a prefix. Nothing of a deployed service uses them.
 
 The private broker is a real ``mosquitto`` (found on ``PATH``, else ``/usr/sbin/mosquitto``; Debian
@@ -68,13 +68,13 @@ class PrivateBroker:
     clients must also present a certificate signed by that CA. ``persistence``: sessions and queued
     messages survive a restart. ``workdir`` holds the configuration, the log and the persistence file
     (default: a temporary folder, removed by :meth:`close`). Use it as a context manager, or
-    :meth:`start` and :meth:`close`."""
+    :meth:`start` and :meth:`close`. ``port``: listen there instead of on a free port."""
 
     def __init__(self, workdir: str | Path | None = None, *, users: Mapping[str, str] | None = None,
                  tls: Mapping[str, str | Path] | None = None, require_certificate: bool = False,
-                 persistence: bool = False, exe: str | None = None) -> None:
+                 persistence: bool = False, exe: str | None = None, port: int | None = None) -> None:
         self.exe = exe or mosquitto_program()
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self._own_dir = workdir is None
         self.dir = Path(tempfile.mkdtemp(prefix="roadside-mosquitto-") if workdir is None else workdir)

@@ -36,14 +36,18 @@ class ApiServer:
         self.server = None
         self.thread: threading.Thread | None = None
 
-    def serve(self, view: ServiceView, token: SecretStr | None, calibration=None) -> "ApiServer":
+    def serve(self, view: ServiceView, token: SecretStr | None, calibration=None, console=None) -> "ApiServer":
         import uvicorn
 
-        app = create_app(view, token)
+        app = create_app(view, token, collectors=(console.collector(),) if console is not None else ())
         if calibration is not None:  # the installer's calibration page (edge/calibrate_api.py)
             from roadside.edge.calibrate_api import calibrate_router
 
             app.include_router(calibrate_router(calibration, token))
+        if console is not None:  # the operator's console at / (roadside.edge.console_api)
+            from roadside.edge.console_api import add_console
+
+            add_console(app, view, console)
         cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),

@@ -95,6 +95,7 @@ class CameraWorker:
         self.bins_emitted = 0
         self._rate = _Rate()
         self._snapshot: tuple | None = None
+        self.heartbeat: float | None = None  # monotonic time of the worker loop's last turn
         self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,10 +169,15 @@ class CameraWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def stuck_for(self, now_mono: float) -> float:
+        """Seconds since the worker's loop last turned (0 before it started)."""
+        return max(0.0, now_mono - self.heartbeat) if self.heartbeat is not None else 0.0
+
     # -- the worker thread -------------------------------------------------------------------------
     def _run(self) -> None:
         idx = 0
         while not self._stop.is_set():
+            self.heartbeat = time.monotonic()  # the loop turns at least every 0.25 s: the watchdog's liveness
             fr = self.source.get(timeout=0.25)
             now = time.time()
             try:

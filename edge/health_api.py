@@ -111,8 +111,9 @@ class ServiceCollector:
         yield GaugeMetricFamily("roadside_threads", "Python threads of the service", value=sysinfo.threads)
 
 
-def create_app(view: ServiceView, token: SecretStr | None = None) -> FastAPI:
-    """The API of ``view``; ``token`` (api.token) unlocks the endpoints that change state."""
+def create_app(view: ServiceView, token: SecretStr | None = None, collectors: tuple = ()) -> FastAPI:
+    """The API of ``view``; ``token`` (api.token) unlocks the endpoints that change state; ``collectors``: more
+    Prometheus collectors for ``/metrics``."""
     app = FastAPI(
         title="roadside edge service",
         description="Health, status, metrics and snapshots of one roadside edge box. Read-only unless an API "
@@ -121,6 +122,8 @@ def create_app(view: ServiceView, token: SecretStr | None = None) -> FastAPI:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(view))
+    for c in collectors:
+        registry.register(c)
     ProcessCollector(registry=registry)
     require_token = token_guard(token)
 

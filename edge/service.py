@@ -33,6 +33,8 @@ log = logging.getLogger("roadside.edge.service")
 
 #: how often the housekeeping thread looks at health and the outbox (s)
 _HOUSEKEEPING_S = 0.5
+#: a camera loop or the housekeeping that has not turned for this long is hung (systemd's watchdog restarts us)
+STUCK_AFTER_S = 30.0
 
 
 class EdgeService:
@@ -47,8 +49,11 @@ class EdgeService:
         self.link: MqttLink | None = None
         self.api = None  # ApiServer
         self.view: EdgeServiceView | None = None
+        self.console = None  # Console: what the operator's console shows beyond the status
         self.workers: dict[str, CameraWorker] = {}
         self._housekeeping: threading.Thread | None = None
+        self._housekept = time.monotonic()
+        self.watchdog = None  # core.systemd.Watchdog, under systemd
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "EdgeService":
@@ -69,8 +74,10 @@ class EdgeService:
             self.view = EdgeServiceView(cfg, self.link, self.outbox, self.started)
             if self.api is not None:
                 from roadside.edge.calibrate_view import CalibrationView
+                from roadside.edge.console import Console
 
-                self.api.serve(self.view, cfg.api.token, calibration=CalibrationView(self))
+                self.console = Console(cfg).start()
+                self.api.serve(self.view, cfg.api.token, calibration=CalibrationView(self), console=self.console)
             from roadside.edge.detector_pool import load_detectors
 
             detectors = load_detectors(cfg, self.model_override)
@@ -78,6 +85,8 @@ class EdgeService:
             self.shutdown()
             raise
         counts, live = OutboxCounts(self.outbox, self.link), LinkLive(self.link)
+        if self.console is not None:
+            counts = self.console.counts_sink(counts)
         for cam in cfg.cameras:
             self.workers[cam.id] = CameraWorker(cam, cfg.vision(cam), detectors[cam.id], cfg.sources, counts, live,
                                                 site=cfg.site, device=cfg.device)
@@ -90,6 +99,17 @@ class EdgeService:
         self._housekeeping.start()
         log.info("edge service %s/%s running: %d camera(s), broker %s, topics %s/...", cfg.site, cfg.device,
                  len(self.workers), self.link.status().broker, cfg.topic_prefix)
+        if self.api is not None:
+            base = f"http://{cfg.api.host if ':' not in cfg.api.host else f'[{cfg.api.host}]'}:{cfg.api.port}"
+            log.info("console %s/ ; health API %s/api/status, %s/readyz, %s/metrics", base, base, base, base)
+        cams = ", ".join(self.workers)
+        log.info("publishing %s (retained online/offline) and, for camera(s) %s, %s/<camera>/counts (QoS 1, "
+                 "from the outbox), .../presence and .../health", cfg.topics.device_status(cfg.device), cams,
+                 cfg.topic_prefix)
+        from roadside.core.systemd import Watchdog, notify
+
+        self.watchdog = Watchdog(self.liveness).start()
+        notify("READY=1", f"STATUS=running {len(self.workers)} camera(s), broker {self.link.status().broker}")
         return self
 
     def replace_config(self, config: EdgeConfig) -> None:
@@ -98,8 +118,24 @@ class EdgeService:
         if self.view is not None:
             self.view.config = config
 
+    def liveness(self) -> tuple[bool, str]:
+        """Alive when every camera loop, the housekeeping and the MQTT network thread turn (not: when the camera
+        or the broker is fine; a dead camera is reconnected by the service itself, a hung loop is not)."""
+        now = time.monotonic()
+        problems = [f"camera {cid} worker {'stopped' if not w.alive else f'hung for {w.stuck_for(now):.0f} s'}"
+                    for cid, w in self.workers.items() if not w.alive or w.stuck_for(now) > STUCK_AFTER_S]
+        if self._housekeeping is None or not self._housekeeping.is_alive() or now - self._housekept > STUCK_AFTER_S:
+            problems.append("housekeeping (health, outbox pruning) stopped")
+        if self.link is None or self.link.client is None or not self.link.client.running:
+            problems.append("the MQTT link's network thread stopped")
+        if problems:
+            return False, "; ".join(problems)
+        link = self.link.status()
+        return True, f"{len(self.workers)} camera(s), broker {link.state}, outbox {self.outbox.stats().depth}"
+
     def _housekeep(self, health: HealthPublisher, pruner: OutboxPruner) -> None:
         while not self._stop.wait(_HOUSEKEEPING_S):
+            self._housekept = time.monotonic()
             health.tick(self.workers, time.time())
             pruner.tick()
 
@@ -122,6 +158,12 @@ class EdgeService:
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.watchdog is not None:
+            from roadside.core.systemd import notify
+
+            notify("STOPPING=1")
+            self.watchdog.stop()
+            self.watchdog = None
         for w in self.workers.values():
             w.stop()
         if self._housekeeping is not None:
@@ -131,6 +173,9 @@ class EdgeService:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
         if self.outbox is not None:
             st = self.outbox.stats()
             if st.depth:

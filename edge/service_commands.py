@@ -96,8 +96,9 @@ def payload_schemas() -> dict:
 
 def fill_schema_blocks(text: str) -> str:
     """Replace each ``<!-- schema:NAME -->...<!-- /schema:NAME -->`` block of a Markdown text with the
-    current JSON Schema of that payload, and the ``<!-- reference:config -->...<!-- /reference:config -->``
-    block with the configuration reference generated from the configuration's JSON Schema."""
+    current JSON Schema of that payload, the ``<!-- reference:config -->...<!-- /reference:config -->``
+    block with the configuration reference generated from the configuration's JSON Schema, and the
+    ``<!-- reference:metrics -->`` block with the table of the ``/metrics`` collectors."""
     import re
 
     from roadside.edge.config_reference import reference_table
@@ -110,7 +111,11 @@ def fill_schema_blocks(text: str) -> str:
     block = ("<!-- reference:config -->\n<!-- generated from the configuration models: "
              "`roadside edge schema --update-doc edge/README_SERVICE.md` -->\n"
              f"{reference_table(schemas['config'])}\n<!-- /reference:config -->")
-    return re.sub(r"<!-- reference:config -->.*?<!-- /reference:config -->", lambda m: block, text, flags=re.S)
+    text = re.sub(r"<!-- reference:config -->.*?<!-- /reference:config -->", lambda m: block, text, flags=re.S)
+    from roadside.edge.metrics_reference import metrics_table
+
+    block = f"<!-- reference:metrics -->\n{metrics_table()}\n<!-- /reference:metrics -->"
+    return re.sub(r"<!-- reference:metrics -->.*?<!-- /reference:metrics -->", lambda m: block, text, flags=re.S)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"core": "core", "models": "models", "edge": "edge", "calibration": "calibration", "controller": "controller"}
+PACKAGES = {"core": "core", "models": "models", "edge": "edge", "calibration": "calibration", "controller": "controller", "demo": "demo", "deploy": "deploy"}
 #: what each package may import (besides itself)
 ALLOWED = {
     "core": set(),
@@ -14,6 +14,10 @@ ALLOWED = {
     "edge": {"core", "models"},
     "calibration": {"core", "models", "edge"},
     "controller": {"core"},
+    # `roadside demo` runs everything: it sits above all the others
+    "demo": {"core", "models", "edge", "calibration", "controller"},
+    # `roadside bundle`: models, the edge's and the controller's configurations
+    "deploy": {"core", "models", "edge", "controller"},
 }
 
 
