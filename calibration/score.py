@@ -118,9 +118,25 @@ def match_events(pred: list[CrossingRecord], gt: dict, tol: int | None = None) -
     }
 
 
+def _within(counts: CountsFile, first: int, last: int) -> CountsFile:
+    """The counts of the events between frames ``first`` and ``last`` only (truth that covers part of a clip)."""
+    events = [e for e in counts.events if first <= e.frame <= last]
+    lines: dict[str, dict[str, dict[str, int]]] = {lid: {d: {} for d in DIRECTIONS} for lid in counts.lines}
+    for e in events:
+        by_class = lines.setdefault(e.line, {d: {} for d in DIRECTIONS})[e.direction]
+        by_class[e.category] = by_class.get(e.category, 0) + 1
+    return counts.model_copy(update={"events": events, "lines": CountsFile.model_validate(
+        {"lines": lines}).lines})
+
+
 def score(counts: CountsFile | dict, gt: dict) -> dict:
-    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth."""
+    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth.
+
+    Truth with ``counted_frames: [first, last]`` covers only those frames: events outside are not scored."""
     counts = CountsFile.parse(counts, "counts")
+    if "counted_frames" in gt:
+        first, last = (int(v) for v in gt["counted_frames"])
+        counts = _within(counts, first, last)
     for key in ("lines", "events"):
         if key not in gt:
             raise ScoreError(f"ground truth has no {key!r}: not the shared/data/gt format")

@@ -104,7 +104,11 @@ class Detector:
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: tensor})
 
-    def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:
+    def candidates(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float],
+                   frame_shape: tuple[int, ...]) -> Detections:
+        """Every decoded vehicle box above ``confidence``, in source pixels, before suppression.
+
+        This is what a detections cache stores: suppression (:meth:`select`) can then be re-run cheaply."""
         boxes, scores = self._decode(outputs, self._cols, self.config.confidence, self.format)
         if len(boxes) == 0:
             return Detections.empty()
@@ -117,8 +121,21 @@ class Detector:
         boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - oy) / sy, 0, h)
         wh = boxes[:, 2:] - boxes[:, :2]
         ok = (wh[:, 0] >= 2) & (wh[:, 1] >= 2)
-        boxes, conf, best, wh = boxes[ok], conf[ok], best[ok], wh[ok]
-        # One box per vehicle: suppression across all vehicle categories together.
+        boxes, conf, best = boxes[ok], conf[ok], best[ok]
+        return Detections(xyxy=boxes, confidence=conf, class_id=self._cols[best].astype(np.int32),
+                          category=self.category_of(self._cols[best]))
+
+    def category_of(self, class_ids: np.ndarray) -> np.ndarray:
+        """The vehicle category (object array of str) of each of the model's class ids."""
+        lut = {int(c): self.categories[int(ci)] for c, ci in zip(self._cols, self._col_cat)}
+        return np.asarray([lut[int(c)] for c in class_ids], dtype=object)
+
+    def select(self, cands: Detections) -> Detections:
+        """One box per vehicle: suppression across all vehicle categories together, then the part-box filter."""
+        if len(cands) == 0:
+            return cands
+        boxes, conf = cands.xyxy, cands.confidence
+        wh = boxes[:, 2:] - boxes[:, :2]
         keep = cv2.dnn.NMSBoxes(
             np.concatenate([boxes[:, :2], wh], 1).tolist(), conf.tolist(), self.config.confidence, self.config.nms_iou
         )
@@ -126,13 +143,10 @@ class Detector:
         keep = keep[np.argsort(-conf[keep], kind="stable")]
         if self.config.containment < 1.0 and len(keep) > 1:
             keep = keep[_not_contained(boxes[keep], self.config.containment)]
-        cats = np.asarray(self.categories, dtype=object)[self._col_cat[best[keep]]]
-        return Detections(
-            xyxy=boxes[keep],
-            confidence=conf[keep],
-            class_id=self._cols[best[keep]].astype(np.int32),
-            category=cats,
-        )
+        return cands[keep]
+
+    def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:
+        return self.select(self.candidates(outputs, transform, frame_shape))
 
     def __call__(self, frame: np.ndarray) -> Detections:
         tensor, transform = self.preprocess(frame)

@@ -35,6 +35,7 @@ class FrameResult:
     zone_changes: dict[str, ZoneStatus]
     closed_bins: list[IntervalBin] = field(default_factory=list)
     detector_ms: float = 0.0
+    candidates: Detections | None = None  # the detector's boxes before suppression (for a detections cache)
 
 
 class CameraPipeline:
@@ -56,8 +57,14 @@ class CameraPipeline:
         t0 = time.perf_counter()
         if tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
-        dets = self.detector.postprocess(self.detector.infer(tensor), transform, image.shape)
+        cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
         det_ms = (time.perf_counter() - t0) * 1000
+        return self.process_candidates(index, time_s, cands, clock_s, det_ms)
+
+    def process_candidates(self, index: int, time_s: float, cands: Detections, clock_s: float | None = None,
+                           detector_ms: float = 0.0) -> FrameResult:
+        """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache)."""
+        dets = self.detector.select(cands)
         out = self.tracker.update(dets)
         events = self.counter.update(index, out.confirmed, out.tentative)
         clock = time_s if clock_s is None else clock_s
@@ -67,4 +74,4 @@ class CameraPipeline:
         changes = self.zones.update(time_s, out.confirmed)
         closed = self.bins.close_until(clock)
         self.frames += 1
-        return FrameResult(index, time_s, out.confirmed, events, changes, closed, det_ms)
+        return FrameResult(index, time_s, out.confirmed, events, changes, closed, detector_ms, cands)
