@@ -127,7 +127,16 @@ class TrackerConfig(Strict):
     low_threshold: float = Field(0.1, ge=0.0, le=1.0, description="detections between this and high_threshold only "
                                                                   "continue existing tracks")
     new_track_threshold: float = Field(0.4, ge=0.0, le=1.0, description="minimum score for an unmatched detection "
-                                                                        "to start a new track")
+                                                                        "to start a new track on its own")
+    birth_threshold: float = Field(1.0, ge=0.0, le=1.0, description="an unmatched detection at or above this (but "
+                                                                    "below new_track_threshold) starts a weak "
+                                                                    "tentative track, confirmed only by evidence over "
+                                                                    "several frames (birth_evidence); 1.0 disables "
+                                                                    "weak births")
+    birth_evidence: float = Field(1.2, ge=0.0, le=30.0, description="a weak-born track is confirmed once it has "
+                                                                    "min_hits matches and the sum of their scores "
+                                                                    "reaches this (1.2: three frames at 0.4, five at "
+                                                                    "0.25)")
     match_iou: float = Field(0.2, gt=0.0, le=1.0, description="minimum IoU for an association in the first, "
                                                               "high-score pass")
     second_match_iou: float = Field(0.5, gt=0.0, le=1.0, description="minimum IoU in the second, low-score pass "
@@ -154,6 +163,13 @@ class CountingConfig(Strict):
                                                                     "line before its side is trusted: jitter "
                                                                     "within this band neither counts nor changes "
                                                                     "the remembered side")
+    commit_fraction: float = Field(0.15, ge=0.0, le=2.0, description="a side change counts once the anchor is this "
+                                                                     "share of its box height past the line (at "
+                                                                     "least hysteresis_px): jitter of a vehicle "
+                                                                     "standing at the line that returns before then "
+                                                                     "neither counts nor uses up its count")
+    commit_frames: int = Field(5, ge=1, le=100, description="... or once it has stayed on the new side (beyond the "
+                                                            "band) for this many observations")
     bins_s: list[float] = Field(default_factory=lambda: [60.0, 900.0],
                                 description="interval bins (s) of the counts, each aligned to multiples of its "
                                             "length on the clock (15-minute bins start at :00, :15, ...), e.g. "

@@ -20,6 +20,15 @@ import numpy as np
 
 LINE = {"id": "L1", "a": [60, 120], "b": [275, 120]}
 
+#: vehicles that a mask box merged with another one (checked on enlarged frames, each added by hand)
+MANUAL = [
+    {"line": "L1", "direction": "forward", "frame": 1629, "class": "car", "ambiguous": False, "anchor_xy": [218.5, 120],
+     "t_along_line": 0.737, "desc": "white SUV right behind a white taxi: one merged mask box covers both from about "
+                                    "frame 1600 to 1640 (the taxi's crossing, frame 1607, is the chain's event); seen "
+                                    "on enlarged frames 1600-1635, bottom of the SUV at y=118-121 at frames 1627-1630",
+     "note": "added by hand"},
+]
+
 
 def iou(a, b):
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -67,6 +76,7 @@ def main(videos: Path) -> dict:
                                    "class": "car", "ambiguous": False, "anchor_xy": [round(x, 1), ay],
                                    "t_along_line": round(tl, 3), "desc": f"mask box chain of {len(fs)} frames"})
                 break
+    events += [dict(e) for e in MANUAL]
     events.sort(key=lambda e: e["frame"])
     for i, e in enumerate(events):
         e["id"] = f"HC{i:03d}"
@@ -78,7 +88,7 @@ def main(videos: Path) -> dict:
         d["by_class"][e["class"]] = d["by_class"].get(e["class"], 0) + 1
     return {
         "clip": "highway_cdnet.avi", "sha256": hashlib.sha256(clip.read_bytes()).hexdigest(),
-        "decoded_frame_count": 1699, "fps": 60, "frame_size": [320, 240], "frame_tolerance_frames": 5,
+        "decoded_frame_count": 1699, "fps": 60, "frame_size": [320, 240], "frame_tolerance_frames": 10,
         "counted_frames": [469, 1698],
         "lines": [LINE | {"description": "both lanes, traffic approaching (down the image): forward"}],
         "events": events, "totals": totals, "n_events": len(events), "n_ambiguous": 0,
@@ -87,8 +97,11 @@ def main(videos: Path) -> dict:
             "hand-made foreground masks (shared/data/videos/highway_cdnet_boxes_mot.txt, frames 470-1700 1-based).",
             "Only frames 469..1698 (0-based) have mask boxes: a vehicle crossing before frame 469 is not in the truth; "
             "the line at y=120 is crossed by vehicles that were already visible at frame 469 only after it.",
+            "Where two vehicles share one mask box (one behind the other), the chain gives one event; every such "
+            "case found on the slit-scan image along the line was checked on enlarged frames and added by hand "
+            "(MANUAL in the script, note 'added by hand').",
             "Class is car for every event: the masks carry no class (the clip shows cars and a few vans).",
-            "Tolerance 5 frames at 60 fps (the box bottom of a mask and of a detector differ by a few pixels).",
+            "Tolerance 10 frames at 60 fps (0.17 s, as +-5 frames at 30 fps on the other hard clips): the bottom of a mask box and of a detector box differ by a few pixels, and the masks include some cast shadows.",
         ],
     }
 
