@@ -95,12 +95,27 @@ class DetectorConfig(Strict):
                                                                 "own area) inside a higher-scoring box is dropped: "
                                                                 "detectors add part-boxes (windscreen, cab, trailer) "
                                                                 "that IoU suppression keeps; 1.0 disables this")
+    containment_by_class: bool = Field(True, description="drop a contained box only inside a box it can be a part "
+                                                         "of: its own category, or a car inside a truck or bus (a "
+                                                         "cab); a motorbike inside a bus box is kept")
+    containment_max_area_ratio: float = Field(12.0, ge=0.0, le=1000.0, description="drop a contained box only "
+                                                                                   "inside a box at most this many "
+                                                                                   "times its area (0: any); far "
+                                                                                   "larger boxes (night glare) hold "
+                                                                                   "vehicles, not parts")
     classes: dict[Identifier, list[str | int]] = Field(
         default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES},
         description="vehicle category -> the model's class names (or integer ids) that map to it, e.g. "
                     "`{auto_rickshaw: [cng]}` for a custom model",
     )
     threads: int = Field(2, ge=0, le=64, description="onnxruntime intra-op threads; 0 lets onnxruntime decide")
+    detect_fps: float = Field(15.0, ge=0.0, le=240.0, description="run the detector on about this many frames per "
+                                                                  "second (every round(video fps / detect_fps)-th "
+                                                                  "frame, at least every frame); between, the tracker "
+                                                                  "predicts each vehicle's box and counting follows "
+                                                                  "the predictions; 0: every frame")
+    every_n_frames: int | None = Field(None, ge=1, le=30, description="run the detector on every Nth frame exactly "
+                                                                      "(overrides detect_fps); 1: every frame")
     spin_wait: bool = Field(False, description="let onnxruntime's threads busy-wait between runs; off: on a small "
                                                "box the decoder process and the tracker need those cycles (see "
                                                "`roadside edge bench`), and idle cores stay cool")

@@ -54,9 +54,27 @@ def build_class_map(classes: dict[str, list[str | int]], class_names: tuple[str,
     return categories, np.asarray(cols, np.int64), np.asarray(col_cat, np.int64)
 
 
-def _not_contained(boxes: np.ndarray, threshold: float) -> np.ndarray:
-    """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box."""
-    inside = box_intersection(boxes, boxes) / np.maximum(box_area(boxes)[:, None], 1e-9)  # [j, i]: share of box j inside box i
+#: categories whose detectors' part-boxes show up as another category: a truck's cab or a bus's front is often
+#: boxed as a car. Anything else is a part only of a box of its own category (a windscreen inside its car);
+#: a motorbike or a bicycle inside a bus box is a vehicle in front of the bus, never a part of it.
+PART_OF = {"car": ("car", "truck", "bus")}
+
+
+def _not_contained(boxes: np.ndarray, threshold: float, categories: np.ndarray | None = None,
+                   max_area_ratio: float = 0.0) -> np.ndarray:
+    """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box.
+
+    With ``categories``, a box is dropped only inside a box it can be a part of (PART_OF); with
+    ``max_area_ratio``, only inside a box at most that many times its own area (a box far larger, such as
+    glare across the bottom of a night frame, holds other vehicles, not parts of one)."""
+    area = np.maximum(box_area(boxes), 1e-9)
+    inside = box_intersection(boxes, boxes) / area[:, None]  # [j, i]: share of box j inside box i
+    if categories is not None:
+        cats = [str(c) for c in categories]
+        can = np.array([[cj == ci or ci in PART_OF.get(cj, ()) for ci in cats] for cj in cats], bool)
+        inside = np.where(can, inside, 0.0)
+    if max_area_ratio > 0:
+        inside = np.where(area[None, :] <= max_area_ratio * area[:, None], inside, 0.0)
     keep = np.ones(len(boxes), bool)
     for j in range(1, len(boxes)):
         if np.any(keep[:j] & (inside[j, :j] >= threshold)):
@@ -142,7 +160,9 @@ class Detector:
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
         keep = keep[np.argsort(-conf[keep], kind="stable")]
         if self.config.containment < 1.0 and len(keep) > 1:
-            keep = keep[_not_contained(boxes[keep], self.config.containment)]
+            c = self.config
+            keep = keep[_not_contained(boxes[keep], c.containment, cands.category[keep] if c.containment_by_class else None,
+                                       c.containment_max_area_ratio)]
         return cands[keep]
 
     def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:

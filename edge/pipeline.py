@@ -49,11 +49,16 @@ class CameraPipeline:
         self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
         self.bins.start(bin_clock_start)
         self.frames = 0
+        d = config.detector
+        #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
+        self.stride = d.every_n_frames or (max(1, round(fps / d.detect_fps)) if d.detect_fps > 0 else 1)
 
     def process(self, index: int, time_s: float, image: np.ndarray, tensor: np.ndarray | None = None,
                 transform: tuple[float, float, float, float] | None = None, clock_s: float | None = None) -> FrameResult:
         """Process one frame. ``time_s`` is the frame's media time; ``clock_s`` (default ``time_s``) is
         the clock that interval bins follow (wall time in the live service)."""
+        if not self.detects(index):
+            return self.process_candidates(index, time_s, None, clock_s)
         t0 = time.perf_counter()
         if tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
@@ -61,11 +66,19 @@ class CameraPipeline:
         det_ms = (time.perf_counter() - t0) * 1000
         return self.process_candidates(index, time_s, cands, clock_s, det_ms)
 
-    def process_candidates(self, index: int, time_s: float, cands: Detections, clock_s: float | None = None,
+    def detects(self, index: int) -> bool:
+        """Whether the detector runs on frame ``index`` (``detector.every_n_frames``)."""
+        return index % self.stride == 0
+
+    def process_candidates(self, index: int, time_s: float, cands: Detections | None, clock_s: float | None = None,
                            detector_ms: float = 0.0) -> FrameResult:
-        """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache)."""
-        dets = self.detector.select(cands)
-        out = self.tracker.update(dets)
+        """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache);
+        ``None`` (or a frame the detector skips) lets the tracker predict."""
+        if cands is None or not self.detects(index):
+            cands, detector_ms = None, 0.0
+            out = self.tracker.predict()
+        else:
+            out = self.tracker.update(self.detector.select(cands))
         events = self.counter.update(index, out.confirmed, out.tentative)
         clock = time_s if clock_s is None else clock_s
         for ev in events:

@@ -121,7 +121,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             writer.release()
     for scan in scans:
         scan.write(out / f"slitscan_{scan.line.id}.png", events)
-    if cache is not None and error is None and recorded:
+    if cache is not None and error is None and recorded and all(c is not None for c in recorded):
         from roadside.edge.detection_cache import CachedClip
 
         cache.save(cache_key, CachedClip(info.fps, info.width, info.height, det_ms / frames, recorded))
@@ -139,16 +139,18 @@ def _replay_cached(video, config: VisionConfig, out: Path, detector: Detector, m
     events: list[CrossingRecord] = []
     bins: list[IntervalBin] = []
     zone_log: list[ZoneChange] = []
+    det_ms = 0.0
     for i, cands in enumerate(cached.frames):
         t = i / cached.fps
         res = pipe.process_candidates(i, t, cands, detector_ms=cached.detector_ms)
+        det_ms += res.detector_ms
         events += [CrossingRecord.of(e) for e in res.events]
         bins += res.closed_bins
         for zid, st in res.zone_changes.items():
             zone_log.append(ZoneChange(zone=zid, frame=i, time_s=round(t, 3), occupied=st.occupied, count=st.count))
     n = len(cached.frames)
     return _finish(video, config, out, detector, model_path, pipe, n, cached.fps, cached.width, cached.height,
-                   events, bins, zone_log, None, time.perf_counter() - wall0, cached.detector_ms * n, False, cached=True)
+                   events, bins, zone_log, None, time.perf_counter() - wall0, det_ms, False, cached=True)
 
 
 def _finish(video, config, out, detector, model_path, pipe, frames, fps, width, height, events, bins, zone_log,

@@ -129,6 +129,7 @@ class ByteTracker:
         self.max_lost_frames = max(1, int(round(self.config.lost_buffer_s * fps)))
         self.tracks: list[Track] = []
         self.frame = -1
+        self._last_detected = -1
         self._next_id = 1
 
     def _new_track(self, box: np.ndarray, score: float, category: str) -> Track:
@@ -161,6 +162,9 @@ class ByteTracker:
         confirmed) tracks, each with ``tracker_id`` set and the track's voted category.
         """
         self.frame += 1
+        # frames since the last detections: boxes of new tracks (no velocity yet) overlap less after a gap
+        gap = max(1, self.frame - self._last_detected) if self._last_detected >= 0 else 1
+        self._last_detected = self.frame
         cfg = self.config
         self._matched: list[tuple[Track, np.ndarray]] = []
         if self.tracks:
@@ -197,10 +201,10 @@ class ByteTracker:
             remain[i].state = LOST
         # 3) unconfirmed tracks with the high-score detections left over; weak-born ones also with the weak
         #    detections (at or above birth_threshold) left over, since that is what they were born from
-        rest_u, unclaimed = associate(unconfirmed, high_left, cfg.second_match_iou)
+        rest_u, unclaimed = associate(unconfirmed, high_left, cfg.second_match_iou / gap)
         weak_left = low_left[conf[low_left] >= cfg.birth_threshold]
         weak_tracks = [unconfirmed[i] for i in rest_u if unconfirmed[i].weak]
-        rest_w, weak_left = associate(weak_tracks, weak_left, cfg.second_match_iou)
+        rest_w, weak_left = associate(weak_tracks, weak_left, cfg.second_match_iou / gap)
         lost_u = {id(unconfirmed[i]) for i in rest_u if not unconfirmed[i].weak} | {id(weak_tracks[i]) for i in rest_w}
         for t in unconfirmed:
             if id(t) in lost_u:
@@ -246,6 +250,27 @@ class ByteTracker:
         tracked = np.stack([b for _, b in self._matched])
         inside = box_intersection(boxes[idx], tracked) / np.maximum(box_area(boxes[idx])[:, None], 1e-9)
         return idx[inside.max(axis=1) < max_overlap]
+
+    def predict(self) -> "TrackerOutput":
+        """A frame without detections (the detector skipped it): every track moves on by its Kalman prediction;
+        tracks followed in the last detected frame report their predicted boxes (confirmed and tentative),
+        so counting sees them move. Nothing is confirmed, lost or removed here."""
+        self.frame += 1
+        if not self.tracks:
+            return TrackerOutput(Detections.empty(), Detections.empty())
+        means, covs = self.kf.predict(np.stack([t.mean for t in self.tracks]), np.stack([t.cov for t in self.tracks]))
+        for t, m, c in zip(self.tracks, means, covs):
+            t.mean, t.cov = m, c
+        live = [t for t in self.tracks if t.state in (TRACKED, NEW) and t.last_frame >= self._last_detected]
+
+        def out(ts: list[Track]) -> Detections:
+            if not ts:
+                return Detections.empty()
+            return Detections(xyah_to_xyxy(np.stack([t.mean[:4] for t in ts])).astype(np.float32),
+                              np.array([t.score for t in ts], np.float32), np.zeros(len(ts), np.int32),
+                              np.array([t.category for t in ts], dtype=object), np.array([t.track_id for t in ts], np.int64))
+
+        return TrackerOutput(out([t for t in live if t.confirmed]), out([t for t in live if not t.confirmed]))
 
     def _correct(self) -> None:
         if not self._matched:

@@ -249,3 +249,24 @@ def test_weak_detections_start_tracks_only_on_evidence_over_several_frames():
     on = run(TrackerConfig(birth_threshold=0.2, birth_evidence=1.2, min_hits=3))
     assert [len(o.confirmed) for o in on] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert len({int(o.confirmed.tracker_id[0]) for o in on[4:]} | {int(o.tentative.tracker_id[0]) for o in on[:4]}) == 1
+
+
+def test_between_detections_the_tracker_predicts_and_counting_follows():
+    """Detections on even frames only: on odd frames the tracker reports each confirmed vehicle at its predicted
+    box (constant velocity), so a crossing that happens on a skipped frame is dated there."""
+    t = ByteTracker(TrackerConfig(), 30)
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=0))
+    ys, events, anchors = [], [], {}
+    for f in range(16):
+        y = 43 + 6 * f  # bottom of the box, 6 px per frame; crosses y=100 between frames 9 and 10
+        if f % 2 == 0:
+            box = np.array([[190, y - 20, 210, y]], np.float32)
+            out = t.update(Detections(box, np.array([0.9], np.float32), np.zeros(1, np.int32), np.array(["car"], object)))
+        else:
+            out = t.predict()
+        if len(out.confirmed):
+            anchors[f] = float(out.confirmed.anchors()[0, 1])
+        events += counter.update(f, out.confirmed, out.tentative)
+    odd = [f for f in anchors if f % 2 and f > 6]
+    assert odd and all(abs(anchors[f] - (43 + 6 * f)) < 3 for f in odd), anchors  # predictions between the detections
+    assert [(e.direction, e.frame) for e in events] == [("forward", 10)]
