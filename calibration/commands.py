@@ -18,12 +18,20 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from roadside.calibration.evaluate import evaluate, format_table
+    import sys
+
+    from roadside.calibration.evaluate import evaluate, format_lines, format_table, write_readme
     from roadside.edge.site_file import load_vision_config
 
     base = load_vision_config(args.config, args.camera) if args.config else None
-    results = evaluate(args.gt_dir, args.videos, args.model or [None], args.out, base)
+    cache = None if args.no_cache else args.cache
+    results = evaluate([args.gt_dir, *(args.truth_dir or [])], args.videos, args.model or [None], args.out, base,
+                       cache_dir=cache, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(results))
+    print()
+    print(format_lines(results))
+    if args.readme:
+        write_readme(args.readme, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -93,6 +101,20 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from roadside.calibration.diagnose import diagnose_clip, format_diagnosis
+    from roadside.edge.config import VisionConfig
+    from roadside.edge.site_file import load_vision_config
+
+    base = load_vision_config(args.config, args.camera) if args.config else VisionConfig()
+    for gt in args.ground_truth:
+        d = diagnose_clip(gt, args.videos, base, args.model, args.cache)
+        print(format_diagnosis(d))
+        if args.json:
+            print(json.dumps(d, indent=1))
+    return 0
+
+
 def _models_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -138,9 +160,16 @@ def register(cli) -> None:
     )
     p.add_argument("--gt-dir", default="../shared/data/gt", help="folder of ground-truth JSON files (default: %(default)s)")
     p.add_argument("--videos", default="../shared/data/videos", help="folder holding the clips (default: %(default)s)")
+    p.add_argument("--truth-dir", action="append", metavar="DIR",
+                   help="another folder of ground-truth JSON files (clips beside them or in --videos); repeatable")
     p.add_argument("--model", action="append", help="model file or name; repeat for several (default: the product default)")
     config_args(p, "detector/tracker/counting settings (its lines are replaced by the ground truth's)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the replay outputs (default: %(default)s)")
+    p.add_argument("--cache", default="runs/detections-cache", metavar="DIR",
+                   help="detections cache: the detector's boxes per model and clip, reused while only suppression, "
+                        "tracker or counting settings change (default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="run the detector on every clip (and measure its time afresh)")
+    p.add_argument("--readme", metavar="FILE", help="write the clip table into FILE between its accuracy-table markers")
     p.add_argument("--json", help="also write the results to this JSON file")
 
     p = cli.verb(
@@ -185,6 +214,21 @@ def register(cli) -> None:
     p.add_argument("--out", default="snapshot.jpg", help="image to write (default: %(default)s)")
     p.add_argument("--frames", type=int, default=30, help="frames to run before the picture (default: %(default)s)")
     p.add_argument("--model", help="ONNX file or installed model name (default: detector.model, else the product default)")
+
+    p = cli.verb(
+        "calibrate", "diagnose", _diagnose,
+        help="follow every missed and every false crossing through detector, suppression, tracker and counter",
+        description="For each GROUND_TRUTH file, replay its clip (from the detections cache, filled on first use) "
+                    "with its own lines and print, per missed true crossing, the first stage that lost it (no "
+                    "candidate box; removed by suppression; no track; a track that did not count, or counted late) "
+                    "and every false count with its track.",
+    )
+    p.add_argument("ground_truth", nargs="+", help="ground-truth JSON files")
+    p.add_argument("--videos", default="../shared/data/videos", help="folder holding the clips (default: %(default)s)")
+    p.add_argument("--model", help="model file or name (default: the configuration's, else the product default)")
+    config_args(p, "detector/tracker/counting settings (its lines are replaced by the ground truth's)")
+    p.add_argument("--cache", default="runs/detections-cache", metavar="DIR", help="detections cache (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the diagnosis as JSON")
 
     b = cli.verb(
         "models", "bench", _models_bench, old=("models benchmark",),

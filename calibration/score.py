@@ -122,6 +122,17 @@ def match_events(pred: list[CrossingRecord], gt: dict, tol: int | None = None) -
     }
 
 
+def _within(counts: CountsFile, first: int, last: int) -> CountsFile:
+    """The counts of the events between frames ``first`` and ``last`` only (truth that covers part of a clip)."""
+    events = [e for e in counts.events if first <= e.frame <= last]
+    lines: dict[str, dict[str, dict[str, int]]] = {lid: {d: {} for d in DIRECTIONS} for lid in counts.lines}
+    for e in events:
+        by_class = lines.setdefault(e.line, {d: {} for d in DIRECTIONS})[e.direction]
+        by_class[e.category] = by_class.get(e.category, 0) + 1
+    return counts.model_copy(update={"events": events, "lines": CountsFile.model_validate(
+        {"lines": lines}).lines})
+
+
 def check_truth_lines(gt: dict, counted: list[str], configured: list) -> None:
     """ScoreError unless every line of the ground truth was counted (``counted``: line ids) and, where the
     configuration is known (``configured``: LineConfig), with the same a and b (so forward means the same)."""
@@ -140,8 +151,13 @@ def check_truth_lines(gt: dict, counted: list[str], configured: list) -> None:
 
 
 def score(counts: CountsFile | dict, gt: dict) -> dict:
-    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth."""
+    """Score counts (a :class:`CountsFile`, or its JSON data) against ground truth.
+
+    Truth with ``counted_frames: [first, last]`` covers only those frames: events outside are not scored."""
     counts = CountsFile.parse(counts, "counts")
+    if "counted_frames" in gt:
+        first, last = (int(v) for v in gt["counted_frames"])
+        counts = _within(counts, first, last)
     check_truth_lines(gt, list(counts.lines), counts.config.lines if counts.config is not None else [])
     totals, by_class = count_rows(counts, gt)
     true_sum = sum(r.true for r in totals)

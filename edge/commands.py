@@ -15,7 +15,7 @@ def _replay(args: argparse.Namespace) -> int:
         print("roadside edge replay: warning: the configuration has no count lines or zones; only tracks will be recorded",
               file=sys.stderr)
     counts = run_replay(args.video, config, args.out, model=args.model, annotate=args.annotate, realtime=args.realtime,
-                        progress=False if args.no_progress else None)
+                        progress=False if args.no_progress else None, cache_dir=args.cache)
     summary = {lid: {d: sum(c.values()) for d, c in dirs.model_dump().items()} for lid, dirs in counts.lines.items()}
     print(json.dumps({"frames": counts.frames, "model": counts.model, "lines": summary,
                       "counts": f"{args.out}/counts.json"}))
@@ -50,7 +50,11 @@ def register(cli) -> None:
     config_args(p, "count lines, zones, detector/tracker/counting settings (a file holding only `lines:` is enough)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--model", help="ONNX model file or installed model name (default: detector.model, else the product default)")
-    p.add_argument("--annotate", action="store_true", help="also write OUT/annotated.mp4 with boxes, ids, lines and counts")
+    p.add_argument("--annotate", action="store_true", help="also write OUT/annotated.mp4 with boxes, ids, lines and counts, "
+                                                            "and OUT/slitscan_<line>.png per line (the pixels under the "
+                                                            "line over time, the counted crossings marked)")
+    p.add_argument("--cache", metavar="DIR", help="detections cache folder: reuse the detector's boxes of an earlier "
+                                                  "replay of the same clip and model (see calibrate evaluate)")
     p.add_argument("--realtime", action="store_true", help="pace processing to the video's frame rate (default: as fast as possible)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 

@@ -109,12 +109,27 @@ class DetectorConfig(Strict):
                                                                 "own area) inside a higher-scoring box is dropped: "
                                                                 "detectors add part-boxes (windscreen, cab, trailer) "
                                                                 "that IoU suppression keeps; 1.0 disables this")
+    containment_by_class: bool = Field(True, description="drop a contained box only inside a box it can be a part "
+                                                         "of: its own category, or a car inside a truck or bus (a "
+                                                         "cab); a motorbike inside a bus box is kept")
+    containment_max_area_ratio: float = Field(12.0, ge=0.0, le=1000.0, description="drop a contained box only "
+                                                                                   "inside a box at most this many "
+                                                                                   "times its area (0: any); far "
+                                                                                   "larger boxes (night glare) hold "
+                                                                                   "vehicles, not parts")
     classes: dict[Identifier, list[str | Annotated[int, Field(ge=0, le=100_000)]]] = Field(
         default_factory=lambda: {c: [c] for c in VEHICLE_CATEGORIES},
         description="vehicle category -> the model's class names (or integer ids) that map to it, e.g. "
                     "`{auto_rickshaw: [cng]}` for a custom model",
     )
     threads: int = Field(2, ge=0, le=64, description="onnxruntime intra-op threads; 0 lets onnxruntime decide")
+    detect_fps: float = Field(15.0, ge=0.0, le=240.0, description="run the detector on about this many frames per "
+                                                                  "second (every round(video fps / detect_fps)-th "
+                                                                  "frame, at least every frame); between, the tracker "
+                                                                  "predicts each vehicle's box and counting follows "
+                                                                  "the predictions; 0: every frame")
+    every_n_frames: int | None = Field(None, ge=1, le=30, description="run the detector on every Nth frame exactly "
+                                                                      "(overrides detect_fps); 1: every frame")
     spin_wait: bool = Field(False, description="let onnxruntime's threads busy-wait between runs; off: on a small "
                                                "box the decoder process and the tracker need those cycles (see "
                                                "`roadside edge bench`), and idle cores stay cool")
@@ -141,7 +156,16 @@ class TrackerConfig(Strict):
     low_threshold: float = Field(0.1, ge=0.0, le=1.0, description="detections between this and high_threshold only "
                                                                   "continue existing tracks")
     new_track_threshold: float = Field(0.4, ge=0.0, le=1.0, description="minimum score for an unmatched detection "
-                                                                        "to start a new track")
+                                                                        "to start a new track on its own")
+    birth_threshold: float = Field(1.0, ge=0.0, le=1.0, description="an unmatched detection at or above this (but "
+                                                                    "below new_track_threshold) starts a weak "
+                                                                    "tentative track, confirmed only by evidence over "
+                                                                    "several frames (birth_evidence); 1.0 disables "
+                                                                    "weak births")
+    birth_evidence: float = Field(1.2, ge=0.0, le=30.0, description="a weak-born track is confirmed once it has "
+                                                                    "min_hits matches and the sum of their scores "
+                                                                    "reaches this (1.2: three frames at 0.4, five at "
+                                                                    "0.25)")
     match_iou: float = Field(0.2, gt=0.0, le=1.0, description="minimum IoU for an association in the first, "
                                                               "high-score pass")
     second_match_iou: float = Field(0.5, gt=0.0, le=1.0, description="minimum IoU in the second, low-score pass "
@@ -174,6 +198,13 @@ class CountingConfig(Strict):
                                                                     "line before its side is trusted: jitter "
                                                                     "within this band neither counts nor changes "
                                                                     "the remembered side")
+    commit_fraction: float = Field(0.15, ge=0.0, le=2.0, description="a side change counts once the anchor is this "
+                                                                     "share of its box height past the line (at "
+                                                                     "least hysteresis_px): jitter of a vehicle "
+                                                                     "standing at the line that returns before then "
+                                                                     "neither counts nor uses up its count")
+    commit_frames: int = Field(5, ge=1, le=100, description="... or once it has stayed on the new side (beyond the "
+                                                            "band) for this many observations")
     bins_s: list[Annotated[float, Field(ge=MIN_BIN_S, le=MAX_BIN_S)]] = Field(
                                 default_factory=lambda: [60.0, 900.0], min_length=1, max_length=MAX_BINS,
                                 description="interval bins (s) of the counts, each aligned to multiples of its "

@@ -41,9 +41,20 @@ class CrossingEvent:
 
 @dataclass
 class _TrackSide:
-    side: int  # -1, +1: last trusted side of the line
+    side: int  # -1, +1: last trusted side of the line; 0: only seen inside the band so far (born on the line)
     point: np.ndarray  # anchor where that side was last trusted
     frame: int
+
+
+@dataclass
+class _Pending:
+    """A side change not yet counted: it counts once the anchor is far enough past the line."""
+
+    direction: str
+    side: int  # the side it went to
+    frame: int  # interpolated crossing frame
+    t_along_line: float
+    seen: int = 0  # observations on the new side since
 
 
 @dataclass
@@ -53,11 +64,19 @@ class _Line:
     b: np.ndarray
     length: float
     sides: dict[int, _TrackSide] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict)
     counted: set[int] = field(default_factory=set)
 
 
 class LineCounter:
-    """Counts anchor crossings of straight count segments, once per track per line."""
+    """Counts anchor crossings of straight count segments, once per track per line.
+
+    A side change of the anchor through the segment is a *pending* crossing; it counts only once the anchor
+    is ``counting.commit_fraction`` of its box height past the line (at least the hysteresis band), so
+    box-bottom jitter on a vehicle standing at the line neither counts nor uses up the track's one count
+    per line: if the anchor returns first, the pending crossing is dropped. A track first seen inside the
+    band (born on the line) counts when it leaves the band, in the direction it leaves.
+    """
 
     def __init__(self, lines: list[LineConfig], config: CountingConfig | None = None, fps: float = 30.0):
         self.config = config or CountingConfig()
@@ -73,43 +92,66 @@ class LineCounter:
         #: line -> the categories it counts (lines with ``classes: null`` count every category)
         self._classes = {ln.id: frozenset(ln.classes) for ln in lines if ln.classes is not None}
 
-    def _observe(self, frame: int, ids: np.ndarray, anchors: np.ndarray, cats: np.ndarray) -> list[CrossingEvent]:
+    def _observe(self, frame: int, ids: np.ndarray, anchors: np.ndarray, cats: np.ndarray,
+                 heights: np.ndarray | None = None) -> list[CrossingEvent]:
         events: list[CrossingEvent] = []
         band = self.config.hysteresis_px
+        if heights is None:
+            heights = np.zeros(len(ids))
+        commit = np.maximum(band, self.config.commit_fraction * np.asarray(heights, float))
         for ln in self.lines:
             dist = side_value(ln.a, ln.b, anchors) / ln.length  # signed distance (px) from the infinite line
-            for tid, p, d, cat in zip(ids, anchors, dist, cats):
+            for tid, p, d, cat, need in zip(ids, anchors, dist, cats, commit):
                 tid = int(tid)
                 if tid in ln.counted:
                     continue
+                prev = ln.sides.get(tid)
                 if abs(d) <= band:
+                    if prev is None:  # first seen on the line: remember where, with no side yet
+                        ln.sides[tid] = _TrackSide(0, p.copy(), frame)
                     continue  # within the jitter band: neither counts nor moves the remembered side
                 side = 1 if d > 0 else -1
-                prev = ln.sides.get(tid)
                 ln.sides[tid] = _TrackSide(side, p.copy(), frame)
-                if prev is None or prev.side == side:
-                    continue
-                # The anchor went from prev.point to p across the infinite line: where did it cross it?
-                s0 = float(side_value(ln.a, ln.b, prev.point)) / ln.length
-                s1 = float(d)
-                w = s0 / (s0 - s1)  # fraction of the way from prev.point to p
-                x = prev.point + w * (p - prev.point)
-                ab = ln.b - ln.a
-                t = float(np.dot(x - ln.a, ab) / np.dot(ab, ab))
-                if not 0.0 <= t <= 1.0:
-                    continue  # passed beside the segment, not through it
-                cross_frame = prev.frame + w * (frame - prev.frame)
-                f = int(math.ceil(cross_frame - 1e-6))
-                ln.counted.add(tid)
-                events.append(CrossingEvent(ln.cfg.id, FORWARD if side > 0 else BACKWARD, f, f / self.fps, str(cat), tid, t, frame))
+                pend = ln.pending.get(tid)
+                if prev is not None and prev.side != side:
+                    if pend is not None and pend.side != side:
+                        del ln.pending[tid]  # back where it came from before the crossing was sure: jitter
+                    elif pend is None:
+                        pend = self._crossing(ln, prev, p, float(d), frame, side)
+                        if pend is not None:
+                            ln.pending[tid] = pend
+                if pend is not None and pend.side == side:
+                    pend.seen += 1
+                if pend is not None and pend.side == side and tid in ln.pending and (
+                        abs(d) >= need or pend.seen >= self.config.commit_frames):
+                    del ln.pending[tid]
+                    ln.counted.add(tid)
+                    events.append(CrossingEvent(ln.cfg.id, pend.direction, pend.frame, pend.frame / self.fps, str(cat),
+                                                tid, pend.t_along_line, frame))
         return events
+
+    def _crossing(self, ln: _Line, prev: _TrackSide, p: np.ndarray, d: float, frame: int, side: int) -> _Pending | None:
+        """The pending crossing from ``prev`` to ``p`` (signed distance ``d``), if it passes through the segment."""
+        if prev.side == 0:  # born on the line: it crossed where it was first seen
+            w, x = 0.0, prev.point
+        else:
+            s0 = float(side_value(ln.a, ln.b, prev.point)) / ln.length
+            w = s0 / (s0 - d)  # fraction of the way from prev.point to p
+            x = prev.point + w * (p - prev.point)
+        ab = ln.b - ln.a
+        t = float(np.dot(x - ln.a, ab) / np.dot(ab, ab))
+        if not 0.0 <= t <= 1.0:
+            return None  # passed beside the segment, not through it
+        cross_frame = prev.frame + w * (frame - prev.frame)
+        return _Pending(FORWARD if side > 0 else BACKWARD, side, int(math.ceil(cross_frame - 1e-6)), t)
 
     def update(self, frame: int, confirmed: Detections, tentative: Detections | None = None) -> list[CrossingEvent]:
         """Feed one frame of tracks; returns the crossings counted in this frame."""
         kind = self.config.anchor
         emitted: list[CrossingEvent] = []
         if tentative is not None and len(tentative):
-            for ev in self._observe(frame, tentative.tracker_id, tentative.anchors(kind), tentative.category):
+            for ev in self._observe(frame, tentative.tracker_id, tentative.anchors(kind), tentative.category,
+                                    tentative.xyxy[:, 3] - tentative.xyxy[:, 1]):
                 self._pending[ev.track_id].append(ev)
             for tid in tentative.tracker_id:
                 self._last_seen[int(tid)] = frame
@@ -120,7 +162,8 @@ class LineCounter:
                 for ev in self._pending.pop(tid, []):  # crossed while tentative: counts now it is confirmed
                     emitted.append(CrossingEvent(ev.line, ev.direction, ev.frame, ev.time_s, self._category(confirmed, tid),
                                                  tid, ev.t_along_line, frame))
-            emitted += self._observe(frame, confirmed.tracker_id, confirmed.anchors(kind), confirmed.category)
+            emitted += self._observe(frame, confirmed.tracker_id, confirmed.anchors(kind), confirmed.category,
+                                     confirmed.xyxy[:, 3] - confirmed.xyxy[:, 1])
         if self._classes:  # a vehicle of a category a line does not count crosses it uncounted
             emitted = [ev for ev in emitted if ev.category in self._classes.get(ev.line, (ev.category,))]
         for ev in emitted:
@@ -142,6 +185,7 @@ class LineCounter:
             self._pending.pop(tid, None)
             for ln in self.lines:
                 ln.sides.pop(tid, None)
+                ln.pending.pop(tid, None)
                 ln.counted.discard(tid)
 
     def totals_dict(self) -> dict[str, dict[str, dict[str, int]]]:

@@ -54,9 +54,27 @@ def build_class_map(classes: dict[str, list[str | int]], class_names: tuple[str,
     return categories, np.asarray(cols, np.int64), np.asarray(col_cat, np.int64)
 
 
-def _not_contained(boxes: np.ndarray, threshold: float) -> np.ndarray:
-    """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box."""
-    inside = box_intersection(boxes, boxes) / np.maximum(box_area(boxes)[:, None], 1e-9)  # [j, i]: share of box j inside box i
+#: categories whose detectors' part-boxes show up as another category: a truck's cab or a bus's front is often
+#: boxed as a car. Anything else is a part only of a box of its own category (a windscreen inside its car);
+#: a motorbike or a bicycle inside a bus box is a vehicle in front of the bus, never a part of it.
+PART_OF = {"car": ("car", "truck", "bus")}
+
+
+def _not_contained(boxes: np.ndarray, threshold: float, categories: np.ndarray | None = None,
+                   max_area_ratio: float = 0.0) -> np.ndarray:
+    """Mask of boxes (sorted by descending score) not lying mostly inside an earlier, kept box.
+
+    With ``categories``, a box is dropped only inside a box it can be a part of (PART_OF); with
+    ``max_area_ratio``, only inside a box at most that many times its own area (a box far larger, such as
+    glare across the bottom of a night frame, holds other vehicles, not parts of one)."""
+    area = np.maximum(box_area(boxes), 1e-9)
+    inside = box_intersection(boxes, boxes) / area[:, None]  # [j, i]: share of box j inside box i
+    if categories is not None:
+        cats = [str(c) for c in categories]
+        can = np.array([[cj == ci or ci in PART_OF.get(cj, ()) for ci in cats] for cj in cats], bool)
+        inside = np.where(can, inside, 0.0)
+    if max_area_ratio > 0:
+        inside = np.where(area[None, :] <= max_area_ratio * area[:, None], inside, 0.0)
     keep = np.ones(len(boxes), bool)
     for j in range(1, len(boxes)):
         if np.any(keep[:j] & (inside[j, :j] >= threshold)):
@@ -104,7 +122,11 @@ class Detector:
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: tensor})
 
-    def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:
+    def candidates(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float],
+                   frame_shape: tuple[int, ...]) -> Detections:
+        """Every decoded vehicle box above ``confidence``, in source pixels, before suppression.
+
+        This is what a detections cache stores: suppression (:meth:`select`) can then be re-run cheaply."""
         boxes, scores = self._decode(outputs, self._cols, self.config.confidence, self.format)
         if len(boxes) == 0:
             return Detections.empty()
@@ -117,22 +139,34 @@ class Detector:
         boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - oy) / sy, 0, h)
         wh = boxes[:, 2:] - boxes[:, :2]
         ok = (wh[:, 0] >= 2) & (wh[:, 1] >= 2)
-        boxes, conf, best, wh = boxes[ok], conf[ok], best[ok], wh[ok]
-        # One box per vehicle: suppression across all vehicle categories together.
+        boxes, conf, best = boxes[ok], conf[ok], best[ok]
+        return Detections(xyxy=boxes, confidence=conf, class_id=self._cols[best].astype(np.int32),
+                          category=self.category_of(self._cols[best]))
+
+    def category_of(self, class_ids: np.ndarray) -> np.ndarray:
+        """The vehicle category (object array of str) of each of the model's class ids."""
+        lut = {int(c): self.categories[int(ci)] for c, ci in zip(self._cols, self._col_cat)}
+        return np.asarray([lut[int(c)] for c in class_ids], dtype=object)
+
+    def select(self, cands: Detections) -> Detections:
+        """One box per vehicle: suppression across all vehicle categories together, then the part-box filter."""
+        if len(cands) == 0:
+            return cands
+        boxes, conf = cands.xyxy, cands.confidence
+        wh = boxes[:, 2:] - boxes[:, :2]
         keep = cv2.dnn.NMSBoxes(
             np.concatenate([boxes[:, :2], wh], 1).tolist(), conf.tolist(), self.config.confidence, self.config.nms_iou
         )
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
         keep = keep[np.argsort(-conf[keep], kind="stable")]
         if self.config.containment < 1.0 and len(keep) > 1:
-            keep = keep[_not_contained(boxes[keep], self.config.containment)]
-        cats = np.asarray(self.categories, dtype=object)[self._col_cat[best[keep]]]
-        return Detections(
-            xyxy=boxes[keep],
-            confidence=conf[keep],
-            class_id=self._cols[best[keep]].astype(np.int32),
-            category=cats,
-        )
+            c = self.config
+            keep = keep[_not_contained(boxes[keep], c.containment, cands.category[keep] if c.containment_by_class else None,
+                                       c.containment_max_area_ratio)]
+        return cands[keep]
+
+    def postprocess(self, outputs: list[np.ndarray], transform: tuple[float, float, float, float], frame_shape: tuple[int, ...]) -> Detections:
+        return self.select(self.candidates(outputs, transform, frame_shape))
 
     def __call__(self, frame: np.ndarray) -> Detections:
         tensor, transform = self.preprocess(frame)

@@ -35,6 +35,7 @@ class FrameResult:
     zone_changes: dict[str, ZoneStatus]
     closed_bins: list[IntervalBin] = field(default_factory=list)
     detector_ms: float = 0.0
+    candidates: Detections | None = None  # the detector's boxes before suppression (for a detections cache)
 
 
 class CameraPipeline:
@@ -48,6 +49,9 @@ class CameraPipeline:
         self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
         self.bins.start(bin_clock_start)
         self.frames = 0
+        d = config.detector
+        #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
+        self.stride = d.every_n_frames or (max(1, round(fps / d.detect_fps)) if d.detect_fps > 0 else 1)
 
     def relayout(self, config: VisionConfig, clock_s: float) -> list[IntervalBin]:
         """Count on ``config``'s lines and zones from now on (a hot reload): the open bins are closed (as partial
@@ -66,12 +70,28 @@ class CameraPipeline:
                 transform: tuple[float, float, float, float] | None = None, clock_s: float | None = None) -> FrameResult:
         """Process one frame. ``time_s`` is the frame's media time; ``clock_s`` (default ``time_s``) is
         the clock that interval bins follow (wall time in the live service)."""
+        if not self.detects(index):
+            return self.process_candidates(index, time_s, None, clock_s)
         t0 = time.perf_counter()
         if tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
-        dets = self.detector.postprocess(self.detector.infer(tensor), transform, image.shape)
+        cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
         det_ms = (time.perf_counter() - t0) * 1000
-        out = self.tracker.update(dets)
+        return self.process_candidates(index, time_s, cands, clock_s, det_ms)
+
+    def detects(self, index: int) -> bool:
+        """Whether the detector runs on frame ``index`` (``detector.every_n_frames``)."""
+        return index % self.stride == 0
+
+    def process_candidates(self, index: int, time_s: float, cands: Detections | None, clock_s: float | None = None,
+                           detector_ms: float = 0.0) -> FrameResult:
+        """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache);
+        ``None`` (or a frame the detector skips) lets the tracker predict."""
+        if cands is None or not self.detects(index):
+            cands, detector_ms = None, 0.0
+            out = self.tracker.predict()
+        else:
+            out = self.tracker.update(self.detector.select(cands))
         events = self.counter.update(index, out.confirmed, out.tentative)
         clock = time_s if clock_s is None else clock_s
         for ev in events:
@@ -80,4 +100,4 @@ class CameraPipeline:
         changes = self.zones.update(time_s, out.confirmed)
         closed = self.bins.close_until(clock)
         self.frames += 1
-        return FrameResult(index, time_s, out.confirmed, events, changes, closed, det_ms)
+        return FrameResult(index, time_s, out.confirmed, events, changes, closed, detector_ms, cands)

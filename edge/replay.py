@@ -29,12 +29,16 @@ def _write_json(path: Path, data: dict) -> None:
 
 def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, model: str | Path | None = None,
                annotate: bool = False, realtime: bool = False, progress: bool | None = None,
-               on_frame: Callable[[Frame, FrameResult], None] | None = None) -> CountsFile:
-    """Replay ``video``; write ``counts.json`` (and ``annotated.mp4``) into ``out_dir``; return the counts.
-    ``on_frame(frame, result)`` sees each processed frame (its image is valid during the call only).
+               on_frame: Callable[[Frame, FrameResult], None] | None = None,
+               cache_dir: str | Path | None = None) -> CountsFile:
+    """Replay ``video``; write ``counts.json`` (and ``annotated.mp4`` and one ``slitscan_<line>.png`` per line)
+    into ``out_dir``; return the counts. ``on_frame(frame, result)`` sees each processed frame (its image is
+    valid during the call only).
 
     If decoding fails part-way, everything counted up to that frame is still written (with ``complete``
-    false and the error), and the VideoError is raised afterwards.
+    false and the error), and the VideoError is raised afterwards. With ``cache_dir`` the detector's
+    candidate boxes are read from (or, after a complete run, written to) a detections cache
+    (edge/detection_cache.py); a cached replay decodes no video unless it annotates.
     """
     from roadside.models.store import resolve_model
 
@@ -45,6 +49,15 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
         raise RoadsideError(f"{out}: cannot create the output folder: {e}") from None
     model_path = resolve_model(str(model) if model is not None else config.detector.model)
     detector = Detector(model_path, config.detector)
+    cache = cache_key = cached = None
+    if cache_dir is not None and not realtime:
+        from roadside.edge.detection_cache import DetectionCache
+
+        cache = DetectionCache(cache_dir)
+        cache_key = cache.key(detector, video)
+        cached = None if annotate else cache.load(cache_key, detector)
+    if cached is not None:
+        return _replay_cached(video, config, out, detector, model_path, cached)
     wall0 = time.perf_counter()
     reader = VideoReader(video, preprocess=detector.preprocess, decoder_nice=FILE_DECODER_NICE)
     info = reader.info
@@ -53,7 +66,11 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     bins: list[IntervalBin] = []
     zone_log: list[ZoneChange] = []
     writer = None
+    scans = []
     if annotate:
+        from roadside.edge.slitscan import SlitScan
+
+        scans = [SlitScan(ln, info.fps) for ln in config.lines]
         import cv2
 
         from roadside.edge.annotate import draw
@@ -72,6 +89,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     error: VideoError | None = None
     frames = 0
     det_ms = 0.0
+    recorded = [] if cache is not None else None
     try:
         for fr in reader:
             if realtime:
@@ -83,6 +101,10 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             if on_frame is not None:
                 on_frame(fr, res)
             det_ms += res.detector_ms
+            if recorded is not None:
+                recorded.append(res.candidates)
+            for scan in scans:
+                scan.add(fr.image)
             events += [CrossingRecord.of(e) for e in res.events]
             bins += res.closed_bins
             for zid, st in res.zone_changes.items():
@@ -102,11 +124,46 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             bar.close()
         if writer is not None:
             writer.release()
-    duration = frames / info.fps
+    for scan in scans:
+        scan.write(out / f"slitscan_{scan.line.id}.png", events)
+    if cache is not None and error is None and recorded and all(c is not None for c in recorded):
+        from roadside.edge.detection_cache import CachedClip
+
+        cache.save(cache_key, CachedClip(info.fps, info.width, info.height, det_ms / frames, recorded))
+    counts = _finish(video, config, out, detector, model_path, pipe, frames, info.fps, info.width, info.height,
+                     events, bins, zone_log, error, time.perf_counter() - wall0, det_ms, realtime)
+    if error is not None:
+        raise error
+    return counts
+
+
+def _replay_cached(video, config: VisionConfig, out: Path, detector: Detector, model_path, cached) -> CountsFile:
+    """The replay loop fed from a detections cache (no decoding, no inference)."""
+    wall0 = time.perf_counter()
+    pipe = CameraPipeline(config, detector, cached.fps)
+    events: list[CrossingRecord] = []
+    bins: list[IntervalBin] = []
+    zone_log: list[ZoneChange] = []
+    det_ms = 0.0
+    for i, cands in enumerate(cached.frames):
+        t = i / cached.fps
+        res = pipe.process_candidates(i, t, cands, detector_ms=cached.detector_ms)
+        det_ms += res.detector_ms
+        events += [CrossingRecord.of(e) for e in res.events]
+        bins += res.closed_bins
+        for zid, st in res.zone_changes.items():
+            zone_log.append(ZoneChange(zone=zid, frame=i, time_s=round(t, 3), occupied=st.occupied, count=st.count))
+    n = len(cached.frames)
+    return _finish(video, config, out, detector, model_path, pipe, n, cached.fps, cached.width, cached.height,
+                   events, bins, zone_log, None, time.perf_counter() - wall0, det_ms, False, cached=True)
+
+
+def _finish(video, config, out, detector, model_path, pipe, frames, fps, width, height, events, bins, zone_log,
+            error, wall, det_ms, realtime, cached=False) -> CountsFile:
+    duration = frames / fps
     bins += pipe.bins.close_until(duration, final=True)
-    wall = time.perf_counter() - wall0
     counts = CountsFile(
-        video=str(video), frames=frames, fps=info.fps, width=info.width, height=info.height,
+        video=str(video), frames=frames, fps=fps, width=width, height=height,
         duration_s=round(duration, 3), model=detector.name, model_family=detector.family,
         config_hash=config_hash(config), complete=error is None, error=str(error) if error else None,
         lines=pipe.counter.totals_dict(),
@@ -121,8 +178,6 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     _write_json(out / "run.json", {
         "frames": frames, "wall_s": round(wall, 3), "fps_processed": round(frames / wall, 2) if wall else None,
         "detector_ms_mean": round(det_ms / frames, 2) if frames else None, "realtime": realtime,
-        "providers": detector.providers, "model_path": str(model_path),
+        "providers": detector.providers, "model_path": str(model_path), "detections_cache": cached,
     })
-    if error is not None:
-        raise error
     return counts

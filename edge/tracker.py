@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from roadside.edge.config import TrackerConfig
-from roadside.edge.detections import Detections, box_iou
+from roadside.edge.detections import Detections, box_area, box_intersection, box_iou
 
 
 class KalmanXYAH:
@@ -87,6 +87,8 @@ class Track:
     confirmed_frame: int | None = None
     class_votes: dict[str, float] = field(default_factory=dict)
     last_box: np.ndarray | None = None
+    weak: bool = False  # born from a detection below new_track_threshold: confirmed by evidence (birth_evidence)
+    evidence: float = 0.0  # sum of the matched detections' scores
 
     @property
     def confirmed(self) -> bool:
@@ -127,14 +129,16 @@ class ByteTracker:
         self.max_lost_frames = max(1, int(round(self.config.lost_buffer_s * fps)))
         self.tracks: list[Track] = []
         self.frame = -1
+        self._last_detected = -1
         self._next_id = 1
 
     def _new_track(self, box: np.ndarray, score: float, category: str) -> Track:
         mean, cov = self.kf.initiate(xyxy_to_xyah(box))
-        t = Track(self._next_id, mean, cov, score, start_frame=self.frame, last_frame=self.frame, last_box=box.copy())
+        t = Track(self._next_id, mean, cov, score, start_frame=self.frame, last_frame=self.frame, last_box=box.copy(),
+                  weak=score < self.config.new_track_threshold, evidence=float(score))
         self._next_id += 1
         t.vote(category, score)
-        if self.config.min_hits <= 1:
+        if self.config.min_hits <= 1 and not t.weak:
             t.state, t.confirmed_frame = TRACKED, self.frame
         return t
 
@@ -146,7 +150,8 @@ class ByteTracker:
         t.last_frame = self.frame
         t.last_box = box.copy()
         t.vote(category, score)
-        if t.state == NEW and t.hits >= self.config.min_hits:
+        t.evidence += float(score)
+        if t.state == NEW and t.hits >= self.config.min_hits and (not t.weak or t.evidence >= self.config.birth_evidence):
             t.confirmed_frame = self.frame
         t.state = TRACKED if (t.state != NEW or t.confirmed) else NEW
 
@@ -157,6 +162,9 @@ class ByteTracker:
         confirmed) tracks, each with ``tracker_id`` set and the track's voted category.
         """
         self.frame += 1
+        # frames since the last detections: boxes of new tracks (no velocity yet) overlap less after a gap
+        gap = max(1, self.frame - self._last_detected) if self._last_detected >= 0 else 1
+        self._last_detected = self.frame
         cfg = self.config
         self._matched: list[tuple[Track, np.ndarray]] = []
         if self.tracks:
@@ -188,18 +196,29 @@ class ByteTracker:
         rest_t, high_left = associate(active, high, cfg.match_iou)
         # 2) tracks still unmatched (only those tracked in the last frame) with low-score detections
         remain = [active[i] for i in rest_t if active[i].state == TRACKED]
-        for i in associate(remain, low, cfg.second_match_iou)[0]:
+        rest_r, low_left = associate(remain, low, cfg.second_match_iou)
+        for i in rest_r:
             remain[i].state = LOST
-        # 3) unconfirmed tracks with the high-score detections left over
-        rest_u, unclaimed = associate(unconfirmed, high_left, cfg.second_match_iou)
-        for i in rest_u:
-            unconfirmed[i].state = REMOVED
+        # 3) unconfirmed tracks with the high-score detections left over; weak-born ones also with the weak
+        #    detections (at or above birth_threshold) left over, since that is what they were born from
+        rest_u, unclaimed = associate(unconfirmed, high_left, cfg.second_match_iou / gap)
+        weak_left = low_left[conf[low_left] >= cfg.birth_threshold]
+        weak_tracks = [unconfirmed[i] for i in rest_u if unconfirmed[i].weak]
+        rest_w, weak_left = associate(weak_tracks, weak_left, cfg.second_match_iou / gap)
+        lost_u = {id(unconfirmed[i]) for i in rest_u if not unconfirmed[i].weak} | {id(weak_tracks[i]) for i in rest_w}
+        for t in unconfirmed:
+            if id(t) in lost_u:
+                t.state = REMOVED
 
         self._correct()
 
-        # 4) new tracks from confident detections nobody claimed
-        for d in unclaimed:
-            if conf[d] >= cfg.new_track_threshold:
+        # 4) new tracks from detections nobody claimed: confident ones on their own, weak ones on probation,
+        #    unless they overlap a vehicle already tracked in this frame (a second box of that vehicle)
+        weak_left = self._clear_of_tracks(dets.xyxy, weak_left)
+        unclaimed = np.concatenate([unclaimed[conf[unclaimed] >= cfg.new_track_threshold],
+                                    self._clear_of_tracks(dets.xyxy, unclaimed[conf[unclaimed] < cfg.new_track_threshold])])
+        for d in np.sort(np.concatenate([unclaimed, weak_left])).astype(np.int64):
+            if conf[d] >= min(cfg.new_track_threshold, cfg.birth_threshold):
                 t = self._new_track(dets.xyxy[d], conf[d], dets.category[d])
                 self.tracks.append(t)
                 out_ids[d] = t.track_id
@@ -222,6 +241,36 @@ class ByteTracker:
             return Detections(sel.xyxy, sel.confidence, sel.class_id, cats, out_ids[idx])
 
         return TrackerOutput(pick(is_conf), pick(is_tent))
+
+    def _clear_of_tracks(self, boxes: np.ndarray, idx: np.ndarray, max_overlap: float = 0.5) -> np.ndarray:
+        """The detections ``idx`` that lie less than ``max_overlap`` (share of their own area) inside any box
+        matched to a track in this frame."""
+        if len(idx) == 0 or not self._matched:
+            return idx
+        tracked = np.stack([b for _, b in self._matched])
+        inside = box_intersection(boxes[idx], tracked) / np.maximum(box_area(boxes[idx])[:, None], 1e-9)
+        return idx[inside.max(axis=1) < max_overlap]
+
+    def predict(self) -> "TrackerOutput":
+        """A frame without detections (the detector skipped it): every track moves on by its Kalman prediction;
+        tracks followed in the last detected frame report their predicted boxes (confirmed and tentative),
+        so counting sees them move. Nothing is confirmed, lost or removed here."""
+        self.frame += 1
+        if not self.tracks:
+            return TrackerOutput(Detections.empty(), Detections.empty())
+        means, covs = self.kf.predict(np.stack([t.mean for t in self.tracks]), np.stack([t.cov for t in self.tracks]))
+        for t, m, c in zip(self.tracks, means, covs):
+            t.mean, t.cov = m, c
+        live = [t for t in self.tracks if t.state in (TRACKED, NEW) and t.last_frame >= self._last_detected]
+
+        def out(ts: list[Track]) -> Detections:
+            if not ts:
+                return Detections.empty()
+            return Detections(xyah_to_xyxy(np.stack([t.mean[:4] for t in ts])).astype(np.float32),
+                              np.array([t.score for t in ts], np.float32), np.zeros(len(ts), np.int32),
+                              np.array([t.category for t in ts], dtype=object), np.array([t.track_id for t in ts], np.int64))
+
+        return TrackerOutput(out([t for t in live if t.confirmed]), out([t for t in live if not t.confirmed]))
 
     def _correct(self) -> None:
         if not self._matched:

@@ -203,3 +203,70 @@ def test_lines_and_zones_reject_bad_geometry():
         parse_config({"lines": [{"id": "x", "a": [5, 5], "b": [5, 5]}]}, VisionConfig)
     with pytest.raises(ConfigError, match=r"zones\[0\]: .*no area"):
         parse_config({"zones": [{"id": "z", "polygon": [[0, 0], [1, 1], [2, 2]]}]}, VisionConfig)
+
+
+def test_jitter_of_a_standing_vehicle_does_not_use_up_its_count():
+    """A vehicle queued at the line: its box bottom jitters across the line and back (less than the commit
+    distance, 15% of its 40 px box = 6 px); later it really crosses: that crossing is the one counted."""
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=2, commit_fraction=0.15, commit_frames=5))
+    standing = [(200, 97), (200, 103), (200, 97), (200, 104), (200, 96), (200, 103), (200, 97)] * 3
+    crossing = [(200, 90), (200, 96), (200, 103), (200, 110), (200, 120), (200, 130)]
+    ev = []
+    for f, p in enumerate(standing + crossing):
+        ev += counter.update(f, tracks({1: p}, size=40))
+    assert [(e.direction, e.frame) for e in ev] == [("forward", len(standing) + 2)]
+    assert ev[0].detected_frame == len(standing) + 3  # counted once 6 px past the line, dated at the crossing
+
+
+def test_a_crossing_counts_after_enough_frames_on_the_new_side_even_if_slow():
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=1, commit_fraction=0.5, commit_frames=4))
+    path = [(200, 96), (200, 98), (200, 102), (200, 102.5), (200, 103), (200, 103.5)]  # creeps over: never 10 px past
+    ev = run_path(counter, path)
+    assert [(e.direction, e.frame, e.detected_frame) for e in ev] == [("forward", 2, 5)]
+
+
+def test_a_track_born_on_the_line_counts_in_the_direction_it_leaves():
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=3))
+    ev = run_path(counter, [(200, 99), (200, 101), (200, 106), (200, 112)])
+    assert [(e.direction, e.frame) for e in ev] == [("forward", 0)]
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=3))
+    assert [e.direction for e in run_path(counter, [(150, 101), (150, 94), (150, 80)])] == ["backward"]
+
+
+def test_weak_detections_start_tracks_only_on_evidence_over_several_frames():
+    """Scores 0.25 (below new_track_threshold 0.4): with weak births on, a track starts and is confirmed once the
+    scores add up to birth_evidence (five frames of 0.25 >= 1.2); off, no track ever starts."""
+    def run(cfg: TrackerConfig, n: int = 8):
+        t = ByteTracker(cfg, 30)
+        out = []
+        for f in range(n):
+            box = np.array([[100 + 3 * f, 100, 140 + 3 * f, 130]], np.float32)
+            out.append(t.update(Detections(box, np.array([0.25], np.float32), np.zeros(1, np.int32), np.array(["car"], object))))
+        return out
+
+    off = run(TrackerConfig(birth_threshold=1.0))
+    assert all(len(o.confirmed) == 0 and len(o.tentative) == 0 for o in off)
+    on = run(TrackerConfig(birth_threshold=0.2, birth_evidence=1.2, min_hits=3))
+    assert [len(o.confirmed) for o in on] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert len({int(o.confirmed.tracker_id[0]) for o in on[4:]} | {int(o.tentative.tracker_id[0]) for o in on[:4]}) == 1
+
+
+def test_between_detections_the_tracker_predicts_and_counting_follows():
+    """Detections on even frames only: on odd frames the tracker reports each confirmed vehicle at its predicted
+    box (constant velocity), so a crossing that happens on a skipped frame is dated there."""
+    t = ByteTracker(TrackerConfig(), 30)
+    counter = LineCounter([HORIZONTAL], CountingConfig(hysteresis_px=0))
+    ys, events, anchors = [], [], {}
+    for f in range(16):
+        y = 43 + 6 * f  # bottom of the box, 6 px per frame; crosses y=100 between frames 9 and 10
+        if f % 2 == 0:
+            box = np.array([[190, y - 20, 210, y]], np.float32)
+            out = t.update(Detections(box, np.array([0.9], np.float32), np.zeros(1, np.int32), np.array(["car"], object)))
+        else:
+            out = t.predict()
+        if len(out.confirmed):
+            anchors[f] = float(out.confirmed.anchors()[0, 1])
+        events += counter.update(f, out.confirmed, out.tentative)
+    odd = [f for f in anchors if f % 2 and f > 6]
+    assert odd and all(abs(anchors[f] - (43 + 6 * f)) < 3 for f in odd), anchors  # predictions between the detections
+    assert [(e.direction, e.frame) for e in events] == [("forward", 10)]

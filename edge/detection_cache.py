@@ -1,0 +1,89 @@
+"""A cache of the detector's candidate boxes per clip, so that tracker, counter and suppression changes can
+be evaluated without running the detector again (``roadside calibrate evaluate`` uses it by default).
+
+An entry holds, for every frame of one clip, the boxes the detector decoded above ``detector.confidence``
+(before suppression, see :meth:`Detector.candidates`), and the detector's mean time per frame when it was
+measured. The key covers everything that changes those boxes: the model file's bytes, the clip (path, size,
+modification time), the score threshold, the class mapping, the pre-processing and the regions the
+detector ran on. Anything else (suppression, tracker, counting) is applied afresh on every replay.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from roadside.edge.detections import Detections
+
+#: bump when the meaning of a cached candidate changes
+CACHE_VERSION = 1
+
+
+@dataclass
+class CachedClip:
+    fps: float
+    width: int
+    height: int
+    detector_ms: float  # mean detector time per frame when the entry was made
+    frames: list[Detections]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DetectionCache:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def key(self, detector, video: str | Path, extra: dict | None = None) -> str:
+        v = Path(video).resolve()
+        st = v.stat()
+        desc = {
+            "version": CACHE_VERSION,
+            "model": _file_digest(detector.path),
+            "video": [str(v), st.st_size, int(st.st_mtime)],
+            "confidence": detector.config.confidence,
+            "classes": {k: list(map(str, vals)) for k, vals in detector.config.classes.items()},
+            "preprocess": detector.describe()["preprocess"],
+            "extra": extra or {},
+        }
+        blob = json.dumps(desc, sort_keys=True).encode()
+        return f"{Path(str(video)).stem}-{detector.name}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.npz"
+
+    def load(self, key: str, detector) -> CachedClip | None:
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            xyxy, conf, cls, offsets = z["xyxy"], z["confidence"], z["class_id"], z["offsets"]
+        cats = detector.category_of(cls) if len(cls) else np.zeros(0, object)
+        frames = [Detections(xyxy[a:b], conf[a:b], cls[a:b], cats[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+        return CachedClip(meta["fps"], meta["width"], meta["height"], meta["detector_ms"], frames)
+
+    def save(self, key: str, clip: CachedClip) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(d) for d in clip.frames]).astype(np.int64)
+        parts = [d for d in clip.frames if len(d)]
+        xyxy = np.concatenate([d.xyxy for d in parts]) if parts else np.zeros((0, 4), np.float32)
+        conf = np.concatenate([d.confidence for d in parts]) if parts else np.zeros(0, np.float32)
+        cls = np.concatenate([d.class_id for d in parts]) if parts else np.zeros(0, np.int32)
+        meta = json.dumps({"fps": clip.fps, "width": clip.width, "height": clip.height, "detector_ms": clip.detector_ms})
+        p = self._path(key)
+        tmp = p.with_name(p.name + ".tmp.npz")
+        np.savez_compressed(tmp, xyxy=xyxy.astype(np.float32), confidence=conf.astype(np.float32),
+                            class_id=cls.astype(np.int32), offsets=offsets, meta=np.asarray(meta))
+        os.replace(tmp, p)
+        return p
