@@ -5,7 +5,8 @@ One network thread owns the paho client and its socket: it drives paho's ``loop_
 ``loop_misc`` around a ``select``, so nothing else ever touches the socket. Other threads hand messages
 over with :meth:`BrokerClient.publish` (a bounded queue, the oldest dropped and counted beyond it) and
 wake the thread through a pipe. The thread connects and reconnects forever, with exponential backoff and
-random jitter (``reconnect_min_s`` .. ``reconnect_max_s``); every (re)connection restores the
+random jitter (``reconnect_min_s`` .. ``reconnect_max_s``), moving to the next node of ``mqtt.brokers`` (a
+clustered broker) after every failed attempt or lost connection; every (re)connection restores the
 subscriptions and publishes the birth message of the Last Will (``online``).
 
 What runs on the network thread, in this order, on each round while connected: queued messages, then the
@@ -118,7 +119,9 @@ class BrokerClient:
         self.log = logging.getLogger(f"roadside.mqtt.{name}")
         self._rng = random.Random(seed)
         self._max_queued = max_queued
-        self._status = BrokerStatus("connecting", False, config.address)
+        self._addresses = config.addresses  # several: the nodes of a cluster, tried in turn
+        self._node = 0  # index into _addresses of the current (or next) attempt
+        self._status = BrokerStatus("connecting", False, self._node_address())
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._flush_deadline: float | None = None
@@ -379,13 +382,24 @@ class BrokerClient:
         except OSError:
             pass
 
+    def _node_address(self) -> str:
+        host, port = self._addresses[self._node]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _next_node(self) -> None:
+        """After a failed attempt or a lost connection: the next node of the list (if there are several)."""
+        if len(self._addresses) > 1:
+            self._node = (self._node + 1) % len(self._addresses)
+            self._set(broker=self._node_address())
+
     def _connect(self, first: bool) -> bool:
         s = self._status
         if s.state not in ("unreachable", "refused", "disconnected"):
             self._set(state="connecting")  # a retry keeps saying why the last attempt failed
         try:
-            if first:
-                self._client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+            if first or len(self._addresses) > 1:
+                host, port = self._addresses[self._node]
+                self._client.connect(host, port, keepalive=self.config.keepalive_s)
             else:
                 self._client.reconnect()
             self._no_delay()
@@ -449,6 +463,7 @@ class BrokerClient:
         try:
             while not self._stop.is_set():
                 if not self._connect(first):
+                    self._next_node()
                     self._wait(self._rng.uniform(0.5, 1.0) * backoff)
                     backoff = min(backoff * 2, cfg.reconnect_max_s)
                     continue
@@ -478,6 +493,7 @@ class BrokerClient:
                     self.log.warning("%s", s.last_error)
                 elif s.state == "connected":
                     self._set(state="disconnected")
+                self._next_node()
                 self._wait(self._rng.uniform(0.5, 1.0) * backoff)
                 backoff = min(backoff * 2, cfg.reconnect_max_s)
         finally:
