@@ -5,6 +5,7 @@
     roadside calibrate  score | evaluate
     roadside controller run | check
     roadside sim        run | scenarios | bench
+    roadside fleet      collect | report | load
 
 Each package's ``commands`` module registers its verbs through :class:`CommandLine`; heavy imports happen
 only inside the handlers, so ``roadside --help`` is instant on a small box. Old spellings (``roadside
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "roadside.models.commands",
     "roadside.calibration.commands",
     "roadside.controller.commands",
+    "roadside.fleet.commands",
 )
 
 

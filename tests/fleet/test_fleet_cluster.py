@@ -88,3 +88,45 @@ def test_a_node_dies_every_edge_moves_to_another_node_and_nothing_is_lost(cluste
             d.stop(1.0)
         stop_collectors(collectors)
         cluster.restart(1)
+
+
+def test_over_tls_a_device_publishes_and_reads_only_under_its_own_prefix(cluster):
+    from roadside.core.testing import Recorder
+
+    watcher = Recorder(device_config(cluster, "ctl", [2, 3, 1], tls=True), PREFIX)  # the controller reads the site
+    own = BrokerClient(device_config(cluster, "dev1", [1, 2, 3], tls=True), "acl-dev1").start()
+    intruder = BrokerClient(device_config(cluster, "dev1", [1, 2, 3], tls=True), "acl-dev1-bad").start()
+    try:
+        watcher.wait_connected(30)
+        assert own.wait_connected(30) and intruder.wait_connected(30), own.status().last_error
+        assert own.config.tls is not None and own.status().broker.endswith(str(cluster.nodes[0].tls_port))
+        acked = []
+        own.publish(f"{PREFIX}/dev1/cam1/health", b"mine", qos=1, on_ack=lambda: acked.append("own"))
+        wait_for(lambda: watcher.texts(f"{PREFIX}/dev1/cam1/health") == ["mine"], 20, "dev1's own message")
+        assert acked == ["own"]
+        # under dev2's prefix: the broker closes the connection instead of acknowledging, and nobody receives it
+        before = intruder.status().connects
+        intruder.publish(f"{PREFIX}/dev2/cam1/counts", b"forged", qos=1, on_ack=lambda: acked.append("forged"))
+        wait_for(lambda: not intruder.connected or intruder.status().connects > before, 20, "the broker to refuse it")
+        intruder.stop(0.1, final=False)
+        # reading dev2's topics is refused too
+        own.subscribe(f"{PREFIX}/dev2/#")
+        wait_for(lambda: "refused a subscription" in (own.status().last_error or "") or not own.connected, 20,
+                 "the subscription to be refused")
+        time.sleep(1.0)
+        assert "forged" not in acked
+        assert watcher.texts(f"{PREFIX}/dev2/cam1/counts") == []
+    finally:
+        own.stop(0.2)
+        intruder.stop(0.1, final=False)
+        watcher.close()
+
+
+def test_a_wrong_password_is_refused(cluster):
+    cfg = cluster.mqtt_config([1], username="dev1", password="not-it", reconnect_min_s=0.5, reconnect_max_s=1.0)
+    c = BrokerClient(cfg, "acl-wrong").start()
+    try:
+        assert not c.wait_connected(10, stop_on_refusal=True)
+        assert c.status().state == "refused", c.status()
+    finally:
+        c.stop(0.1, final=False)
