@@ -6,7 +6,9 @@ serves the same truth) plus the broker queue's backlog:
   longer: its node died with the connection, or it hangs);
 * ``roadside_fleet_device_up{site,device}``: 1 when online as above;
 * ``roadside_fleet_last_counts_age_seconds{site,device}``: since the newest counts bin was stored;
-* ``roadside_fleet_backlog_messages``: messages waiting in the collectors' queue (-1: broker unreachable);
+* ``roadside_fleet_backlog_messages``: messages waiting in the collectors' queue (absent when unknown);
+  ``roadside_fleet_broker_up``: a node answered; ``roadside_fleet_queue_declared``: the queue exists (before
+  a collector declared it, the broker drops what devices publish);
 * ``roadside_fleet_counts_bins``, ``roadside_fleet_rejected_messages``: rows stored / rejected, all time.
 """
 from __future__ import annotations
@@ -21,8 +23,8 @@ from roadside.fleet.config import FleetConfig
 log = logging.getLogger("roadside.fleet.metrics")
 
 
-def backlog(cfg: FleetConfig) -> int:
-    """Messages waiting in the collectors' queue; -1 when no node answers."""
+def backlog(cfg: FleetConfig) -> tuple[bool, int | None]:
+    """(a broker node answered, messages waiting in the collectors' queue or None when it does not exist)."""
     import pika
 
     from roadside.fleet.collector import amqp_parameters
@@ -33,13 +35,15 @@ def backlog(cfg: FleetConfig) -> int:
         except (pika.exceptions.AMQPError, OSError):
             continue
         try:
-            return int(conn.channel().queue_declare(cfg.broker.queue, passive=True).method.message_count)
+            return True, int(conn.channel().queue_declare(cfg.broker.queue, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker:
+            return True, None  # 404: no collector has declared it: devices' messages are dropped
         except pika.exceptions.AMQPError:
-            return -1
+            continue
         finally:
             if conn.is_open:
                 conn.close()
-    return -1
+    return False, None
 
 
 class FleetMetrics:
@@ -79,8 +83,13 @@ class FleetMetrics:
         yield devices
         yield up
         yield age
-        yield GaugeMetricFamily("roadside_fleet_backlog_messages", "messages waiting in the collectors' queue",
-                                value=backlog(self.cfg))
+        up, waiting = backlog(self.cfg)
+        yield GaugeMetricFamily("roadside_fleet_broker_up", "1 when a node of the cluster answered", value=float(up))
+        yield GaugeMetricFamily("roadside_fleet_queue_declared", "1 when the collectors' queue exists (else the broker "
+                                "drops what devices publish)", value=float(waiting is not None))
+        if waiting is not None:
+            yield GaugeMetricFamily("roadside_fleet_backlog_messages", "messages waiting in the collectors' queue",
+                                    value=waiting)
         yield GaugeMetricFamily("roadside_fleet_counts_bins", "counts bins stored", value=bins)
         yield GaugeMetricFamily("roadside_fleet_rejected_messages", "messages rejected (malformed, forged identity)",
                                 value=rejected)

@@ -10,12 +10,17 @@ import pytest
 from helpers.broker import _missing, broker_tls, make_certificates
 from roadside.fleet.acl import collector_user, controller_user, device_user
 from roadside.fleet.config import FleetConfig
+from roadside.fleet.load import SITE as LOAD_SITE
+from roadside.fleet.load import device_names
 
 SITE = "main-st"
 PREFIX = f"roadside/{SITE}"
 DEVICES = ["dev1", "dev2", "dev3"]
 PASSWORDS = {d: secrets.token_hex(8) for d in [*DEVICES, "ctl", "collector"]}
 QUEUE = "roadside.fleet.collector"
+#: the simulated devices of the short load test (tests/fleet/test_fleet_load.py), each its own user
+LOAD_DEVICES = device_names(12)
+LOAD_PASSWORDS = {d: secrets.token_hex(8) for d in LOAD_DEVICES}
 PG_DSN = os.environ.get("ROADSIDE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -25,6 +30,7 @@ def cluster(tmp_path_factory):
 
     certs = make_certificates(tmp_path_factory.mktemp("fleet-certs"))
     users = [device_user(PREFIX, d, PASSWORDS[d]) for d in DEVICES]
+    users += [device_user(f"roadside/{LOAD_SITE}", d, LOAD_PASSWORDS[d]) for d in LOAD_DEVICES]
     users += [controller_user(PREFIX, "ctl", PASSWORDS["ctl"]), collector_user("collector", PASSWORDS["collector"], QUEUE)]
     try:
         c = RabbitCluster(3, users=users, tls=broker_tls(certs))
@@ -58,7 +64,20 @@ def database():
         admin.close()
 
 
+def delete_queue(cluster) -> None:
+    """The collectors' queue starts empty in each test (earlier tests' messages stay in it otherwise)."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_urls()[1]))
+    try:
+        conn.channel().queue_delete(QUEUE)
+    finally:
+        conn.close()
+
+
 def fleet_config(cluster, dsn: str, **over) -> FleetConfig:
+    """The collector's configuration for ``cluster`` and ``dsn``, with the queue deleted (a fresh one per test)."""
+    delete_queue(cluster)
     data = {"broker": {"nodes": [f"127.0.0.1:{n.amqp_port}" for n in cluster.nodes], "username": "collector",
                        "password": PASSWORDS["collector"], "queue": QUEUE, "heartbeat_s": 2},
             "database": {"dsn": dsn}, "batch": {"max_messages": 200, "max_wait_s": 0.05}}

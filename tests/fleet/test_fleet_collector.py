@@ -13,13 +13,14 @@ import threading
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
+import pika
 import psycopg
 
 from conftest import PASSWORDS, PREFIX, SITE, fleet_config
 from helpers.broker import wait_for
 from roadside.core.broker import BrokerClient
 from roadside.core.payloads import AuditEvent, CountsMessage, HealthMessage, PlanMessage, StateMessage
-from roadside.fleet.collector import Collector
+from roadside.fleet.collector import Collector, declare
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -149,17 +150,55 @@ def test_fleet_metrics_report_devices_counts_age_and_backlog(cluster, database):
         write_batch(db, [Incoming("k", SITE, "dev1", None, "status", b"online"),
                          Incoming("k", SITE, "dev1", "cam1", "counts", c.model_dump_json().encode()),
                          Incoming("k", SITE, "dev2", None, "status", b"offline")])
-    cfg = fleet_config(cluster, database, metrics={"host": "127.0.0.1", "port": 0})
+    cfg = fleet_config(cluster, database, metrics={"host": "127.0.0.1", "port": 0})  # the queue deleted
     server = serve_metrics(cfg)
-    try:
+
+    def scrape() -> dict[str, float]:
         text = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=30).read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line and not line.startswith("#")}
+
+    try:
+        before = scrape()
+        conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_urls()[0]))
+        declare(conn.channel(), cfg)
+        conn.close()
+        values = scrape()
     finally:
         server.shutdown()
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line and not line.startswith("#")}
+    assert before["roadside_fleet_broker_up"] == 1 and before["roadside_fleet_queue_declared"] == 0
+    assert "roadside_fleet_backlog_messages" not in before
+    assert values["roadside_fleet_queue_declared"] == 1
     assert values['roadside_fleet_devices{state="online"}'] == 1
     assert values['roadside_fleet_devices{state="offline"}'] == 1
     assert values[f'roadside_fleet_device_up{{device="dev1",site="{SITE}"}}'] == 1
     assert 0 <= values[f'roadside_fleet_last_counts_age_seconds{{device="dev1",site="{SITE}"}}'] < 60
-    assert values["roadside_fleet_backlog_messages"] >= 0  # the queue exists and its node answered
+    assert values["roadside_fleet_backlog_messages"] == 0  # the queue exists and nothing waits in it
     assert values["roadside_fleet_counts_bins"] == 1
+
+
+def test_grafana_dashboard_queries_run_on_the_store_and_name_real_metrics(cluster, database):
+    import re
+    from importlib.resources import files
+
+    from prometheus_client import generate_latest
+
+    from roadside.fleet.metrics import registry
+    from roadside.fleet.store import connect, create_schema
+
+    dash = json.loads(files("roadside.fleet").joinpath("grafana/fleet.json").read_text())
+    targets = [t for p in dash["panels"] for t in p["targets"]]
+    with connect(database) as db:
+        create_schema(db)
+        for t in [t for t in targets if "rawSql" in t] + [{"rawSql": dash["templating"]["list"][0]["query"]}]:
+            sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 BETWEEN now() - interval '1 day' AND now()", t["rawSql"])
+            db.execute(sql.replace("$site", SITE)).fetchall()  # a typo in a column or table fails here
+        db.rollback()
+    cfg = fleet_config(cluster, database)
+    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_urls()[0]))
+    declare(conn.channel(), cfg)
+    conn.close()
+    exposed = set(re.findall(r"^# TYPE (roadside_fleet_\w+)", generate_latest(registry(cfg)).decode(), re.M))
+    used = {m for t in targets if "expr" in t for m in re.findall(r"roadside_fleet_\w+", t["expr"])}
+    assert used and used <= exposed, used - exposed
+
