@@ -6,8 +6,8 @@ reconnection, the Last Will on the status topic.
 """
 from __future__ import annotations
 
-import logging
 import random
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,12 +28,12 @@ class SimDevice:
         self.outbox = Outbox(Path(workdir) / f"{device}.sqlite")
         self.link = MqttLink(mqtt, f"roadside-{site}-{device}", self.topics, device, self.outbox, seed=seed)
         self.rng = random.Random(seed)
-        #: (camera, seq) -> (interval_start epoch, interval_s, vehicles per line/direction/class) of every bin produced
-        self.produced: dict[tuple[str, int], tuple[float, float, dict]] = {}
+        #: (camera, seq) -> (interval_start epoch, interval_s, vehicles per line/direction/class, epoch when it was
+        #: in the outbox) of every bin produced
+        self.produced: dict[tuple[str, int], tuple[float, float, dict, float]] = {}
 
     def start(self) -> "SimDevice":
         self.link.start()
-        self.link.client.log.setLevel(logging.ERROR)  # a node kill makes every device warn; the test reports it
         return self
 
     def produce(self, camera: str, start: float, interval_s: float, *, partial: bool = False) -> int:
@@ -53,7 +53,7 @@ class SimDevice:
                                  observed_s=observed).model_dump_json().encode()
 
         seq = self.outbox.add(camera, self.topics.camera(self.device, camera, "counts"), make)
-        self.produced[(camera, seq)] = (start, interval_s, {k: v.model_dump() for k, v in lines.items()})
+        self.produced[(camera, seq)] = (start, interval_s, {k: v.model_dump() for k, v in lines.items()}, time.time())
         self.link.notify()
         return seq
 

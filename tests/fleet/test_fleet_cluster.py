@@ -79,7 +79,7 @@ def test_a_node_dies_every_edge_moves_to_another_node_and_nothing_is_lost(cluste
         with psycopg.connect(database) as db:
             # what is stored is what the device counted (not just a row with its key)
             for d in devices.values():
-                for (cam, seq), (_, _, lines) in d.produced.items():
+                for (cam, seq), (_, _, lines, _) in d.produced.items():
                     got = db.execute("SELECT lines FROM fleet_counts WHERE device = %s AND camera = %s AND seq = %s",
                                      (d.device, cam, seq)).fetchone()[0]
                     assert got == lines
