@@ -5,7 +5,8 @@ One network thread owns the paho client and its socket: it drives paho's ``loop_
 ``loop_misc`` around a ``select``, so nothing else ever touches the socket. Other threads hand messages
 over with :meth:`BrokerClient.publish` (a bounded queue, the oldest dropped and counted beyond it) and
 wake the thread through a pipe. The thread connects and reconnects forever, with exponential backoff and
-random jitter (``reconnect_min_s`` .. ``reconnect_max_s``); every (re)connection restores the
+random jitter (``reconnect_min_s`` .. ``reconnect_max_s``), moving to the next node of ``mqtt.brokers`` (a
+clustered broker) after every failed attempt or lost connection; every (re)connection restores the
 subscriptions and publishes the birth message of the Last Will (``online``).
 
 What runs on the network thread, in this order, on each round while connected: queued messages, then the
@@ -43,6 +44,16 @@ MAX_QUEUED = 1000
 #: paho may have this many QoS 1 messages in flight beyond ``MqttConfig.inflight`` (the window of a feeder):
 #: room for the real-time messages published beside it
 EXTRA_INFLIGHT = 20
+
+
+def _poll(fds: list[tuple[int, int]], timeout: float) -> set[int]:
+    """The descriptors among ``fds`` that are readable (or closed / in error) within ``timeout`` s.
+    ``poll``, not ``select``: a process with many clients (the fleet's load test) has descriptors >= 1024."""
+    p = select.poll()
+    for fd, events in fds:
+        p.register(fd, events)
+    hit = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
+    return {fd for fd, ev in p.poll(max(0.0, timeout) * 1000) if ev & hit}
 
 
 class BrokerError(RoadsideError):
@@ -118,7 +129,9 @@ class BrokerClient:
         self.log = logging.getLogger(f"roadside.mqtt.{name}")
         self._rng = random.Random(seed)
         self._max_queued = max_queued
-        self._status = BrokerStatus("connecting", False, config.address)
+        self._addresses = config.addresses  # several: the nodes of a cluster, tried in turn
+        self._node = 0  # index into _addresses of the current (or next) attempt
+        self._status = BrokerStatus("connecting", False, self._node_address())
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._flush_deadline: float | None = None
@@ -374,7 +387,7 @@ class BrokerClient:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            select.select([self._wake_r], [], [], min(left, 0.5))
+            _poll([(self._wake_r, select.POLLIN)], min(left, 0.5))
             self._drain_wake()
 
     def _drain_wake(self) -> None:
@@ -384,13 +397,24 @@ class BrokerClient:
         except OSError:
             pass
 
+    def _node_address(self) -> str:
+        host, port = self._addresses[self._node]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _next_node(self) -> None:
+        """After a failed attempt or a lost connection: the next node of the list (if there are several)."""
+        if len(self._addresses) > 1:
+            self._node = (self._node + 1) % len(self._addresses)
+            self._set(broker=self._node_address())
+
     def _connect(self, first: bool) -> bool:
         s = self._status
         if s.state not in ("unreachable", "refused", "disconnected"):
             self._set(state="connecting")  # a retry keeps saying why the last attempt failed
         try:
-            if first:
-                self._client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+            if first or len(self._addresses) > 1:
+                host, port = self._addresses[self._node]
+                self._client.connect(host, port, keepalive=self.config.keepalive_s)
             else:
                 self._client.reconnect()
             self._no_delay()
@@ -430,14 +454,14 @@ class BrokerClient:
         sock = client.socket()
         if sock is None:
             return False
-        wlist = [sock] if client.want_write() else []
         try:
-            r, _, _ = select.select([sock, self._wake_r], wlist, [], timeout)
+            ready = _poll([(sock.fileno(), select.POLLIN | (select.POLLOUT if client.want_write() else 0)),
+                           (self._wake_r, select.POLLIN)], timeout)
         except (OSError, ValueError):
             return False
-        if self._wake_r in r:
+        if self._wake_r in ready:
             self._drain_wake()
-        if sock in r and client.loop_read() != MQTT_ERR_SUCCESS:
+        if sock.fileno() in ready and client.loop_read() != MQTT_ERR_SUCCESS:
             return False
         if client.want_write() and client.loop_write() != MQTT_ERR_SUCCESS:
             return False
@@ -454,6 +478,7 @@ class BrokerClient:
         try:
             while not self._stop.is_set():
                 if not self._connect(first):
+                    self._next_node()
                     self._wait(self._rng.uniform(0.5, 1.0) * backoff)
                     backoff = min(backoff * 2, cfg.reconnect_max_s)
                     continue
@@ -483,6 +508,7 @@ class BrokerClient:
                     self.log.warning("%s", s.last_error)
                 elif s.state == "connected":
                     self._set(state="disconnected")
+                self._next_node()
                 self._wait(self._rng.uniform(0.5, 1.0) * backoff)
                 backoff = min(backoff * 2, cfg.reconnect_max_s)
         finally:

@@ -7,6 +7,7 @@
     roadside sim        run | scenarios | bench | generate
     roadside demo       (the whole system on one machine)
     roadside bundle     (an offline install folder)
+    roadside fleet      collect | report | load
 
 Each package's ``commands`` module registers its verbs through :class:`CommandLine`; heavy imports happen
 only inside the handlers, so ``roadside --help`` is instant on a small box. Old spellings (``roadside
@@ -33,6 +34,7 @@ COMMAND_MODULES = (
     "roadside.controller.commands",
     "roadside.demo.commands",
     "roadside.deploy.commands",
+    "roadside.fleet.commands",
 )
 
 

@@ -14,6 +14,22 @@ from roadside.core.config import Strict
 from roadside.core.topics import check_prefix
 
 
+def split_address(entry: str, where: str = "broker") -> tuple[str, int]:
+    """``host:port`` (or ``[v6addr]:port``) -> (host, port); ValueError naming ``where`` otherwise."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+        raise ValueError(f"{where}: {entry!r} is not host:port (e.g. 10.0.0.5:1883 or [fd00::5]:8883)")
+    return host, int(port)
+
+
+def check_addresses(entries: list[str], key: str) -> list[str]:
+    """A list of ``host:port`` entries (``key[i]`` named in the error of a bad one)."""
+    for i, entry in enumerate(entries):
+        split_address(entry, f"{key}[{i}]")
+    return entries
+
+
 class TlsConfig(Strict):
     """TLS to the broker. Without ``ca_file`` the system's trusted CAs verify the broker."""
 
@@ -36,6 +52,11 @@ class MqttConfig(Strict):
 
     host: str = Field("127.0.0.1", description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is the usual TLS port)")
+    brokers: list[str] = Field(default_factory=list, max_length=64,
+                               description="the nodes of a clustered broker, `host:port` each (`[v6addr]:port`); when "
+                                           "given, the client connects to the first and moves to the next one whenever "
+                                           "a connection attempt fails or a connection is lost; host and port are then "
+                                           "not given")
     prefix: str | None = Field(None, description="the site's topic prefix; default `roadside/<site>`. Devices "
                                                  "publish under `<prefix>/<device>/`, the controller under "
                                                  "`<prefix>/controller/`; edges and controller of a site must agree")
@@ -58,8 +79,12 @@ class MqttConfig(Strict):
     def _prefix(cls, v: str | None) -> str | None:
         return None if v is None else check_prefix(v)
 
+    _brokers = field_validator("brokers")(lambda cls, v: check_addresses(v, "brokers"))
+
     @model_validator(mode="after")
     def _backoff(self) -> "MqttConfig":
+        if self.brokers and {"host", "port"} & self.model_fields_set:
+            raise ValueError("give either host and port (one broker) or brokers (the nodes of a cluster), not both")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.password is not None and self.username is None:
@@ -67,8 +92,14 @@ class MqttConfig(Strict):
         return self
 
     @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every broker node to try, in order: ``brokers``, else the one ``host``/``port``."""
+        return [split_address(b) for b in self.brokers] or [(self.host, self.port)]
+
+    @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """The first broker (``host:port``); with ``brokers``, all of them separated by commas."""
+        return ",".join(self.brokers) if self.brokers else f"{self.host}:{self.port}"
 
     def relative_to(self, base: str | Path) -> "MqttConfig":
         """The same configuration with relative TLS file paths made relative to ``base`` (the folder of the
@@ -86,4 +117,4 @@ class MqttConfig(Strict):
         return self.model_copy(update={"tls": tls})
 
 
-__all__ = ["MqttConfig", "TlsConfig"]
+__all__ = ["MqttConfig", "TlsConfig", "check_addresses", "split_address"]

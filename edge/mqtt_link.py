@@ -102,7 +102,7 @@ class MqttLink:
     def status(self) -> LinkStatus:
         c = self.client.status() if self.client is not None else None
         return LinkStatus(
-            state=c.state if c else "connecting", connected=bool(c and c.connected), broker=self.config.address,
+            state=c.state if c else "connecting", connected=bool(c and c.connected), broker=c.broker if c else self.config.address,
             last_error=c.last_error if c else None, connected_since=c.connected_since if c else None,
             connects=c.connects if c else 0, counts_published=self.counts_published, counts_acked=self.counts_acked,
             late_published=self.late_published, realtime_dropped=self._dropped + (c.dropped if c else 0),

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"core": "core", "models": "models", "edge": "edge", "calibration": "calibration", "controller": "controller", "demo": "demo", "deploy": "deploy"}
+PACKAGES = {"core": "core", "models": "models", "edge": "edge", "calibration": "calibration", "controller": "controller", "demo": "demo", "deploy": "deploy", "fleet": "fleet"}
 #: what each package may import (besides itself)
 ALLOWED = {
     "core": set(),
@@ -18,6 +18,8 @@ ALLOWED = {
     "demo": {"core", "models", "edge", "calibration", "controller"},
     # `roadside bundle`: models, the edge's and the controller's configurations
     "deploy": {"core", "models", "edge", "controller"},
+    # the fleet's load test drives simulated devices through the edge's own outbox and MQTT link
+    "fleet": {"core", "models", "edge"},
 }
 
 
