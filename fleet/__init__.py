@@ -1,0 +1,2 @@
+"""The city's fleet: clustered broker set-up and ACLs, the central collector into PostgreSQL, the report,
+fleet metrics, the load and failure test (fleet/README.md)."""

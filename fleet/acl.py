@@ -3,7 +3,8 @@ RabbitMQ *definitions* document (``rabbitmqctl import_definitions FILE`` or ``lo
 ``rabbitmq.conf``).
 
 RabbitMQ's MQTT plugin maps an MQTT topic onto a routing key of the ``amq.topic`` exchange: ``/`` becomes
-``.`` (and a ``.`` inside a topic level becomes ``/``). A user's *topic permissions* on ``amq.topic`` are two
+``.``; a ``.`` inside a topic level stays as it is (measured on 3.10), so the names of a fleet's sites and
+devices must not contain one (:func:`device_user` refuses them). A user's *topic permissions* on ``amq.topic`` are two
 regular expressions over that routing key: ``write`` is checked on every PUBLISH (a Last Will included),
 ``read`` on every SUBSCRIBE. So a device ``dev1`` of the site prefix ``roadside/main-st`` gets
 
@@ -31,13 +32,14 @@ MQTT_QUEUES = r"^mqtt-subscription-.*"
 
 
 def routing_key(topic: str) -> str:
-    """The AMQP routing key RabbitMQ's MQTT plugin gives an MQTT topic."""
-    return ".".join(level.replace(".", "/") for level in topic.split("/"))
+    """The AMQP routing key RabbitMQ's MQTT plugin gives an MQTT topic (``/`` -> ``.``; a ``.`` inside a
+    level stays, which is why fleet names must not contain one)."""
+    return topic.replace("/", ".")
 
 
 def topic_of(key: str) -> str:
-    """The MQTT topic of an AMQP routing key (the inverse of :func:`routing_key`)."""
-    return "/".join(level.replace("/", ".") for level in key.split("."))
+    """The MQTT topic of an AMQP routing key (the inverse of :func:`routing_key` for names without ``.``)."""
+    return key.replace(".", "/")
 
 
 def subtree(topic_prefix: str) -> str:
@@ -69,6 +71,9 @@ def device_user(prefix: str, device: str, password: str) -> BrokerUser:
     """An edge device: publishes and subscribes only under ``<prefix>/<device>/``."""
     if device == CONTROLLER:
         raise ValueError(f"{device!r} is the controller's name under the site prefix, not a device's")
+    if "." in device or "." in prefix:
+        # RabbitMQ keeps a '.' of a topic level in the routing key: dev1.x's topics would match dev1's ACL
+        raise ValueError(f"{prefix}/{device}: names in a RabbitMQ fleet must not contain '.' (it separates routing-key levels)")
     own = subtree(f"{check_prefix(prefix)}/{device}")
     return BrokerUser(device, password, topic_write=own, topic_read=own)
 

@@ -9,6 +9,7 @@ start in parallel.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -157,6 +158,7 @@ class RabbitCluster:
                 time.sleep(0.2)
 
     def start(self) -> "RabbitCluster":
+        atexit.register(self.stop)  # the nodes run in their own sessions: never leave them behind
         try:
             for node in self.nodes:
                 self._spawn(node)
@@ -217,6 +219,7 @@ class RabbitCluster:
 
     def close(self) -> None:
         self.stop()
+        atexit.unregister(self.stop)
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 import logging
 import random
 import signal
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 
 from roadside.core.errors import RoadsideError
-from roadside.core.mqtt import split_address
 from roadside.core.topics import CAMERA_KINDS, CONTROLLER, Topics
 from roadside.fleet.acl import topic_of
+from roadside.fleet.amqp import amqp_parameters
 from roadside.fleet.config import FleetConfig
 from roadside.fleet.store import Incoming, StoreError, connect, create_schema, write_batch
 
@@ -59,27 +58,6 @@ def route(cfg: FleetConfig, key: str, body: bytes) -> Incoming | None:
         if parsed is not None:
             return Incoming(key, site, parsed.device, parsed.camera, parsed.kind, body)
     return None
-
-
-def amqp_parameters(cfg: FleetConfig) -> list:
-    import pika
-
-    b = cfg.broker
-    creds = pika.PlainCredentials(b.username, b.password.get_secret_value())
-    out = []
-    for entry in b.nodes:
-        host, port = split_address(entry)
-        ssl_options = None
-        if b.tls is not None:
-            ctx = ssl.create_default_context(cafile=b.tls.ca_file)
-            if b.tls.cert_file:
-                ctx.load_cert_chain(b.tls.cert_file, b.tls.key_file)
-            ctx.check_hostname = not b.tls.insecure
-            ssl_options = pika.SSLOptions(ctx, host)
-        out.append(pika.ConnectionParameters(host=host, port=port, virtual_host=b.vhost, credentials=creds,
-                                             heartbeat=b.heartbeat_s, blocked_connection_timeout=60,
-                                             connection_attempts=1, socket_timeout=5, ssl_options=ssl_options))
-    return out
 
 
 def declare(channel, cfg: FleetConfig) -> int:

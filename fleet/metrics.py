@@ -27,7 +27,7 @@ def backlog(cfg: FleetConfig) -> tuple[bool, int | None]:
     """(a broker node answered, messages waiting in the collectors' queue or None when it does not exist)."""
     import pika
 
-    from roadside.fleet.collector import amqp_parameters
+    from roadside.fleet.amqp import amqp_parameters
 
     for p in amqp_parameters(cfg):
         try:
