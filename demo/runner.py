@@ -314,7 +314,8 @@ class Demo:
         self.say(f"  console        {api}/")
         self.say(f"  health API     {api}/api/status   {api}/readyz   {api}/metrics   {api}/docs")
         self.say(f"  snapshot       {api}/api/cameras/{cam}/snapshot.jpg")
-        self.say(f"  calibration    {api}/calibrate")
+        if _ready(f"{api}/calibrate"):  # the installer's calibration page, where this version has it
+            self.say(f"  calibration    {api}/calibrate")
         self.say(f"  edge topics    {dev}/status, {dev}/{cam}/counts|presence|health")
         self.say(f"  controller     {topics.prefix}/controller/state|plan|events|status")
         self.say(f"  watch them     mosquitto_sub -h {b.host} -p {b.port} -t '{topics.prefix}/#' -v")
