@@ -4,8 +4,8 @@
       ▲  counts, presence, health                       plan, state, events
       │                                                        │
     edge service (`roadside edge run`, a child process) ─► controller (`roadside controller run`, a child)
-      replays the shared intersection clip as a live camera      shadow mode: decides, drives no signal
-      health API, console (/), metrics
+      replays the shared intersection clip as a live camera      commands ─► SUMO junction (sim extra; its legs
+      health API, console (/), metrics                           fed by the camera's counts), else shadow mode
 
 The edge runs on its built-in configuration (``roadside edge default-config``) and the controller on the
 configuration shipped to pair with it (``controller/examples/demo.yaml``: same site, device, camera, lines
@@ -56,6 +56,7 @@ class DemoOptions:
     model: str | None = None
     workdir: str | None = None
     summary_every_s: float = 2.0
+    sumo: bool = True               # drive a SUMO junction when the sim extra is installed
 
 
 def demo_configs() -> tuple[dict, dict]:
@@ -163,7 +164,10 @@ class Demo:
         self.procs: dict[str, subprocess.Popen] = {}
         self.broker: DemoBroker | None = None
         self.client: BrokerClient | None = None
+        self.junction = None  # SumoJunction
+        self.use_sumo = False
         self._own_workdir = False
+        self.work: Path | None = None
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -207,6 +211,7 @@ class Demo:
         else:
             work = Path(tempfile.mkdtemp(prefix="roadside-demo-"))
             self._own_workdir = True
+        self.work = work
         b = self.broker
         bins = sorted({float(o.bin_s), 60.0})
         edge["mqtt"].update(host=b.host, port=b.port)
@@ -216,6 +221,11 @@ class Demo:
         edge["detector"] = {**(edge.get("detector") or {}), "model": model}
         edge["cameras"][0]["source"] = str(video)
         ctrl["mqtt"].update(host=b.host, port=b.port)
+        from roadside.demo.sumo_junction import available
+
+        self.use_sumo = o.sumo and available()
+        if self.use_sumo:  # the controller's commands go to the SUMO junction's cabinet adapter
+            ctrl["actuator"] = {"kind": "mqtt"}
         ctrl["detection"]["counts_interval_s"] = float(o.bin_s)
         ctrl["audit_log"] = str(work / "controller-audit.jsonl")
         (work / "edge.yaml").write_text(yaml.safe_dump(edge, sort_keys=False), encoding="utf-8")
@@ -241,10 +251,16 @@ class Demo:
 
     def run(self) -> int:
         prev = {s: signal.signal(s, lambda *_: self.stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        clean = False
         try:
-            return self._run()
+            rc = self._run()
+            clean = True
+            return rc
         finally:
             self.shutdown()
+            clean = clean and all(p.returncode == 0 for p in self.procs.values())
+            if clean and self._own_workdir and self.work is not None:
+                shutil.rmtree(self.work, ignore_errors=True)  # a failed run keeps its logs
             for s, h in prev.items():
                 signal.signal(s, h)
 
@@ -254,9 +270,18 @@ class Demo:
         work, edge, ctrl, api = ctx["work"], ctx["edge"], ctx["ctrl"], ctx["api"]
         topics = Topics.for_site(edge["site"], edge["mqtt"].get("prefix"))
         self.say(f"roadside demo: broker: {self.broker.description}")
-        self.say("roadside demo: controller: SUMO is not used by the demo yet; the controller runs in shadow mode "
-                 "(it decides and publishes its decisions, drives no signal; the junction's own fixed plan stays "
-                 f"in charge), policy {ctrl['timing']['policy']}")
+        policy = ctrl["timing"]["policy"]
+        if self.use_sumo:
+            from roadside.demo.sumo_junction import SumoJunction
+
+            self.junction = SumoJunction(MqttConfig(host=self.broker.host, port=self.broker.port), topics,
+                                         edge["device"], edge["cameras"][0]["id"], float(o.bin_s)).start()
+            self.say(f"roadside demo: controller: policy {policy}, timing a junction in SUMO: its approaches are "
+                     "driven by the camera's counts, its lights by the controller's commands")
+        else:
+            why = "--no-sumo" if not o.sumo else "SUMO is not installed (pip install -e '.[sim]')"
+            self.say(f"roadside demo: controller: policy {policy} in shadow mode ({why}): it decides and publishes "
+                     "its decisions and drives no signal; the junction's own fixed plan stays in charge")
         self.watch = Watch(topics, float(o.bin_s))
         self.client = BrokerClient(MqttConfig(host=self.broker.host, port=self.broker.port), f"roadside-demo-{os.getpid()}",
                                    clean_session=True, on_message=self.watch.on_message, name="demo")
@@ -289,12 +314,14 @@ class Demo:
         self.say(f"  console        {api}/")
         self.say(f"  health API     {api}/api/status   {api}/readyz   {api}/metrics   {api}/docs")
         self.say(f"  snapshot       {api}/api/cameras/{cam}/snapshot.jpg")
-        self.say(f"  calibration    {api}/calibrate")
+        if _ready(f"{api}/calibrate"):  # the installer's calibration page, where this version has it
+            self.say(f"  calibration    {api}/calibrate")
         self.say(f"  edge topics    {dev}/status, {dev}/{cam}/counts|presence|health")
         self.say(f"  controller     {topics.prefix}/controller/state|plan|events|status")
         self.say(f"  watch them     mosquitto_sub -h {b.host} -p {b.port} -t '{topics.prefix}/#' -v")
         self.say(f"  configuration  {work / 'edge.yaml'}, {work / 'controller.yaml'}; logs {work / 'edge.log'}, "
-                 f"{work / 'controller.log'}")
+                 f"{work / 'controller.log'}" + (" (a temporary folder, removed after a clean stop; --workdir keeps "
+                                                 "it)" if self._own_workdir else ""))
         self.say("  Ctrl-C stops everything.")
         self.say("")
         tty = self.out.isatty()
@@ -309,6 +336,10 @@ class Demo:
             if now - last_print >= every:
                 last_print = now
                 line = summary_line(_get_json(f"{api}/api/status"), self.watch, ctrl["actuator"]["kind"] == "none")
+                if self.junction is not None:
+                    j = self.junction.snapshot()
+                    line += (f" | SUMO t={j.sim_time:.0f} s: {j.inserted} entered, {j.vehicles} on the legs, "
+                             f"{j.halting} halted, {j.arrived} through, green {j.green}")
                 if tty:
                     width = shutil.get_terminal_size((160, 20)).columns
                     self.out.write("\r" + line[: width - 1].ljust(width - 1))
@@ -336,6 +367,9 @@ class Demo:
                 self.say(f"roadside demo: the {name} did not stop within 30 s; killing it")
                 p.kill()
                 p.wait()
+        if self.junction is not None:
+            self.junction.stop()
+            self.junction = None
         if self.client is not None:
             self.client.stop(0.5, final=False)
             self.client = None

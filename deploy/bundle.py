@@ -34,11 +34,29 @@ from roadside.core.errors import RoadsideError
 #: the wheel-tag platform of this machine (pip's --platform spelling)
 HOST_PLATFORM = sysconfig.get_platform().replace("-", "_").replace(".", "_")
 #: common targets, for --help
-PLATFORMS = {"raspberry pi 5 / jetson (arm64)": "manylinux2014_aarch64", "x86-64": "manylinux2014_x86_64"}
 
 
 class BundleError(RoadsideError):
     pass
+
+
+#: --platform shorthands: a Raspberry Pi 5 or Jetson (arm64) and an x86-64 box, both glibc 2.28 or newer
+PLATFORM_ALIASES = {"arm64": "manylinux_2_28_aarch64", "aarch64": "manylinux_2_28_aarch64",
+                    "x86_64": "manylinux_2_28_x86_64"}
+
+
+def platform_tags(platform: str) -> list[str]:
+    """The wheel platform tags a box of ``platform`` accepts. pip's ``--platform`` takes each tag literally, so a
+    ``manylinux_2_28_aarch64`` box's older-glibc wheels (``manylinux_2_17`` = ``manylinux2014``, which many
+    packages still ship) are added explicitly."""
+    import re
+
+    platform = PLATFORM_ALIASES.get(platform, platform)
+    m = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
+    if not m:
+        return [platform]
+    glibc, arch = int(m.group(1)), m.group(2)
+    return [f"manylinux_2_{k}_{arch}" for k in range(glibc, 16, -1)] + [f"manylinux2014_{arch}"]
 
 
 @dataclass
@@ -89,7 +107,7 @@ def _wheels(spec: BundleSpec, dest: Path) -> list[Path]:
     target = [f"{product[-1]}[{','.join(spec.extras)}]" if spec.extras else str(product[-1])]
     args = ["download", "-q", "--only-binary=:all:", "--dest", str(dest)]
     if spec.platform:
-        args += ["--platform", spec.platform, "--implementation", "cp"]
+        args += [a for tag in platform_tags(spec.platform) for a in ("--platform", tag)] + ["--implementation", "cp"]
     if spec.python_version or spec.platform:
         args += ["--python-version", spec.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"]
     _pip(args + target, f"downloading the dependencies for {spec.platform or HOST_PLATFORM}")
@@ -159,7 +177,8 @@ def build_bundle(spec: BundleSpec, say=print) -> dict:
     install.chmod(0o755)
     product = next(w.name for w in wheels if w.name.startswith("roadside-"))
     meta = {
-        "product_wheel": product, "platform": spec.platform or HOST_PLATFORM,
+        "product_wheel": product, "platform": PLATFORM_ALIASES.get(spec.platform, spec.platform) if spec.platform
+        else HOST_PLATFORM,
         "python": spec.python_version or "%d.%d" % sys.version_info[:2], "extras": spec.extras,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": models, "configs": configs,
         "wheels": [{"file": w.name, "sha256": _sha256(w)} for w in wheels],
@@ -171,4 +190,4 @@ def build_bundle(spec: BundleSpec, say=print) -> dict:
     return meta
 
 
-__all__ = ["BundleError", "BundleSpec", "HOST_PLATFORM", "build_bundle", "checkout_root"]
+__all__ = ["BundleError", "BundleSpec", "HOST_PLATFORM", "build_bundle", "checkout_root", "platform_tags"]

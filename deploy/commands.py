@@ -28,7 +28,8 @@ def register(cli) -> None:
                                                                      "(default ../shared/models)")
     p.add_argument("--site-config", help="the box's site file (default: the built-in configuration)")
     p.add_argument("--controller-config", help="a controller configuration to install too")
-    p.add_argument("--platform", help="wheel platform of the box, e.g. manylinux2014_aarch64 (Raspberry Pi 5, Jetson); "
-                                      "default: this machine's")
+    p.add_argument("--platform", help="wheel platform of the box: arm64 (Raspberry Pi 5, Jetson: manylinux_2_28_aarch64 "
+                                      "and the older manylinux tags), x86_64, or a wheel platform tag; default: "
+                                      "this machine's")
     p.add_argument("--python-version", help="the box's Python, e.g. 3.11 (default: this one's)")
     p.add_argument("--extra", action="append", help="optional extra of the product to include (repeatable), e.g. demo")

@@ -1,10 +1,12 @@
 """`roadside demo` as a new user runs it: the model fetched into a fresh store, then one command that brings up
-the edge service on the shared intersection clip, the controller paired with it and the console; counts and
-controller decisions flow over a real broker, the console shows them in headless Chromium, Ctrl-C stops all."""
+the edge service on the shared intersection clip, the controller paired with it (timing a SUMO junction driven by
+the camera's counts when the sim extra is installed) and the console; counts and controller decisions flow over a
+real broker, the console shows them in headless Chromium, Ctrl-C stops all."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from helpers.data import MODELS, ROOT, VIDEOS
 from roadside.core.payloads import AuditEvent, CountsMessage, StateMessage
 from roadside.core.topics import Topics
 from roadside.demo.runner import demo_configs
+from roadside.demo.sumo_junction import available
 
 SCREENSHOT = ROOT / "edge" / "docs" / "console.png"
 
@@ -121,7 +124,11 @@ def test_the_demo_runs_counts_flow_the_controller_decides_and_the_console_shows_
             assert f"the configured MQTT broker at {broker.address}" in text
             assert f"console        http://127.0.0.1:{api_port}/" in text
             assert f"mosquitto_sub -h 127.0.0.1 -p {broker.port} -t 'roadside/demo/#' -v" in text
-            assert "shadow mode" in text
+            sumo = available()
+            if sumo:  # the sim extra: a SUMO junction driven by the camera's counts, lit by the controller's commands
+                assert "timing a junction in SUMO" in text
+            else:
+                assert "in shadow mode (SUMO is not installed" in text
             # the generated configurations are the shipped pair, pointed at this broker
             edge = yaml.safe_load((tmp_path / "work" / "edge.yaml").read_text())
             assert edge["mqtt"]["port"] == broker.port and edge["counting"]["bins_s"] == [5.0, 60.0]
@@ -142,7 +149,7 @@ def test_the_demo_runs_counts_flow_the_controller_decides_and_the_console_shows_
                 fps = float(page.inner_text("#cam-cam1 .fps").split()[0])
                 assert fps > 0
                 assert page.inner_text("#broker-state").startswith("connected")
-                assert page.inner_text("#ctrl-mode") in ("normal", "fail-safe")
+                assert page.inner_text("#ctrl-mode").split()[0] in ("normal", "fail-safe")  # + phases in fail-safe
                 assert page.inner_text("#ctrl-stage").split()[0] in ("NS", "EW")
                 assert page.inner_text("#ctrl-policy") == "actuated"
                 legend = page.inner_text("#cam-cam1 .legend")
@@ -158,6 +165,11 @@ def test_the_demo_runs_counts_flow_the_controller_decides_and_the_console_shows_
             # the running summary: frames/s, the last bin's counts, the controller's stage and mode
             wait_for(lambda: [ln for ln in out.lines if " fps (" in ln and "last 5 s: cam1:" in ln and "stage" in ln],
                      30, "a summary line with counts and the controller's stage")
+            if sumo:  # the camera's vehicles entered the simulated junction, whose lights follow the commands
+                wait_for(lambda: [ln for ln in out.lines if re.search(r"SUMO t=\d+ s: [1-9]\d* entered", ln)], 60,
+                         "vehicles entering the SUMO junction")
+                commands = rec.payloads("/controller/command")
+                assert commands and {"ns", "ew"} == set(commands[-1]["signals"])
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # Ctrl-C

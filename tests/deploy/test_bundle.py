@@ -87,3 +87,13 @@ def test_bundle_installs_offline_into_a_fresh_venv_and_an_upgrade_keeps_config_a
     r = subprocess.run(install, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "does not match models/SHA256SUMS" in r.stderr, r.stdout + r.stderr
     assert os.readlink(tmp_path / "opt" / "venv") == second
+
+
+def test_an_arm64_box_accepts_the_older_manylinux_wheels_too():
+    """pip's --platform takes tags literally; many packages ship aarch64 wheels only as manylinux2014 (glibc 2.17),
+    others only as manylinux_2_28: the bundle asks for every tag a glibc-2.28 box accepts."""
+    from roadside.deploy.bundle import platform_tags
+
+    tags = platform_tags("arm64")
+    assert tags[0] == "manylinux_2_28_aarch64" and "manylinux_2_17_aarch64" in tags and tags[-1] == "manylinux2014_aarch64"
+    assert platform_tags("linux_x86_64") == ["linux_x86_64"]

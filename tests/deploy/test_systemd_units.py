@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -139,3 +140,46 @@ def test_the_controller_units_exec_start_runs_notifies_and_feeds_the_watchdog(tm
             _ready_watchdog_and_clean_stop(proc, notify, 30)
         finally:
             notify.close()
+
+
+def test_liveness_fails_when_a_loop_stops_so_the_watchdog_is_no_longer_fed(tmp_path):
+    """The watchdog is fed only while the service's own loops turn: a stopped camera worker (edge) and a tick loop
+    that no longer runs (controller) make the liveness check fail, naming what stopped."""
+    from roadside.controller.config import parse_controller_config
+    from roadside.controller.service import ControllerService
+    from roadside.demo.runner import demo_configs
+    from roadside.edge.service import EdgeService
+    from roadside.edge.service_config import load_edge_config
+
+    with Mosquitto(tmp_path / "broker", persistence=False) as broker:
+        svc = EdgeService(load_edge_config(site_config(tmp_path, broker_port=broker.port, api_port=free_port()))).start()
+        try:
+            time.sleep(1.0)
+            ok, why = svc.liveness()
+            assert ok, why
+            svc.workers["cam1"].stop()
+            ok, why = svc.liveness()
+            assert not ok and "camera cam1 worker stopped" in why
+        finally:
+            svc.shutdown()
+
+        _, ctrl = demo_configs()
+        ctrl["mqtt"]["port"] = broker.port
+        c = ControllerService(parse_controller_config(ctrl))
+        c.start()
+        stop = threading.Event()
+        loop = threading.Thread(target=c.run, args=(stop,), daemon=True)
+        loop.start()
+        try:
+            time.sleep(1.0)
+            ok, why = c.liveness(stuck_after_s=1.0)
+            assert ok, why
+            stop.set()  # the tick loop ends, the MQTT connection stays
+            loop.join(5)
+            time.sleep(1.5)
+            ok, why = c.liveness(stuck_after_s=1.0)
+            assert not ok and "no controller tick" in why
+        finally:
+            c.stop()
+        ok, why = c.liveness(stuck_after_s=3600)
+        assert not ok and "MQTT network thread stopped" in why

@@ -52,7 +52,7 @@ function drawChart(svg, legend, hist, lines, now) {
   out += `<text x="2" y="${T + 8}">${max}</text><text x="2" y="${H - B}">0</text>`;
   const tick = span > 1800 ? 15 : span > 900 ? 5 : 2;
   for (let m = Math.floor(span / 60 / tick) * tick; m >= 0; m -= tick) {
-    out += `<text x="${Math.max(L, x(now - m * 60) - 12)}" y="${H - 3}">${m ? "-" + m + " min" : "now"}</text>`;
+    out += `<text x="${Math.min(W - 24, Math.max(L, x(now - m * 60) - 12))}" y="${H - 3}">${m ? "-" + m + " min" : "now"}</text>`;
   }
   series.forEach((s, i) => {
     const pts = bins.filter((b) => b.t >= t0).map((b) => `${x(b.t + step / 2).toFixed(1)},${y(((b.lines[s.ln] || {})[s.dir]) || 0).toFixed(1)}`);
