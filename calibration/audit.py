@@ -65,7 +65,7 @@ def _disagreements(result: dict, gt: dict) -> list[dict]:
     return sorted(out, key=lambda d: (d["frame"], d["line"]))
 
 
-def _causes(line: str, result: dict, dis: list[dict], health: dict, class_err: int) -> list[str]:
+def _causes(line: str, dis: list[dict], health: dict, count_err: int, class_err: int) -> list[str]:
     causes = []
     mine = [d for d in dis if d["line"] == line and d["kind"] != "class"]
     missed = sum(1 for d in mine if d["kind"] == "missed")
@@ -80,7 +80,7 @@ def _causes(line: str, result: dict, dis: list[dict], health: dict, class_err: i
     if mine and len(near_end) * 3 >= len(mine):
         causes.append(f"crossings near the line's ends: {len(near_end)} of {len(mine)} disagreements are within "
                       f"{END_SHARE:.0%} of an end (lengthen the line across every lane, or move an end off a lane)")
-    if class_err:
+    if class_err > count_err:  # beyond what the totals' own errors explain
         swaps: dict[str, int] = {}
         for d in dis:
             if d["line"] == line and d["kind"] == "class":
@@ -183,7 +183,7 @@ def run_audit(config: VisionConfig, video: str | Path, truth_path: str | Path, o
             "accuracy": acc, "class_accuracy": cacc, "true": true,
             "predicted": sum(r["predicted"] for r in result["rows"] if r["line"] == lid),
             "flagged": flagged, "tracks": health.get(lid),
-            "causes": _causes(lid, result, dis, health, cerr) if flagged else [],
+            "causes": _causes(lid, dis, health, err, cerr) if flagged else [],
         }
     report = {"clip": str(video), "truth": str(truth_path), "model": counts.model, "threshold": threshold,
               "replay": str(out) + (" (reused)" if reused else ""),

@@ -72,13 +72,14 @@ class TrackPaths:
             out.append({"id": p.track_id, "points": [list(q) for q in pts], "active": p.track_id in self.active})
         return out
 
-    def line_health(self, lines: list[LineConfig], margin_frac: float = 0.15, min_px: float = 15.0) -> dict:
-        """Per line: tracks crossing it cleanly (begun and ended away from it), tracks begun or ended near
-        it, and a warning when the line is badly placed for tracking."""
+    def line_health(self, lines: list[LineConfig], margin_frac: float = 0.15, min_px: float = 15.0,
+                    max_px: float = 60.0) -> dict:
+        """Per line: tracks crossing it cleanly (begun and ended away from it), tracks begun or ended near it
+        (within 15% of its length, 15 to 60 px), and a warning when the line is badly placed for tracking."""
         out = {}
         finished = list(self.finished)
         for ln in lines:
-            margin = max(min_px, margin_frac * math.dist(ln.a, ln.b))
+            margin = min(max(min_px, margin_frac * math.dist(ln.a, ln.b)), max_px)
             clean = broken = 0
             for p in finished:
                 pts = p.points

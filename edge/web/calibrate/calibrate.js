@@ -539,5 +539,6 @@ $("camera").addEventListener("change", () => selectCamera($("camera").value));
 $("token").value = sessionStorage.getItem("roadside-token") || "";
 $("token").addEventListener("change", () => sessionStorage.setItem("roadside-token", token()));
 window.addEventListener("resize", draw);
+window.addEventListener("beforeunload", (ev) => { if (state.dirty) { ev.preventDefault(); ev.returnValue = ""; } });
 setTool("select");
 loadCameras().then(() => { refreshFrame(); refreshLive(); });
