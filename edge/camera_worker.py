@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from roadside.core.payloads import CountsMessage, PresenceMessage, ZoneState
 from roadside.core.redact import redact
 from roadside.edge.config import VisionConfig
-from roadside.edge.counting import IntervalBin
+from roadside.edge.counting import IntervalBin, IntervalBins
 from roadside.edge.detector import Detector
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, SourceSettings
@@ -94,6 +94,9 @@ class CameraWorker:
         self.bins_emitted = 0
         self._rate = _Rate()
         self._snapshot: tuple | None = None
+        #: lines or zones outside the source's frame (found once its size is known): the camera is degraded
+        self.config_problems: list[str] = []
+        self._frame_size: tuple[int, int] | None = None
         self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,19 +122,26 @@ class CameraWorker:
     # -- the worker thread -------------------------------------------------------------------------
     def _run(self) -> None:
         idx = 0
+        # The bin clock runs from the start, frames or not: a camera that never opens still reports its bins
+        # (with observed_s 0); the pipeline takes this clock over at the first frame.
+        bins = IntervalBins(self.vision.counting.bins_s, [ln.id for ln in self.vision.lines])
+        bins.start(time.time())
         while not self._stop.is_set():
             fr = self.source.get(timeout=0.25)
             now = time.time()
             try:
                 if fr is None:
-                    if self.pipeline is not None:
-                        # no frame now: close the bins that ended before the stall window, so that a short
-                        # hiccup (a file reopening) does not make a bin partial, while a dead camera's bins
-                        # still come on time (observed_s tells how much of them was seen)
-                        self._emit(self.pipeline.bins.close_until(now - self.coverage.gap_s))
+                    # no frame now: close the bins that ended before the stall window, so that a short hiccup
+                    # (a file reopening) does not make a bin partial, while a dead camera's bins still come on
+                    # time (observed_s tells how much of them was seen)
+                    self._emit(bins.close_until(now - self.coverage.gap_s))
                     continue
+                size = (fr.image.shape[1], fr.image.shape[0])
+                if size != self._frame_size:
+                    self._check_frame(size)
                 if self.pipeline is None:
                     self.pipeline = CameraPipeline(self.vision, self.detector, fr.fps, bin_clock_start=fr.wall_s)
+                    self.pipeline.bins = bins
                 self.coverage.frame(fr.wall_s)
                 res = self.pipeline.process(idx, fr.mono_s - self._t0, fr.image, fr.tensor, fr.transform, clock_s=fr.wall_s)
                 idx += 1
@@ -148,11 +158,17 @@ class CameraWorker:
                 self.last_error = f"{type(e).__name__}: {e}"
                 if self.errors <= 3 or self.errors % 100 == 0:
                     log.exception("camera %s: processing failed (%d errors so far)", self.cam.id, self.errors)
-        if self.pipeline is not None:  # flush: the open bins, as partial bins
-            try:
-                self._emit(self.pipeline.bins.close_until(time.time(), final=True))
-            except Exception:
-                log.exception("camera %s: cannot store the last bins", self.cam.id)
+        try:  # flush: the open bins, as partial bins
+            self._emit(bins.close_until(time.time(), final=True))
+        except Exception:
+            log.exception("camera %s: cannot store the last bins", self.cam.id)
+
+    def _check_frame(self, size: tuple[int, int]) -> None:
+        """The source's frame size is known (or changed): lines and zones outside it are a configuration error."""
+        self._frame_size = size
+        self.config_problems = [f"configuration: cameras[{self.cam.id}].{p}" for p in self.vision.outside_frame(*size)]
+        for p in self.config_problems:
+            log.error("camera %s: %s", self.cam.id, p)
 
     def _emit(self, closed: list[IntervalBin]) -> None:
         if not closed:
@@ -188,6 +204,7 @@ class CameraWorker:
             return "offline", ["the camera worker stopped"], src
         if src.state != "live":
             return "offline", reasons or [src.state], src
+        reasons += self.config_problems
         if self.errors and self.last_error:
             reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
         return ("degraded" if reasons else "ok"), reasons, src

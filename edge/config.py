@@ -195,3 +195,24 @@ class VisionConfig(Strict):
                     raise ValueError(f"{kind} id {it.id!r} is used twice")
                 seen.add(it.id)
         return self
+
+    def outside_frame(self, width: int, height: int) -> list[str]:
+        """The lines and zones with a point outside a ``width`` x ``height`` frame (0..width, 0..height, with
+        a pixel to spare), each named with its key: such a line never counts what the camera sees."""
+        def out(p: Point) -> bool:
+            return not (-1 <= p[0] <= width + 1 and -1 <= p[1] <= height + 1)
+
+        def pt(p: Point) -> str:
+            return f"[{p[0]:g}, {p[1]:g}]"
+
+        problems = []
+        for i, ln in enumerate(self.lines):
+            bad = [pt(p) for p in (ln.a, ln.b) if out(p)]
+            if bad:
+                problems.append(f"lines[{i}] ({ln.id!r}): {' and '.join(bad)} outside the {width}x{height} frame")
+        for i, z in enumerate(self.zones):
+            bad = [pt(p) for p in z.polygon if out(p)]
+            if bad:
+                problems.append(f"zones[{i}] ({z.id!r}): {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} outside "
+                                f"the {width}x{height} frame")
+        return problems

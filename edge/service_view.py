@@ -49,6 +49,7 @@ class EdgeServiceView:
                 reasons.append(f"camera {cid}: {src.state}" + (f" ({src.last_error})" if src.last_error else ""))
             elif src.last_frame_age_s is None or src.last_frame_age_s > stall:
                 reasons.append(f"camera {cid}: no frame for {src.last_frame_age_s or 0:.1f} s")
+            reasons += [f"camera {cid}: {p}" for p in w.config_problems]  # a line outside the frame never counts
         if not self._workers and self.models_loaded:
             reasons.append("no camera is running")
         return Readiness(ready=not reasons, reasons=reasons)

@@ -1,0 +1,96 @@
+"""Issue 11, edge items 11, 12 and 14: what a careless installer meets is one clear error, and a dead camera
+still reports.
+
+* ``edge run`` with no model installed: one line with the fetch command, exit 2, before the broker hears
+  ``online`` (once a 39-line traceback ending in "Cannot operate on a closed database");
+* a camera file that does not exist: a configuration error naming the camera, not retried forever;
+* lines and zones outside the frame: ``edge check`` names them when the source can be opened, and the
+  running service reports them (``/readyz``) once the frame size is known;
+* a camera that never opens publishes its bins all the same, with ``observed_s: 0``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from helpers.broker import Mosquitto, Recorder, free_port, wait_for
+from helpers.data import ROOT, VIDEOS
+from helpers.edge_service import SMALL_MODEL, ServiceProcess, site_config
+
+OUTSIDE = {"id": "far", "a": [5000, -300], "b": [6000, -100]}
+INSIDE = {"id": "near", "a": [330, 330], "b": [345, 95]}
+
+
+def roadside(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "roadside.core.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_edge_run_without_a_model_is_one_line_with_the_fetch_command(tmp_path):
+    broker = Mosquitto(persistence=False).start()
+    rec = Recorder(broker.port, None)
+    try:
+        rec.wait_connected()
+        conf = site_config(tmp_path, broker_port=broker.port, api_port=free_port(), detector={"model": None})
+        r = roadside("edge", "run", "--config", str(conf), env=dict(os.environ, ROADSIDE_HOME=str(tmp_path / "home")))
+        assert r.returncode == 2, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "roadside models fetch picodet_s_416_coco" in lines[0] and "detector.model" in lines[0]
+        assert not [t for _, t, p, _ in rec.messages if p == b"online"]  # it never announced itself
+    finally:
+        rec.close()
+        broker.close()
+
+
+def test_a_camera_file_that_does_not_exist_is_a_configuration_error(tmp_path):
+    missing = tmp_path / "nowhere.mp4"
+    conf = site_config(tmp_path, broker_port=free_port(), api_port=free_port(),
+                       cameras=[{"id": "cam1", "source": str(missing), "lines": [INSIDE]}])
+    r = roadside("edge", "run", "--config", str(conf), timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"cameras[cam1].source: no such file: {missing}" in r.stderr
+
+
+def test_check_names_the_lines_and_zones_outside_the_frame(tmp_path):
+    cams = [{"id": "cam1", "source": str(VIDEOS / "intersection_4way.mp4"), "lines": [OUTSIDE, INSIDE],
+             "zones": [{"id": "wide", "polygon": [[0, 0], [700, 0], [700, 100]]}]}]
+    conf = site_config(tmp_path, broker_port=free_port(), api_port=free_port(), cameras=cams)
+    r = roadside("edge", "check", "--config", str(conf))
+    assert r.returncode == 2, r.stderr
+    assert "cameras[cam1].lines[0] ('far'): [5000, -300] and [6000, -100] outside the 640x480 frame" in r.stderr
+    assert "cameras[cam1].zones[0] ('wide')" in r.stderr and "'near'" not in r.stderr
+    cams[0]["lines"], cams[0]["zones"] = [INSIDE], []
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump({**yaml.safe_load(conf.read_text()), "cameras": cams}))
+    assert roadside("edge", "check", "--config", str(conf)).returncode == 0
+
+
+def test_a_dead_camera_still_reports_its_bins_and_a_line_outside_the_frame_is_reported(tmp_path):
+    broker = Mosquitto(persistence=False).start()
+    rec = Recorder(broker.port, "roadside/test/edge-t")
+    api = free_port()
+    cams = [{"id": "cam1", "source": str(VIDEOS / "intersection_4way.mp4"), "loop": True, "lines": [OUTSIDE, INSIDE]},
+            {"id": "dead", "source": f"rtsp://127.0.0.1:{free_port()}/never", "lines": [INSIDE]}]
+    conf = site_config(tmp_path, broker_port=broker.port, api_port=api, cameras=cams,
+                       detector={"model": str(SMALL_MODEL), "threads": 1})
+    svc = ServiceProcess(conf, api, tmp_path / "service.log")
+    try:
+        rec.wait_connected()
+        svc.start()
+        bins = wait_for(lambda: [c for c in rec.payloads("/dead/counts")][2:], 60, "three bins of the dead camera")
+        assert all(b["observed_s"] == 0 and b["partial"] and b["lines"]["near"] == {"forward": {}, "backward": {}}
+                   for b in bins)
+        assert [b["seq"] for b in rec.payloads("/dead/counts")] == list(range(len(rec.payloads("/dead/counts"))))
+        code, body = svc.get("/readyz")
+        reasons = json.loads(body)["reasons"]
+        assert code == 503
+        assert any("cameras[cam1].lines[0] ('far')" in r and "outside the 640x480 frame" in r for r in reasons), reasons
+        assert svc.status()["cameras"]["cam1"]["state"] == "degraded"
+        assert "lines[0] ('far')" in svc.log()
+    finally:
+        svc.stop()
+        rec.close()
+        broker.close()
