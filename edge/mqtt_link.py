@@ -55,6 +55,8 @@ class LinkStatus:
     realtime_dropped: int = 0  # presence/health not sent because the broker was not connected
     last_ack: float | None = None  # epoch of the last acknowledgement of any message
     last_counts_ack: dict[str, float] = field(default_factory=dict)  # camera -> epoch
+    #: epoch since which the oldest message sent on this connection waits for its PUBACK (None: none waits)
+    unacked_since: float | None = None
 
 
 class MqttLink:
@@ -72,6 +74,8 @@ class MqttLink:
         self._inflight_rows: set[int] = set()  # row ids published on this connection and not yet acked
         self._replay_after = 0  # last outbox row id published on this connection
         self._acked: list[int] = []
+        # a message in flight may still be delivered: the outbox's bounds never count it as lost
+        outbox.in_flight = lambda: frozenset(self._inflight_rows)
         self.client: BrokerClient | None = None
         self._seed = seed
 
@@ -106,7 +110,8 @@ class MqttLink:
             last_error=c.last_error if c else None, connected_since=c.connected_since if c else None,
             connects=c.connects if c else 0, counts_published=self.counts_published, counts_acked=self.counts_acked,
             late_published=self.late_published, realtime_dropped=self._dropped + (c.dropped if c else 0),
-            last_ack=c.last_ack if c else None, last_counts_ack=dict(self.last_counts_ack))
+            last_ack=c.last_ack if c else None, last_counts_ack=dict(self.last_counts_ack),
+            unacked_since=c.unacked_since if c and c.connected else None)
 
     @property
     def connected(self) -> bool:

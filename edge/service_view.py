@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from roadside.edge.service_config import EdgeConfig
 from roadside.edge.status import BrokerStatus, OutboxStatus, Readiness, ServiceStatus
+from roadside.core.broker import ACK_TIMEOUT_S
 from roadside.edge.system_metrics import system_status
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class EdgeServiceView:
         link = self.link.status()
         if not link.connected:
             reasons.append(f"broker not connected ({link.last_error or link.state})")
+        elif link.unacked_since is not None and time.time() - link.unacked_since > ACK_TIMEOUT_S:
+            reasons.append(f"broker not acknowledging: a message has waited {time.time() - link.unacked_since:.0f} s "
+                           f"for its PUBACK (more than {ACK_TIMEOUT_S:g} s; a hung broker or a broken network)")
         stall = self.config.sources.stall_timeout_s
         for cid, w in self._workers.items():
             src = w.source.status()

@@ -10,9 +10,11 @@ still reports.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -94,3 +96,54 @@ def test_a_dead_camera_still_reports_its_bins_and_a_line_outside_the_frame_is_re
         svc.stop()
         rec.close()
         broker.close()
+
+
+# -- item 8: a frozen broker, and what a drop means ---------------------------------------------------------
+def test_a_frozen_broker_makes_the_edge_not_ready_and_it_recovers(tmp_path):
+    """SIGSTOP: the broker keeps the TCP connection and answers nothing, the keepalive notices nothing for a
+    long time; readiness follows the acknowledgements instead."""
+    from roadside.core.broker import ACK_TIMEOUT_S
+
+    broker = Mosquitto(persistence=False).start()
+    api = free_port()
+    conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"keepalive_s": 60})
+    svc = ServiceProcess(conf, api, tmp_path / "service.log")
+    try:
+        svc.start()
+        wait_for(lambda: svc.get("/readyz")[0] == 200, 60, "the service ready")
+        broker.freeze()
+        t0 = time.monotonic()
+        body = wait_for(lambda: svc.get("/readyz")[0] == 503 and svc.get("/readyz")[1], ACK_TIMEOUT_S + 20,
+                        "not ready while the broker answers nothing")
+        assert time.monotonic() - t0 >= ACK_TIMEOUT_S - 1
+        assert any("broker not acknowledging" in r for r in json.loads(body)["reasons"]), body
+        broker.thaw()
+        wait_for(lambda: svc.get("/readyz")[0] == 200, 40, "ready again once the broker answers")
+    finally:
+        broker.thaw()
+        svc.stop()
+        broker.close()
+
+
+def test_the_outbox_never_counts_a_message_in_flight_as_dropped_and_logs_every_drop(tmp_path, caplog):
+    from roadside.edge.outbox import Outbox
+
+    box = Outbox(tmp_path / "o.sqlite", max_bytes=1024)
+    flying = set()
+    box.in_flight = lambda: frozenset(flying)
+    payload = lambda seq: json.dumps({"seq": seq, "pad": "x" * 90}).encode()  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="roadside.edge.outbox"):
+        for i in range(3):
+            box.add("cam1", "t", payload)
+        flying |= {m.id for m in box.pending()}  # the three oldest are published, awaiting their PUBACK
+        for i in range(30):
+            box.add("cam1", "t", payload)
+    kept = {json.loads(m.payload)["seq"] for m in box.pending(limit=1000)}
+    assert {0, 1, 2} <= kept  # still in flight: may yet be delivered, so not lost
+    dropped = box.stats().dropped["cam1"]
+    assert dropped == 33 - len(kept) and dropped > 0
+    assert all(not (r["first_seq"] <= s <= r["last_seq"]) for r in box.dropped_ranges("cam1") for s in (0, 1, 2))
+    lines = [r.getMessage() for r in caplog.records if "outbox: dropped" in r.getMessage()]
+    assert lines and lines[0].startswith("outbox: dropped 1 counts message(s) beyond outbox.max_bytes")
+    assert "camera cam1 seq 3-3" in lines[0]  # the oldest not in flight
+    box.close()
