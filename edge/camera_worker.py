@@ -69,6 +69,10 @@ class Coverage:
         self.spans = [s for s in self.spans if s[1] >= t]
 
 
+#: a camera's snapshot is encoded at most this often (s); requests in between get the cached JPEG
+SNAPSHOT_EVERY_S = 0.5
+
+
 class CameraWorker:
     """One camera: newest frame -> pipeline -> counts (counts sink), presence (live sink), snapshot, statistics."""
 
@@ -94,6 +98,9 @@ class CameraWorker:
         self.bins_emitted = 0
         self._rate = _Rate()
         self._snapshot: tuple | None = None
+        self._jpeg: tuple | None = None  # (the snapshot it shows, when encoded (monotonic), JPEG bytes)
+        self._jpeg_lock = threading.Lock()
+        self.snapshots_encoded = 0
         #: lines or zones outside the source's frame (found once its size is known): the camera is degraded
         self.config_problems: list[str] = []
         self._frame_size: tuple[int, int] | None = None
@@ -210,13 +217,28 @@ class CameraWorker:
         return ("degraded" if reasons else "ok"), reasons, src
 
     def snapshot_jpeg(self, quality: int = 80) -> bytes | None:
+        """The latest processed frame, annotated, as JPEG. Encoded at most once per frame and at most every
+        SNAPSHOT_EVERY_S (clients in between get the cached image), so snapshot clients, however many,
+        cost the camera's pipeline a bounded amount of CPU."""
+        snap = self._snapshot
+        if snap is None or self.pipeline is None:
+            return None
+        with self._jpeg_lock:
+            cached = self._jpeg
+            if cached is not None and (cached[0] is snap or time.monotonic() - cached[1] < SNAPSHOT_EVERY_S):
+                return cached[2]
+            jpeg = self._encode(snap, quality)
+            if jpeg is not None:
+                self._jpeg = (snap, time.monotonic(), jpeg)
+                self.snapshots_encoded += 1
+            return jpeg
+
+    def _encode(self, snap: tuple, quality: int) -> bytes | None:
         import cv2
 
         from roadside.edge.annotate import draw
 
-        snap, pipe = self._snapshot, self.pipeline
-        if snap is None or pipe is None:
-            return None
+        pipe = self.pipeline
         image, tracks, wall = snap
         occ = {z: s.count for z, s in pipe.zones.status.items()}
         img = draw(image, tracks, self.vision.lines, self.vision.zones, pipe.counter.totals_dict(), occ,
@@ -235,7 +257,7 @@ class CameraWorker:
             last_frame_age_s=None if src.last_frame_age_s is None else round(src.last_frame_age_s, 3),
             last_publish_age_s=None if last_counts_ack is None else round(now_wall - last_counts_ack, 3),
             reconnects=src.reconnects, loops=src.loops, last_source_error=src.last_error,
-            processing_errors=self.errors, bins_emitted=self.bins_emitted,
+            processing_errors=self.errors, bins_emitted=self.bins_emitted, snapshots_encoded=self.snapshots_encoded,
             width=src.width, height=src.height, source_fps=src.fps,
             model=self.model_name, config_hash=self.hash,
         )

@@ -147,3 +147,34 @@ def test_the_outbox_never_counts_a_message_in_flight_as_dropped_and_logs_every_d
     assert lines and lines[0].startswith("outbox: dropped 1 counts message(s) beyond outbox.max_bytes")
     assert "camera cam1 seq 3-3" in lines[0]  # the oldest not in flight
     box.close()
+
+
+# -- item 13: snapshots cost the camera a bounded amount -----------------------------------------------------
+def test_snapshot_clients_get_a_cached_jpeg_and_are_rate_limited(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from roadside.edge.camera_worker import SNAPSHOT_EVERY_S
+    from roadside.edge.health_api import SNAPSHOT_BURST
+
+    api = free_port()
+    conf = site_config(tmp_path, broker_port=free_port(), api_port=api)
+    svc = ServiceProcess(conf, api, tmp_path / "service.log")
+    try:
+        svc.start()
+        wait_for(lambda: svc.get("/api/cameras/cam1/snapshot.jpg")[0] == 200, 60, "a first snapshot")
+        time.sleep(1.0)  # the bucket refills
+        enc0 = svc.status()["cameras"]["cam1"]["snapshots_encoded"]
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:  # 8 clients asking as fast as they can
+            answers = list(pool.map(lambda _: svc.get("/api/cameras/cam1/snapshot.jpg"), range(200)))
+        elapsed = time.monotonic() - t0
+        st = svc.status()["cameras"]["cam1"]
+        codes = [c for c, _ in answers]
+        assert codes.count(200) >= SNAPSHOT_BURST and codes.count(429) > 0, codes
+        assert all(b[:2] == b"\xff\xd8" for c, b in answers if c == 200)  # JPEGs
+        # far fewer encodes than answers: one per SNAPSHOT_EVERY_S at most
+        assert st["snapshots_encoded"] - enc0 <= elapsed / SNAPSHOT_EVERY_S + 2
+        assert len({b for c, b in answers if c == 200}) < codes.count(200)  # the same cached JPEG served again
+        assert st["state"] == "ok" and st["frames_processed"] > 0
+    finally:
+        svc.stop()
