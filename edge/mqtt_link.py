@@ -11,8 +11,9 @@ Topics (built by :class:`roadside.core.topics.Topics`; the device's own are belo
 * ``status``: retained ``online`` on every connection, ``offline`` as the Last Will and on a clean shutdown;
 * ``<camera>/counts``: from the :class:`~roadside.edge.outbox.Outbox`, QoS 1, strictly in the order they
   were produced; a message leaves the outbox only when the broker has acknowledged it (PUBACK). Messages
-  produced before the current connection was established (during an outage, or before a restart) are
-  sent with ``"late": true``;
+  produced before the current connection was established (during an outage, or before a restart), or
+  published more than ``LATE_AFTER_S`` after their bin closed (a broker that stopped acknowledging kept the
+  window shut), are sent with ``"late": true``;
 * ``<camera>/presence`` and ``<camera>/health``: QoS 1, sent only while connected (a stale presence is of
   no use to a signal controller), otherwise dropped and counted.
 
@@ -33,6 +34,9 @@ from roadside.core.topics import CameraKind, Topics
 from roadside.edge.outbox import Outbox, OutboxError
 
 log = logging.getLogger("roadside.edge.mqtt")
+
+#: a counts message published more than this long (s) after its bin closed is ``late``
+LATE_AFTER_S = 5.0
 
 def mark_late(payload: bytes) -> bytes:
     data = json.loads(payload)
@@ -158,9 +162,12 @@ class MqttLink:
             log.error("cannot read the outbox: %s", e)
             return True
         since = self.client.status().connected_since or 0.0
+        now = time.time()
         for row in rows:
             payload = row.payload
-            late = row.created < since
+            # late: it waited through an outage (produced before this connection), or it is published more than
+            # LATE_AFTER_S after its bin closed (a broker that stopped acknowledging held the window shut)
+            late = row.created < since or now - row.created > LATE_AFTER_S
             if late:
                 payload = mark_late(payload)
             self.client.publish(row.topic, payload, qos=1,

@@ -105,10 +105,12 @@ def test_a_frozen_broker_makes_the_edge_not_ready_and_it_recovers(tmp_path):
     from roadside.core.broker import ACK_TIMEOUT_S
 
     broker = Mosquitto(persistence=False).start()
+    rec = Recorder(broker.port, "roadside/test/edge-t")
     api = free_port()
-    conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"keepalive_s": 60})
+    conf = site_config(tmp_path, broker_port=broker.port, api_port=api, mqtt={"keepalive_s": 60, "inflight": 2})
     svc = ServiceProcess(conf, api, tmp_path / "service.log")
     try:
+        rec.wait_connected()
         svc.start()
         wait_for(lambda: svc.get("/readyz")[0] == 200, 60, "the service ready")
         broker.freeze()
@@ -119,9 +121,13 @@ def test_a_frozen_broker_makes_the_edge_not_ready_and_it_recovers(tmp_path):
         assert any("broker not acknowledging" in r for r in json.loads(body)["reasons"]), body
         broker.thaw()
         wait_for(lambda: svc.get("/readyz")[0] == 200, 40, "ready again once the broker answers")
+        # the bins held back behind the shut window arrive late, on the same connection
+        wait_for(lambda: [m for m in rec.payloads("/cam1/counts") if m["late"]], 20, "late bins")
+        assert rec.texts("roadside/test/edge-t/status").count("online") == 1  # it never reconnected
     finally:
         broker.thaw()
         svc.stop()
+        rec.close()
         broker.close()
 
 
