@@ -184,3 +184,9 @@ def test_snapshot_clients_get_a_cached_jpeg_and_are_rate_limited(tmp_path):
         assert st["state"] == "ok" and st["frames_processed"] > 0
     finally:
         svc.stop()
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    r = subprocess.run(f"{sys.executable} -m roadside.core.cli edge schema counts | head -1", shell=True, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "{" and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
