@@ -41,6 +41,9 @@ from roadside.core.mqtt import MqttConfig
 CONNACK_TIMEOUT_S = 10.0
 #: messages handed over by other threads and not yet given to paho, at most (the oldest are dropped beyond)
 MAX_QUEUED = 1000
+#: a QoS 1 message without PUBACK for this long (s) means the broker is not acknowledging (a consumer of
+#: the status, e.g. the edge's readiness, says so)
+ACK_TIMEOUT_S = 10.0
 #: paho may have this many QoS 1 messages in flight beyond ``MqttConfig.inflight`` (the window of a feeder):
 #: room for the real-time messages published beside it
 EXTRA_INFLIGHT = 20
@@ -97,6 +100,10 @@ class BrokerStatus:
     dropped: int = 0  # queued messages dropped because the queue was full
     last_ack: float | None = None  # epoch of the last acknowledgement of any message
     subscribed: bool = False  # connected and every subscription acknowledged
+    #: epoch since which the oldest QoS 1 message sent on this connection waits for its PUBACK (None: none
+    #: waits). A broker that keeps the TCP connection but answers nothing (a hung or frozen broker) shows here
+    #: long before the keepalive notices: see ACK_TIMEOUT_S.
+    unacked_since: float | None = None
 
 
 OnAck = Callable[[], None]
@@ -145,6 +152,7 @@ class BrokerClient:
         self._thread_id: int | None = None
         # network-thread state
         self._pending: dict[int, tuple[int, OnAck | None]] = {}  # paho mid -> (qos, on_ack) until acknowledged
+        self._sent_at: dict[int, float] = {}  # QoS 1 mid -> when sent (on this connection), oldest first
         self._suback_mids: set[int] = set()
         self._final_mid: int | None = None
         self._final_acked = False
@@ -300,8 +308,10 @@ class BrokerClient:
         self._suback_mids.clear()
         if subs:
             self._suback_mids.add(client.subscribe(subs)[1])
-        self._set(state="connected", connected=True, connected_since=time.time(), connects=s.connects + 1,
-                  last_error=None, subscribed=not subs)
+        now = time.time()
+        self._sent_at = {mid: now for mid in self._sent_at}  # paho re-sends them on this connection
+        self._set(state="connected", connected=True, connected_since=now, connects=s.connects + 1,
+                  last_error=None, subscribed=not subs, unacked_since=now if self._sent_at else None)
         self.log.info("connected to the MQTT broker %s as %s (session present: %s)", s.broker, self.client_id,
                       flags.session_present)
         if self.will is not None and self.will.birth is not None:
@@ -330,6 +340,8 @@ class BrokerClient:
         s = self._status
         s.last_ack = time.time()
         entry = self._pending.pop(mid, None)
+        if self._sent_at.pop(mid, None) is not None:
+            s.unacked_since = next(iter(self._sent_at.values()), None)
         if entry is None:
             return
         s.acked += 1
@@ -355,6 +367,9 @@ class BrokerClient:
         self._status.published += 1
         if qos > 0:
             self._pending[info.mid] = (qos, on_ack)  # paho keeps it and re-sends it until acknowledged
+            if not self._sent_at:
+                self._status.unacked_since = time.time()
+            self._sent_at[info.mid] = time.time()
         elif info.is_published():  # QoS 0 written at once: paho said so inside publish()
             self._status.acked += 1
             self._call(on_ack)
@@ -544,4 +559,4 @@ class BrokerClient:
         self._set(state="stopped", connected=False, subscribed=False)
 
 
-__all__ = ["BrokerClient", "BrokerError", "BrokerStatus", "Received", "Will"]
+__all__ = ["ACK_TIMEOUT_S", "BrokerClient", "BrokerError", "BrokerStatus", "Received", "Will"]

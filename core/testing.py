@@ -63,7 +63,8 @@ def mosquitto_program() -> str:
 class PrivateBroker:
     """A private Mosquitto on a free loopback port.
 
-    ``users``: user name -> password (a password file; anonymous clients are refused). ``tls``: the
+    ``users``: user name -> password (a password file; anonymous clients are refused); ``acl_file``: a
+    Mosquitto ACL for those users (e.g. controller/examples/mosquitto.acl). ``tls``: the
     broker's ``cafile``, ``certfile`` and ``keyfile`` (then it speaks TLS only); ``require_certificate``:
     clients must also present a certificate signed by that CA. ``persistence``: sessions and queued
     messages survive a restart. ``workdir`` holds the configuration, the log and the persistence file
@@ -72,7 +73,8 @@ class PrivateBroker:
 
     def __init__(self, workdir: str | Path | None = None, *, users: Mapping[str, str] | None = None,
                  tls: Mapping[str, str | Path] | None = None, require_certificate: bool = False,
-                 persistence: bool = False, exe: str | None = None, port: int | None = None) -> None:
+                 persistence: bool = False, exe: str | None = None, port: int | None = None,
+                 acl_file: str | Path | None = None) -> None:
         self.exe = exe or mosquitto_program()
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -100,6 +102,8 @@ class PrivateBroker:
             conf += [f"password_file {pw}", "allow_anonymous false"]
         else:
             conf.append("allow_anonymous true")
+        if acl_file is not None:
+            conf.append(f"acl_file {Path(acl_file).resolve()}")
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(conf) + "\n")
         self.proc: subprocess.Popen | None = None

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from roadside.core.payloads import CountsMessage, PresenceMessage, ZoneState
 from roadside.core.redact import redact
 from roadside.edge.config import LineConfig, VisionConfig, ZoneConfig
-from roadside.edge.counting import IntervalBin, LineCounter, ZoneMonitor
+from roadside.edge.counting import IntervalBin, IntervalBins, LineCounter, ZoneMonitor
 from roadside.edge.detector import Detector
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, SourceSettings
@@ -70,6 +70,10 @@ class Coverage:
         self.spans = [s for s in self.spans if s[1] >= t]
 
 
+#: a camera's snapshot is encoded at most this often (s); requests in between get the cached JPEG
+SNAPSHOT_EVERY_S = 0.5
+
+
 class CameraWorker:
     """One camera: newest frame -> pipeline -> counts (counts sink), presence (live sink), snapshot, statistics."""
 
@@ -96,6 +100,14 @@ class CameraWorker:
         self._rate = _Rate()
         self._snapshot: tuple | None = None
         self.heartbeat: float | None = None  # monotonic time of the worker loop's last turn
+        self._jpeg: tuple | None = None  # (the snapshot it shows, when encoded (monotonic), JPEG bytes)
+        self._jpeg_lock = threading.Lock()
+        self.snapshots_encoded = 0
+        #: lines or zones outside the source's frame (found once its size is known): the camera is degraded
+        self.config_problems: list[str] = []
+        self._frame_size: tuple[int, int] | None = None
+        #: the bins before the first frame (the pipeline takes them over, and owns them from then on)
+        self._bins: IntervalBins | None = None
         self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,6 +156,10 @@ class CameraWorker:
             self._emit(self.pipeline.relayout(vision, now))
             # the new configuration was observed from now on: its first bins are partial
             self.coverage = Coverage(self.coverage.gap_s)
+        elif self._bins is not None:  # no frame yet: the open (empty) bins close, new ones have the new lines
+            self._emit(self._bins.close_until(now, final=True))
+            self._bins = IntervalBins(vision.counting.bins_s, [ln.id for ln in vision.lines])
+            self._bins.start(now)
         old, self.vision, self.hash = self.hash, vision, config_hash(vision)
         log.info("camera %s: lines and zones applied without a restart (config hash %s -> %s)", self.cam.id, old,
                  self.hash)
@@ -176,6 +192,10 @@ class CameraWorker:
     # -- the worker thread -------------------------------------------------------------------------
     def _run(self) -> None:
         idx = 0
+        # The bin clock runs from the start, frames or not: a camera that never opens still reports its bins
+        # (with observed_s 0); the pipeline takes this clock over at the first frame.
+        self._bins = IntervalBins(self.vision.counting.bins_s, [ln.id for ln in self.vision.lines])
+        self._bins.start(time.time())
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()  # the loop turns at least every 0.25 s: the watchdog's liveness
             fr = self.source.get(timeout=0.25)
@@ -184,14 +204,17 @@ class CameraWorker:
                 if self._relayout is not None:
                     self._take_relayout(now)
                 if fr is None:
-                    if self.pipeline is not None:
-                        # no frame now: close the bins that ended before the stall window, so that a short
-                        # hiccup (a file reopening) does not make a bin partial, while a dead camera's bins
-                        # still come on time (observed_s tells how much of them was seen)
-                        self._emit(self.pipeline.bins.close_until(now - self.coverage.gap_s))
+                    # no frame now: close the bins that ended before the stall window, so that a short hiccup
+                    # (a file reopening) does not make a bin partial, while a dead camera's bins still come on
+                    # time (observed_s tells how much of them was seen)
+                    self._emit(self._open_bins().close_until(now - self.coverage.gap_s))
                     continue
+                size = (fr.image.shape[1], fr.image.shape[0])
+                if size != self._frame_size:
+                    self._check_frame(size)
                 if self.pipeline is None:
                     self.pipeline = CameraPipeline(self.vision, self.detector, fr.fps, bin_clock_start=fr.wall_s)
+                    self.pipeline.bins = self._bins
                 self.coverage.frame(fr.wall_s)
                 res = self.pipeline.process(idx, fr.mono_s - self._t0, fr.image, fr.tensor, fr.transform, clock_s=fr.wall_s)
                 idx += 1
@@ -213,11 +236,24 @@ class CameraWorker:
                 self.last_error = f"{type(e).__name__}: {e}"
                 if self.errors <= 3 or self.errors % 100 == 0:
                     log.exception("camera %s: processing failed (%d errors so far)", self.cam.id, self.errors)
-        if self.pipeline is not None:  # flush: the open bins, as partial bins
-            try:
-                self._emit(self.pipeline.bins.close_until(time.time(), final=True))
-            except Exception:
-                log.exception("camera %s: cannot store the last bins", self.cam.id)
+        try:  # flush: the open bins, as partial bins
+            self._emit(self._open_bins().close_until(time.time(), final=True))
+        except Exception:
+            log.exception("camera %s: cannot store the last bins", self.cam.id)
+
+    def _open_bins(self) -> IntervalBins:
+        """The bins being filled: the pipeline's once there is one, before that the worker's own."""
+        return self.pipeline.bins if self.pipeline is not None else self._bins
+
+    def _check_frame(self, size: tuple[int, int]) -> None:
+        """The source's frame size is known (or changed): lines and zones outside it are a configuration error."""
+        self._frame_size = size
+        from roadside.edge.layout import validate_layout
+
+        layout = validate_layout(self.vision.lines, self.vision.zones, frame_size=size)
+        self.config_problems = [f"configuration: camera {self.cam.id}: {p}" for p in layout.problems]
+        for p in self.config_problems:
+            log.error("camera %s: %s", self.cam.id, p)
 
     def _emit(self, closed: list[IntervalBin]) -> None:
         if not closed:
@@ -253,18 +289,34 @@ class CameraWorker:
             return "offline", ["the camera worker stopped"], src
         if src.state != "live":
             return "offline", reasons or [src.state], src
+        reasons += self.config_problems
         if self.errors and self.last_error:
             reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
         return ("degraded" if reasons else "ok"), reasons, src
 
     def snapshot_jpeg(self, quality: int = 80) -> bytes | None:
+        """The latest processed frame, annotated, as JPEG. Encoded at most once per frame and at most every
+        SNAPSHOT_EVERY_S (clients in between get the cached image), so snapshot clients, however many,
+        cost the camera's pipeline a bounded amount of CPU."""
+        snap = self._snapshot
+        if snap is None or self.pipeline is None:
+            return None
+        with self._jpeg_lock:
+            cached = self._jpeg
+            if cached is not None and (cached[0] is snap or time.monotonic() - cached[1] < SNAPSHOT_EVERY_S):
+                return cached[2]
+            jpeg = self._encode(snap, quality)
+            if jpeg is not None:
+                self._jpeg = (snap, time.monotonic(), jpeg)
+                self.snapshots_encoded += 1
+            return jpeg
+
+    def _encode(self, snap: tuple, quality: int) -> bytes | None:
         import cv2
 
         from roadside.edge.annotate import draw
 
-        snap, pipe = self._snapshot, self.pipeline
-        if snap is None or pipe is None:
-            return None
+        pipe = self.pipeline
         image, tracks, wall = snap
         occ = {z: s.count for z, s in pipe.zones.status.items()}
         img = draw(image, tracks, self.vision.lines, self.vision.zones, pipe.counter.totals_dict(), occ,
@@ -283,7 +335,7 @@ class CameraWorker:
             last_frame_age_s=None if src.last_frame_age_s is None else round(src.last_frame_age_s, 3),
             last_publish_age_s=None if last_counts_ack is None else round(now_wall - last_counts_ack, 3),
             reconnects=src.reconnects, loops=src.loops, last_source_error=src.last_error,
-            processing_errors=self.errors, bins_emitted=self.bins_emitted,
+            processing_errors=self.errors, bins_emitted=self.bins_emitted, snapshots_encoded=self.snapshots_encoded,
             width=src.width, height=src.height, source_fps=src.fps,
             model=self.model_name, config_hash=self.hash,
         )

@@ -9,6 +9,8 @@ is then read-only). The OpenAPI schema, with every field of the status records, 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Protocol
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -111,6 +113,31 @@ class ServiceCollector:
         yield GaugeMetricFamily("roadside_threads", "Python threads of the service", value=sysinfo.threads)
 
 
+#: the snapshot endpoint answers at most this many requests per second (all clients), bursts of SNAPSHOT_BURST;
+#: beyond, 429 with Retry-After (snapshots are unauthenticated, and each one could cost the camera CPU)
+SNAPSHOTS_PER_S = 10.0
+SNAPSHOT_BURST = 20
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; :meth:`take` is False when none is left (thread-safe)."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._tokens, self._at = float(burst), clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
 def create_app(view: ServiceView, token: SecretStr | None = None, collectors: tuple = ()) -> FastAPI:
     """The API of ``view``; ``token`` (api.token) unlocks the endpoints that change state; ``collectors``: more
     Prometheus collectors for ``/metrics``."""
@@ -126,6 +153,7 @@ def create_app(view: ServiceView, token: SecretStr | None = None, collectors: tu
         registry.register(c)
     ProcessCollector(registry=registry)
     require_token = token_guard(token)
+    snapshot_bucket = TokenBucket(SNAPSHOTS_PER_S, SNAPSHOT_BURST)
 
     def known(camera_id: str) -> str:
         return known_camera(view.cameras(), camera_id)
@@ -154,6 +182,10 @@ def create_app(view: ServiceView, token: SecretStr | None = None, collectors: tu
     @app.get("/api/cameras/{camera_id}/snapshot.jpg", summary="The latest processed frame with boxes, lines and zones",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}})
     def snapshot(camera_id: str) -> Response:
+        if not snapshot_bucket.take():
+            raise HTTPException(429, f"too many snapshot requests: at most {SNAPSHOTS_PER_S:g} per second "
+                                     f"(bursts of {SNAPSHOT_BURST}), all clients together",
+                                headers={"Retry-After": "1"})
         jpeg = view.snapshot(known(camera_id))
         if jpeg is None:
             raise HTTPException(503, f"camera {camera_id!r} has not processed a frame yet")

@@ -11,8 +11,9 @@ Topics (built by :class:`roadside.core.topics.Topics`; the device's own are belo
 * ``status``: retained ``online`` on every connection, ``offline`` as the Last Will and on a clean shutdown;
 * ``<camera>/counts``: from the :class:`~roadside.edge.outbox.Outbox`, QoS 1, strictly in the order they
   were produced; a message leaves the outbox only when the broker has acknowledged it (PUBACK). Messages
-  produced before the current connection was established (during an outage, or before a restart) are
-  sent with ``"late": true``;
+  produced before the current connection was established (during an outage, or before a restart), or
+  published more than ``LATE_AFTER_S`` after their bin closed (a broker that stopped acknowledging kept the
+  window shut), are sent with ``"late": true``;
 * ``<camera>/presence`` and ``<camera>/health``: QoS 1, sent only while connected (a stale presence is of
   no use to a signal controller), otherwise dropped and counted.
 
@@ -33,6 +34,9 @@ from roadside.core.topics import CameraKind, Topics
 from roadside.edge.outbox import Outbox, OutboxError
 
 log = logging.getLogger("roadside.edge.mqtt")
+
+#: a counts message published more than this long (s) after its bin closed is ``late``
+LATE_AFTER_S = 5.0
 
 def mark_late(payload: bytes) -> bytes:
     data = json.loads(payload)
@@ -55,6 +59,8 @@ class LinkStatus:
     realtime_dropped: int = 0  # presence/health not sent because the broker was not connected
     last_ack: float | None = None  # epoch of the last acknowledgement of any message
     last_counts_ack: dict[str, float] = field(default_factory=dict)  # camera -> epoch
+    #: epoch since which the oldest message sent on this connection waits for its PUBACK (None: none waits)
+    unacked_since: float | None = None
 
 
 class MqttLink:
@@ -72,6 +78,8 @@ class MqttLink:
         self._inflight_rows: set[int] = set()  # row ids published on this connection and not yet acked
         self._replay_after = 0  # last outbox row id published on this connection
         self._acked: list[int] = []
+        # a message in flight may still be delivered: the outbox's bounds never count it as lost
+        outbox.in_flight = lambda: frozenset(self._inflight_rows)
         self.client: BrokerClient | None = None
         self._seed = seed
 
@@ -106,7 +114,8 @@ class MqttLink:
             last_error=c.last_error if c else None, connected_since=c.connected_since if c else None,
             connects=c.connects if c else 0, counts_published=self.counts_published, counts_acked=self.counts_acked,
             late_published=self.late_published, realtime_dropped=self._dropped + (c.dropped if c else 0),
-            last_ack=c.last_ack if c else None, last_counts_ack=dict(self.last_counts_ack))
+            last_ack=c.last_ack if c else None, last_counts_ack=dict(self.last_counts_ack),
+            unacked_since=c.unacked_since if c and c.connected else None)
 
     @property
     def connected(self) -> bool:
@@ -153,9 +162,12 @@ class MqttLink:
             log.error("cannot read the outbox: %s", e)
             return True
         since = self.client.status().connected_since or 0.0
+        now = time.time()
         for row in rows:
             payload = row.payload
-            late = row.created < since
+            # late: it waited through an outage (produced before this connection), or it is published more than
+            # LATE_AFTER_S after its bin closed (a broker that stopped acknowledging held the window shut)
+            late = row.created < since or now - row.created > LATE_AFTER_S
             if late:
                 payload = mark_late(payload)
             self.client.publish(row.topic, payload, qos=1,

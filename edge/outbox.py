@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from roadside.core.errors import RoadsideError
+from roadside.core.ratelog import RateLimitedLog
 
 log = logging.getLogger("roadside.edge.outbox")
 
@@ -76,6 +77,10 @@ class Outbox:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._clock = clock
+        #: ids of the messages published and not yet acknowledged (set by the MQTT link): the bounds never drop
+        #: them, since they may still be delivered; a drop is what is really lost
+        self.in_flight: Callable[[], frozenset[int]] = frozenset
+        self._log = RateLimitedLog(log)
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,8 +125,11 @@ class Outbox:
             return seq
 
     def _drop_where(self, where: str, args: tuple, reason: str) -> int:
-        """Delete the messages matching ``where`` (oldest first) and record them as dropped."""
-        rows = self._db.execute(f"SELECT id, camera, seq, LENGTH(payload) FROM messages WHERE {where} ORDER BY id", args).fetchall()
+        """Delete the messages matching ``where`` (oldest first, none in flight), record them as dropped and
+        log it."""
+        flying = self.in_flight()
+        rows = [r for r in self._db.execute(f"SELECT id, camera, seq, LENGTH(payload) FROM messages WHERE {where} "
+                                            "ORDER BY id", args).fetchall() if r[0] not in flying]
         if not rows:
             return 0
         now = self._clock()
@@ -142,6 +150,12 @@ class Outbox:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        seqs: dict[str, list[int]] = {}
+        for _, camera, seq, _ in rows:
+            seqs.setdefault(camera, []).append(seq)
+        self._log.warning(f"drop:{reason}", "outbox: dropped %d counts message(s) beyond outbox.%s (%s): %s",
+                          len(rows), reason, "oldest first" if reason == "max_bytes" else "too old",
+                          ", ".join(f"camera {c} seq {min(v)}-{max(v)}" for c, v in seqs.items()))
         return len(rows)
 
     def _enforce_bounds(self) -> int:
@@ -150,9 +164,12 @@ class Outbox:
             # oldest first, until the rest fits
             excess = self._bytes - self.max_bytes
             ids, total = [], 0
+            flying = self.in_flight()
             for rid, size in self._db.execute("SELECT id, LENGTH(payload) FROM messages ORDER BY id"):
                 if total >= excess:
                     break
+                if rid in flying:
+                    continue
                 ids.append(rid)
                 total += int(size)
             if ids:
@@ -241,7 +258,6 @@ class OutboxPruner:
             return
         self._last = time.monotonic()
         try:
-            if self.outbox.prune():
-                log.warning("outbox: messages older than outbox.max_age_s were dropped")
+            self.outbox.prune()  # each drop is logged by the outbox
         except RoadsideError as e:
             log.error("%s", e)

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 
-from roadside.core.errors import RoadsideError
+from roadside.core.errors import ConfigError, RoadsideError
 from roadside.edge.camera_worker import CameraWorker
 from roadside.edge.health_publisher import HealthPublisher
 from roadside.edge.mqtt_link import MqttLink
@@ -58,6 +58,13 @@ class EdgeService:
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "EdgeService":
         cfg = self.config
+        # what would only fail later, and forever (a missing model, a camera file that does not exist):
+        # one configuration error now, before the broker hears "online"
+        from roadside.edge.service_config import startup_problems
+
+        problems = startup_problems(cfg, self.model_override)
+        if problems:
+            raise ConfigError("; ".join(problems))
         state_dir = cfg.state_path()
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -176,11 +183,14 @@ class EdgeService:
         if self.console is not None:
             self.console.stop()
             self.console = None
+        if self.link is not None:
+            self.link = None  # stopped: a second shutdown (start failed, then run's own) has nothing to do
         if self.outbox is not None:
             st = self.outbox.stats()
             if st.depth:
                 log.warning("%d counts message(s) stay in the outbox for the next run", st.depth)
             self.outbox.close()
+            self.outbox = None
 
 
 def run_service(config: EdgeConfig, model_override: str | None = None, config_path: str | None = None) -> int:

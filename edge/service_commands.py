@@ -24,38 +24,40 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def check_config(config, model_override: str | None = None) -> list[str]:
-    """Problems the service would meet at start-up beyond the schema: missing files, unknown model."""
+    """Problems the service would meet at start-up beyond the schema (see ``startup_problems``)."""
+    from roadside.edge.service_config import startup_problems
+
+    return startup_problems(config, model_override)
+
+
+def frame_problems(config, open_timeout_s: float = 8.0) -> list[str]:
+    """Lines and zones outside their camera's frame (edge/layout.py, the same check as the calibration page),
+    for every source that can be opened now: files and streams (a source that cannot be opened is noted on
+    stderr, not an error: a camera may simply be off; a missing file is a start-up problem of its own)."""
     from pathlib import Path
 
-    from roadside.core.errors import RoadsideError
-    from roadside.models.store import resolve_model
-
-    from roadside.core.video import VideoError
-    from roadside.edge.layout import probe_frame_size, validate_layout
+    from roadside.core.redact import redact
+    from roadside.core.video import VideoError, VideoReader
+    from roadside.edge.layout import validate_layout
+    from roadside.edge.sources import capture_options
 
     problems = []
     for ci, cam in enumerate(config.cameras):
         if cam.kind == "file" and not Path(cam.source).is_file():
-            problems.append(f"cameras[{cam.id}].source: no such file: {cam.source}")
-        elif cam.kind == "file":
-            try:
-                frame = probe_frame_size(cam.source)
-            except VideoError:  # a bad video is not a configuration problem: the service reports it at run time
-                frame = None
-            layout = validate_layout(cam.lines, cam.zones, frame_size=frame)  # lines and zones inside the frame
-            problems += [p.located(ci) for p in layout.problems]
-        if cam.loop and cam.kind != "file":
-            problems.append(f"cameras[{cam.id}].loop: only video files can loop (the source is a {cam.kind} source)")
+            continue  # already reported (no such file)
         try:
-            resolve_model(model_override or config.vision(cam).detector.model)
-        except RoadsideError as e:
-            problems.append(f"cameras[{cam.id}] detector.model: {e}")
-    tls = config.mqtt.tls
-    if tls is not None:
-        for key in ("ca_file", "cert_file", "key_file"):
-            p = getattr(tls, key)
-            if p is not None and not Path(p).is_file():
-                problems.append(f"mqtt.tls.{key}: no such file: {p}")
+            reader = VideoReader(cam.source, open_timeout_s=open_timeout_s, stall_timeout_s=open_timeout_s,
+                                 capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps or 25.0)
+        except VideoError as e:  # not a configuration problem: the service reports it at run time, and retries
+            print(f"note: cameras[{cam.id}]: lines and zones not checked against the frame "
+                  f"(cannot open {redact(cam.source)} now: {e})", file=sys.stderr)
+            continue
+        try:
+            w, h = reader.info.width, reader.info.height
+        finally:
+            reader.close(wait_s=1.0)
+        layout = validate_layout(cam.lines, cam.zones, frame_size=(w, h))
+        problems += [pr.located(ci) for pr in layout.problems]
     return problems
 
 
@@ -64,6 +66,7 @@ def _check(args: argparse.Namespace) -> int:
 
     config = _load(args)
     problems = check_config(config, args.model)
+    problems += frame_problems(config)
     summary = {
         "site": config.site, "device": config.device, "topic_prefix": config.topic_prefix,
         "broker": f"{config.mqtt.host}:{config.mqtt.port}" + (" (TLS)" if config.mqtt.tls else ""),

@@ -279,5 +279,34 @@ def edge_config_from(data: object, path: str | Path) -> EdgeConfig:
     return _with_paths(config, Path(path).resolve().parent)
 
 
+def startup_problems(config: EdgeConfig, model_override: str | None = None) -> list[str]:
+    """Problems the service would meet at start-up beyond the schema, each naming its key: a camera file that
+    does not exist, a loop on a live source, a model that is not installed, missing TLS files. ``roadside
+    edge check`` reports them, and the service refuses to start with them (they would never heal)."""
+    from roadside.core.errors import RoadsideError
+    from roadside.models.store import resolve_model
+
+    problems = []
+    model_errors: dict[str, list[str]] = {}  # one line per missing model, naming the cameras that need it
+    for cam in config.cameras:
+        if cam.kind == "file" and not Path(cam.source).is_file():
+            problems.append(f"cameras[{cam.id}].source: no such file: {cam.source}")
+        if cam.loop and cam.kind != "file":
+            problems.append(f"cameras[{cam.id}].loop: only video files can loop (the source is a {cam.kind} source)")
+        try:
+            resolve_model(model_override or config.vision(cam).detector.model)
+        except RoadsideError as e:
+            model_errors.setdefault(str(e), []).append(cam.id)
+    for err, cams in model_errors.items():
+        problems.append(f"cameras[{'], cameras['.join(cams)}] detector.model: {err}")
+    tls = config.mqtt.tls
+    if tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            p = getattr(tls, key)
+            if p is not None and not Path(p).is_file():
+                problems.append(f"mqtt.tls.{key}: no such file: {p}")
+    return problems
+
+
 __all__ = ["ApiConfig", "CameraConfig", "EdgeConfig", "OutboxConfig", "SourceSettings", "default_config_text",
-           "edge_config_from", "load_edge_config"]
+           "edge_config_from", "load_edge_config", "startup_problems"]

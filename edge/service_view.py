@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from roadside.edge.service_config import EdgeConfig
 from roadside.edge.status import BrokerStatus, OutboxStatus, Readiness, ServiceStatus
+from roadside.core.broker import ACK_TIMEOUT_S
 from roadside.edge.system_metrics import system_status
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class EdgeServiceView:
         link = self.link.status()
         if not link.connected:
             reasons.append(f"broker not connected ({link.last_error or link.state})")
+        elif link.unacked_since is not None and time.time() - link.unacked_since > ACK_TIMEOUT_S:
+            reasons.append(f"broker not acknowledging: a message has waited {time.time() - link.unacked_since:.0f} s "
+                           f"for its PUBACK (more than {ACK_TIMEOUT_S:g} s; a hung broker or a broken network)")
         stall = self.config.sources.stall_timeout_s
         for cid, w in self._workers.items():
             src = w.source.status()
@@ -49,6 +53,7 @@ class EdgeServiceView:
                 reasons.append(f"camera {cid}: {src.state}" + (f" ({src.last_error})" if src.last_error else ""))
             elif src.last_frame_age_s is None or src.last_frame_age_s > stall:
                 reasons.append(f"camera {cid}: no frame for {src.last_frame_age_s or 0:.1f} s")
+            reasons += [f"camera {cid}: {p}" for p in w.config_problems]  # a line outside the frame never counts
         if not self._workers and self.models_loaded:
             reasons.append("no camera is running")
         return Readiness(ready=not reasons, reasons=reasons)

@@ -39,6 +39,8 @@ class CameraStatus(_Status):
     last_source_error: str | None = Field(description="the source's last error")
     processing_errors: int = Field(description="frames whose processing failed")
     bins_emitted: int = Field(description="counts messages stored in the outbox")
+    snapshots_encoded: int = Field(0, description="snapshot JPEGs encoded (at most one per frame and per "
+                                                  "SNAPSHOT_EVERY_S, however many clients ask)")
     width: int | None = Field(description="frame width (pixels) of the source")
     height: int | None = Field(description="frame height (pixels) of the source")
     source_fps: float | None = Field(description="the source's own frame rate")

@@ -124,7 +124,9 @@ def test_service_publishes_serves_its_health_and_stops_cleanly(tmp_path):
     assert counts[-1].interval_start <= datetime.now(timezone.utc)
     delivery = check_delivery(rec, tmp_path / "state" / "outbox.sqlite")
     assert delivery["ok"], delivery
-    assert "broken" not in delivery["cameras"]  # a camera that never worked produced no counts
+    # a camera that never worked still reports its bins, each observed for 0 s (issue 11, item 14)
+    broken = [CountsMessage.model_validate(m) for m in rec.payloads("/broken/counts")]
+    assert broken and all(m.observed_s == 0 and m.partial for m in broken)
 
     for m in rec.payloads("/cam1/presence"):
         PresenceMessage.model_validate(m)
