@@ -190,6 +190,8 @@ class CameraWorker:
             return "offline", reasons or [src.state], src
         if self.errors and self.last_error:
             reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
+        if self.pipeline.view_problem:
+            reasons.append(f"counting paused: {self.pipeline.view_problem} (lines drawn on another view)")
         return ("degraded" if reasons else "ok"), reasons, src
 
     def snapshot_jpeg(self, quality: int = 80) -> bytes | None:
