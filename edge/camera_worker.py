@@ -138,7 +138,8 @@ class CameraWorker:
                 self.frames_processed += 1
                 self.last_processed = time.monotonic()
                 self._rate.tick(self.last_processed)
-                self.detector_ms = res.detector_ms if self.frames_processed == 1 else 0.9 * self.detector_ms + 0.1 * res.detector_ms
+                if res.candidates is not None:  # the detector ran on this frame (detector.detect_fps skips some)
+                    self.detector_ms = res.detector_ms if not self.detector_ms else 0.9 * self.detector_ms + 0.1 * res.detector_ms
                 self._snapshot = (fr.image, res.tracks, fr.wall_s)
                 if res.zone_changes:
                     self._presence(fr.wall_s)
