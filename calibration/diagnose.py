@@ -41,27 +41,30 @@ def _near(dets: Detections, xy: np.ndarray, radius: float, anchor: str) -> np.nd
     return np.flatnonzero(d <= radius)
 
 
-def trace(config: VisionConfig, detector, frames: list[Detections], fps: float) -> tuple[list[_Frame], list]:
-    """Run the pipeline over cached candidates, keeping every stage's boxes per frame."""
+def trace(config: VisionConfig, detector, frames: list[Detections], fps: float, scenes: list | None = None
+          ) -> tuple[list[_Frame], list]:
+    """Run the pipeline over cached candidates (as a cached replay does), keeping every stage's boxes per frame.
+    On frames the detector skips, the candidates and kept boxes are empty (the tracker predicted)."""
     pipe = CameraPipeline(config, detector, fps)
     out, events = [], []
     for i, cands in enumerate(frames):
-        kept = detector.select(cands)
-        tr = pipe.tracker.update(kept)
-        events += pipe.counter.update(i, tr.confirmed, tr.tentative)
-        out.append(_Frame(cands, kept, tr.confirmed, tr.tentative))
+        res = pipe.process_candidates(i, i / fps, cands, scene=scenes[i] if scenes else None)
+        events += res.events
+        kept = pipe.last_kept if pipe.last_kept is not None else Detections.empty()
+        seen = cands if pipe.last_kept is not None else Detections.empty()
+        out.append(_Frame(seen, kept, pipe.last_tracks.confirmed, pipe.last_tracks.tentative))
     return out, events
 
 
 def diagnose(config: VisionConfig, detector, frames: list[Detections], fps: float, width: int, gt: dict,
-             window: int | None = None) -> dict:
+             window: int | None = None, scenes: list | None = None) -> dict:
     from roadside.edge.counts_file import CountsFile, CrossingRecord
 
     tol = int(gt.get("frame_tolerance_frames", 3))
     window = tol if window is None else window
     radius = max(12.0, 0.05 * width)
     anchor = config.counting.anchor
-    trail, events = trace(config, detector, frames, fps)
+    trail, events = trace(config, detector, frames, fps, scenes)
     records = [CrossingRecord.of(e) for e in events]
     totals: dict = {ln.id: {"forward": {}, "backward": {}} for ln in config.lines}
     for e in events:
@@ -138,13 +141,13 @@ def diagnose_clip(gt_path: str | Path, video_dir: str | Path, config: VisionConf
     cfg = gt_config(gt, config)
     detector = Detector(resolve_model(model or cfg.detector.model), cfg.detector)
     cache = DetectionCache(cache_dir)
-    key = cache.key(detector, video)
+    key = cache.key(detector, video, {"scene": cfg.scene.model_dump(mode="json")})
     clip = cache.load(key, detector)
     if clip is None:  # fill the cache with one ordinary replay
         with tempfile.TemporaryDirectory() as tmp:
             run_replay(video, cfg, tmp, model=model, progress=False, cache_dir=cache_dir)
         clip = cache.load(key, detector)
-    return diagnose(cfg, detector, clip.frames, clip.fps, clip.width, gt)
+    return diagnose(cfg, detector, clip.frames, clip.fps, clip.width, gt, scenes=clip.scenes)
 
 
 def format_diagnosis(d: dict) -> str:

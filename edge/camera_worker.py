@@ -221,7 +221,8 @@ class CameraWorker:
                 self.frames_processed += 1
                 self.last_processed = time.monotonic()
                 self._rate.tick(self.last_processed)
-                self.detector_ms = res.detector_ms if self.frames_processed == 1 else 0.9 * self.detector_ms + 0.1 * res.detector_ms
+                if res.candidates is not None:  # the detector ran on this frame (detector.detect_fps skips some)
+                    self.detector_ms = res.detector_ms if not self.detector_ms else 0.9 * self.detector_ms + 0.1 * res.detector_ms
                 self._snapshot = (fr.image, res.tracks, fr.wall_s)
                 self.paths.update(fr.wall_s, res.tracks)
                 pv = self._preview
@@ -292,6 +293,8 @@ class CameraWorker:
         reasons += self.config_problems
         if self.errors and self.last_error:
             reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
+        if self.pipeline.view_problem:
+            reasons.append(f"counting paused: {self.pipeline.view_problem} (lines drawn on another view)")
         return ("degraded" if reasons else "ok"), reasons, src
 
     def snapshot_jpeg(self, quality: int = 80) -> bytes | None:

@@ -218,6 +218,26 @@ class CountingConfig(Strict):
         return sorted(set(v))  # each one within MIN_BIN_S..MAX_BIN_S (a shorter bin only floods the outbox)
 
 
+class SceneConfig(Strict):
+    """Measurements of the view (edge/scene.py): brightness, glare, and whether the view is still the one the
+    lines were drawn on."""
+
+    view_check: bool = Field(True, description="match each analysed frame against the first (reference) view; a "
+                                               "view that zooms, pans or moves beyond the limits below pauses "
+                                               "counting and degrades the camera in health")
+    max_shift_px: float = Field(150.0, ge=0.0, description="largest shift (source pixels) of the view against the "
+                                                           "reference that still counts (a swaying pole)")
+    max_scale_change: float = Field(0.15, ge=0.0, le=1.0, description="largest zoom against the reference that "
+                                                                      "still counts (0.15: 15%)")
+    min_features: int = Field(40, ge=4, le=1000, description="fewest features consistent with the reference for a "
+                                                             "reliable estimate; frames with fewer (a view filled "
+                                                             "by vehicles) leave the state as it was")
+    every_n_frames: int = Field(6, ge=1, le=300, description="measure the view on every Nth frame (whatever the "
+                                                             "detector's stride)")
+    confirm_frames: int = Field(3, ge=1, le=300, description="analysed frames in a row out of (or back within) the "
+                                                             "limits before the view counts as changed (or back)")
+
+
 class VisionConfig(Strict):
     """Everything from pixels to counts for one camera view."""
 
@@ -226,6 +246,7 @@ class VisionConfig(Strict):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the vehicle detector")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the ByteTrack tracker")
     counting: CountingConfig = Field(default_factory=CountingConfig, description="crossings, zones and bins")
+    scene: SceneConfig = Field(default_factory=SceneConfig, description="view measurements and the view check")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "VisionConfig":

@@ -188,6 +188,14 @@ class LineCounter:
                 ln.pending.pop(tid, None)
                 ln.counted.discard(tid)
 
+    def forget_sides(self) -> None:
+        """Forget every track's remembered side and pending crossing (the view changed): nothing seen before
+        counts against a line after. Tracks already counted stay counted."""
+        for ln in self.lines:
+            ln.sides.clear()
+            ln.pending.clear()
+        self._pending.clear()
+
     def totals_dict(self) -> dict[str, dict[str, dict[str, int]]]:
         return {lid: {d: dict(sorted(c.items())) for d, c in dirs.items()} for lid, dirs in self.totals.items()}
 

@@ -20,7 +20,7 @@ import numpy as np
 from roadside.edge.detections import Detections
 
 #: bump when the meaning of a cached candidate changes
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -30,6 +30,7 @@ class CachedClip:
     height: int
     detector_ms: float  # mean detector time per frame when the entry was made
     frames: list[Detections]
+    scenes: list  # per frame: the SceneState measured on it, or None
 
 
 def _file_digest(path: Path) -> str:
@@ -66,12 +67,19 @@ class DetectionCache:
         p = self._path(key)
         if not p.is_file():
             return None
+        from roadside.edge.scene import SceneState
+
         with np.load(p, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             xyxy, conf, cls, offsets = z["xyxy"], z["confidence"], z["class_id"], z["offsets"]
+            scene = z["scene"]
         cats = detector.category_of(cls) if len(cls) else np.zeros(0, object)
         frames = [Detections(xyxy[a:b], conf[a:b], cls[a:b], cats[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
-        return CachedClip(meta["fps"], meta["width"], meta["height"], meta["detector_ms"], frames)
+        reasons = meta["scene_reasons"]
+        scenes = [None if np.isnan(r[0]) else SceneState(float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
+                                                         int(r[6]), bool(r[7]), reasons[i])
+                  for i, r in enumerate(scene)]
+        return CachedClip(meta["fps"], meta["width"], meta["height"], meta["detector_ms"], frames, scenes)
 
     def save(self, key: str, clip: CachedClip) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -80,10 +88,15 @@ class DetectionCache:
         xyxy = np.concatenate([d.xyxy for d in parts]) if parts else np.zeros((0, 4), np.float32)
         conf = np.concatenate([d.confidence for d in parts]) if parts else np.zeros(0, np.float32)
         cls = np.concatenate([d.class_id for d in parts]) if parts else np.zeros(0, np.int32)
-        meta = json.dumps({"fps": clip.fps, "width": clip.width, "height": clip.height, "detector_ms": clip.detector_ms})
+        scene = np.full((len(clip.frames), 8), np.nan)
+        for i, st in enumerate(clip.scenes):
+            if st is not None:
+                scene[i] = [1, st.luma, st.dark, st.glare, st.shift_px, st.scale, st.inliers, st.view_ok]
+        meta = json.dumps({"fps": clip.fps, "width": clip.width, "height": clip.height, "detector_ms": clip.detector_ms,
+                           "scene_reasons": [None if st is None else st.reason for st in clip.scenes]})
         p = self._path(key)
         tmp = p.with_name(p.name + ".tmp.npz")
         np.savez_compressed(tmp, xyxy=xyxy.astype(np.float32), confidence=conf.astype(np.float32),
-                            class_id=cls.astype(np.int32), offsets=offsets, meta=np.asarray(meta))
+                            class_id=cls.astype(np.int32), offsets=offsets, scene=scene, meta=np.asarray(meta))
         os.replace(tmp, p)
         return p

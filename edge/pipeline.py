@@ -17,6 +17,7 @@ from roadside.edge.config import VisionConfig
 from roadside.edge.counting import CrossingEvent, IntervalBin, IntervalBins, LineCounter, ZoneMonitor, ZoneStatus
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
+from roadside.edge.scene import SceneMonitor, SceneState
 from roadside.edge.tracker import ByteTracker
 
 
@@ -36,6 +37,8 @@ class FrameResult:
     closed_bins: list[IntervalBin] = field(default_factory=list)
     detector_ms: float = 0.0
     candidates: Detections | None = None  # the detector's boxes before suppression (for a detections cache)
+    scene: SceneState | None = None  # the view's measurements (on frames the detector ran on)
+    paused: bool = False  # counting paused: the view is not the one the lines were drawn on
 
 
 class CameraPipeline:
@@ -49,6 +52,11 @@ class CameraPipeline:
         self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
         self.bins.start(bin_clock_start)
         self.frames = 0
+        self.scene: SceneMonitor | None = None
+        self.view_ok = True
+        self._view_reason: str | None = None
+        self.last_kept: Detections | None = None  # this frame's boxes after suppression (None: the detector skipped it)
+        self.last_tracks = None  # this frame's TrackerOutput
         d = config.detector
         #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
         self.stride = d.every_n_frames or (max(1, round(fps / d.detect_fps)) if d.detect_fps > 0 else 1)
@@ -70,29 +78,55 @@ class CameraPipeline:
                 transform: tuple[float, float, float, float] | None = None, clock_s: float | None = None) -> FrameResult:
         """Process one frame. ``time_s`` is the frame's media time; ``clock_s`` (default ``time_s``) is
         the clock that interval bins follow (wall time in the live service)."""
+        scene = self.measure_scene(index, image)
         if not self.detects(index):
-            return self.process_candidates(index, time_s, None, clock_s)
+            return self.process_candidates(index, time_s, None, clock_s, scene=scene)
         t0 = time.perf_counter()
         if tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
         cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
         det_ms = (time.perf_counter() - t0) * 1000
-        return self.process_candidates(index, time_s, cands, clock_s, det_ms)
+        return self.process_candidates(index, time_s, cands, clock_s, det_ms, scene)
 
     def detects(self, index: int) -> bool:
         """Whether the detector runs on frame ``index`` (``detector.every_n_frames``)."""
         return index % self.stride == 0
 
+    def measure_scene(self, index: int, image: np.ndarray) -> SceneState | None:
+        """The view's measurements, on every ``scene.every_n_frames``-th frame (whatever the detector's stride,
+        so a detections cache can hold them)."""
+        if index % self.config.scene.every_n_frames:
+            return None
+        if self.scene is None:
+            self.scene = SceneMonitor(self.config.scene, image.shape[1])
+        return self.scene.update(image)
+
+    @property
+    def view_problem(self) -> str | None:
+        """Why counting is paused (the view changed), or None."""
+        return None if self.view_ok else (self._view_reason or "the view changed")
+
     def process_candidates(self, index: int, time_s: float, cands: Detections | None, clock_s: float | None = None,
-                           detector_ms: float = 0.0) -> FrameResult:
+                           detector_ms: float = 0.0, scene: SceneState | None = None) -> FrameResult:
         """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache);
         ``None`` (or a frame the detector skips) lets the tracker predict."""
         if cands is None or not self.detects(index):
             cands, detector_ms = None, 0.0
+            self.last_kept = None
             out = self.tracker.predict()
         else:
-            out = self.tracker.update(self.detector.select(cands))
-        events = self.counter.update(index, out.confirmed, out.tentative)
+            self.last_kept = self.detector.select(cands)
+            out = self.tracker.update(self.last_kept)
+        self.last_tracks = out  # for diagnosis: this frame's tracker output (confirmed and tentative)
+        if scene is not None:
+            if scene.view_ok and not self.view_ok:
+                self.counter.forget_sides()  # positions seen in the other view say nothing about this one
+            self.view_ok, self._view_reason = scene.view_ok, scene.reason
+        if self.view_ok:
+            events = self.counter.update(index, out.confirmed, out.tentative)
+        else:
+            events = []
+            self.counter.forget_sides()
         clock = time_s if clock_s is None else clock_s
         for ev in events:
             # a crossing belongs to the bin of the moment it happened (interpolated frame), on the bin clock
@@ -100,4 +134,5 @@ class CameraPipeline:
         changes = self.zones.update(time_s, out.confirmed)
         closed = self.bins.close_until(clock)
         self.frames += 1
-        return FrameResult(index, time_s, out.confirmed, events, changes, closed, detector_ms, cands)
+        return FrameResult(index, time_s, out.confirmed, events, changes, closed, detector_ms, cands, scene,
+                           not self.view_ok)

@@ -54,7 +54,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
         from roadside.edge.detection_cache import DetectionCache
 
         cache = DetectionCache(cache_dir)
-        cache_key = cache.key(detector, video)
+        cache_key = cache.key(detector, video, {"scene": config.scene.model_dump(mode="json")})
         cached = None if annotate else cache.load(cache_key, detector)
     if cached is not None:
         return _replay_cached(video, config, out, detector, model_path, cached)
@@ -90,6 +90,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     frames = 0
     det_ms = 0.0
     recorded = [] if cache is not None else None
+    scenes: list = []
     try:
         for fr in reader:
             if realtime:
@@ -102,7 +103,11 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
                 on_frame(fr, res)
             det_ms += res.detector_ms
             if recorded is not None:
-                recorded.append(res.candidates)
+                cands = res.candidates
+                if cands is None:  # a frame the detector skips: the cache holds every frame's boxes all the same
+                    cands = detector.candidates(detector.infer(fr.tensor), fr.transform, fr.image.shape)
+                recorded.append(cands)
+                scenes.append(res.scene)
             for scan in scans:
                 scan.add(fr.image)
             events += [CrossingRecord.of(e) for e in res.events]
@@ -126,10 +131,11 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             writer.release()
     for scan in scans:
         scan.write(out / f"slitscan_{scan.line.id}.png", events)
-    if cache is not None and error is None and recorded and all(c is not None for c in recorded):
+    if cache is not None and error is None and recorded:
         from roadside.edge.detection_cache import CachedClip
 
-        cache.save(cache_key, CachedClip(info.fps, info.width, info.height, det_ms / frames, recorded))
+        cache.save(cache_key, CachedClip(info.fps, info.width, info.height, det_ms / frames * pipe.stride, recorded,
+                                         scenes))
     counts = _finish(video, config, out, detector, model_path, pipe, frames, info.fps, info.width, info.height,
                      events, bins, zone_log, error, time.perf_counter() - wall0, det_ms, realtime)
     if error is not None:
@@ -147,7 +153,7 @@ def _replay_cached(video, config: VisionConfig, out: Path, detector: Detector, m
     det_ms = 0.0
     for i, cands in enumerate(cached.frames):
         t = i / cached.fps
-        res = pipe.process_candidates(i, t, cands, detector_ms=cached.detector_ms)
+        res = pipe.process_candidates(i, t, cands, detector_ms=cached.detector_ms, scene=cached.scenes[i])
         det_ms += res.detector_ms
         events += [CrossingRecord.of(e) for e in res.events]
         bins += res.closed_bins
