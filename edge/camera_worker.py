@@ -293,7 +293,7 @@ class CameraWorker:
         reasons += self.config_problems
         if self.errors and self.last_error:
             reasons.append(f"{self.errors} processing error(s), last: {self.last_error}")
-        if self.pipeline.view_problem:
+        if self.pipeline is not None and self.pipeline.view_problem:
             reasons.append(f"counting paused: {self.pipeline.view_problem} (lines drawn on another view)")
         return ("degraded" if reasons else "ok"), reasons, src
 
