@@ -60,6 +60,8 @@ class Link:
     length: float  # crossing length (m) for pedestrian links
     speed: float  # approach lane speed (m/s)
     lane_length: float  # approach lane length (m)
+    #: length of the movement's path through the junction (m; 0 when unknown)
+    crossing_m: float = 0.0
 
 
 @dataclass
@@ -126,7 +128,7 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
     import sumolib
 
     try:
-        net = sumolib.net.readNet(net_file, withPrograms=True, withPedestrianConnections=True)
+        net = sumolib.net.readNet(net_file, withPrograms=True, withPedestrianConnections=True, withInternal=True)
     except Exception as e:  # sumolib raises plain exceptions for unreadable files
         raise NetworkError(f"{net_file}: cannot read the SUMO network: {e}") from None
     all_tls = [t.getID() for t in net.getTrafficLights()]
@@ -154,8 +156,16 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         lane_in, lane_out, _ = conns[0]
         edge = lane_in.getEdge()
         crossing = lane_out.getEdge().getID() if lane_out.getEdge().getFunction() == "crossing" else None
+        via = 0.0
+        if crossing is None:
+            for c in lane_in.getOutgoing():
+                if c.getToLane() is lane_out and c.getViaLaneID():
+                    try:
+                        via = net.getLane(c.getViaLaneID()).getLength()
+                    except Exception:  # sumolib raises plain errors for unknown internal lanes
+                        via = 0.0
         links[idx] = Link(idx, lane_in.getID(), edge.getID(), crossing,
-                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed(), lane_in.getLength())
+                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed(), lane_in.getLength(), via)
 
     stages = _stages(states, links)
     if len(stages) < 2:
@@ -221,7 +231,10 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         lanes = sorted({lk.from_lane for lk in lks})
         phase_lanes[pid] = lanes
         speed_kmh = max(lk.speed for lk in lks) * 3.6
-        c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, width)
+        # ITE: W is the distance from the stop line to the far side of the last conflicting lane, i.e. the
+        # movement's own path through the junction (the junction's size when the net has no internal lanes)
+        path = max(lk.crossing_m for lk in lks)
+        c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, path if path > 0 else width)
         cam = ident(lks[0].from_edge)
         zone_m = min(QUEUE_M, min(lk.lane_length for lk in lks) - 1.0)
         share = {ln: round(1.0 / len(lane_phases[ln]), 4) for ln in lanes}
