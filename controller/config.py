@@ -223,10 +223,10 @@ class AdaptiveConfig(Strict):
 
     #: Decision step of the look-ahead: extend the green by this much, or end it now (s).
     step_s: float = Field(1.0, gt=0, le=10)
-    #: ``rate``: keep the green while the ending phases discharge faster than the next stage would, its
-    #: switch's lost time included (vehicles per second of green, weighted by their wait); ``delay``: the
-    #: older marginal-delay rule (delay saved by holding against the delay caused elsewhere).
-    model: Literal["rate", "delay"] = "rate"
+    #: ``delay`` (default): the marginal-delay rule (delay saved by holding against the delay caused
+    #: elsewhere); ``rate`` (experimental, worse so far): keep the green while the ending phases discharge
+    #: faster than the next stage would, its switch's lost time included.
+    model: Literal["rate", "delay"] = "delay"
     #: ``delay`` model only: cap the time until the current stage returns by the greens the other stages
     #: have really had lately. Off by default: it feeds on the policy's own decisions (a short green makes
     #: the next one shorter), which collapses the greens to their minimum under saturation.

@@ -127,7 +127,7 @@ class DetectorFeed:
         self.phantoms = [p for p in self.phantoms if p[2] > t]
         self.occupied_lanes = set()
         for cam, lanes in self.cam_lanes.items():
-            zones: dict[str, ZoneState] = {}
+            zones: dict[str, tuple[bool, int, float]] = {}  # models are built only for a message
             for ln in lanes:
                 i = ident(ln)
                 for kind in ("p", "q"):
@@ -149,20 +149,22 @@ class DetectorFeed:
                                 target = f"p_{ident(self.rng.choice(lanes))}"
                                 self.phantoms.append((cam, target, t + 2.0))
                     dwell = max((t - s for s in first.values()), default=0.0)
-                    zones[zid] = ZoneState(occupied=bool(ids), count=len(ids), max_dwell_s=round(dwell, 1))
+                    zones[zid] = (bool(ids), len(ids), round(dwell, 1))
                 loop = f"c_{i}"
                 now_ids = {v for v in il.getLastStepVehicleIDs(loop) if self._visible(v)}
                 self.bin_counts[i] += len(now_ids - self.loop_prev.get(loop, set()))
                 self.loop_prev[loop] = now_ids
             for pcam, zid, _ in self.phantoms:
                 if pcam == cam and zid in zones:
-                    z = zones[zid]
-                    zones[zid] = ZoneState(occupied=True, count=z.count + 1, max_dwell_s=z.max_dwell_s)
-            key = {k: (z.occupied, z.count, int(z.max_dwell_s // 5)) for k, z in zones.items()}
+                    occ, n, dw = zones[zid]
+                    zones[zid] = (True, n + 1, dw)
+            key = {k: (occ, n, int(dw // 5)) for k, (occ, n, dw) in zones.items()}
             if key != self.last_zones.get(cam):
                 self.last_zones[cam] = key
                 msgs.append((self.topics.camera(SIM_DEVICE, cam, "presence"), PresenceMessage(
-                    site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t), zones=zones).model_dump_json().encode()))
+                    site=self.site, device=SIM_DEVICE, camera=cam, ts=self._ts(t),
+                    zones={k: ZoneState(occupied=occ, count=n, max_dwell_s=dw) for k, (occ, n, dw) in zones.items()}
+                ).model_dump_json().encode()))
         waiting = self._waiting_pedestrians(traci) if self.ped_cams else {}
         self.waiting_at = {c for c, n in waiting.items() if n > 0}
         for cam, crossing in self.ped_cams.items():

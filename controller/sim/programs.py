@@ -82,7 +82,9 @@ def _limits(d: DerivedTLS, state: str) -> tuple[float, float]:
     phases = {d.link_phase[i] for i, c in enumerate(state) if c in "Gg" and i in d.link_phase}
     t = [d.intersection.phases[p].timing for p in phases if d.phase_kind[p] == "vehicle"]
     walk = [d.intersection.phases[p].timing.min_green for p in phases if d.phase_kind[p] == "pedestrian"]
-    return max([x.min_green for x in t] + walk), min(x.max_green for x in t)
+    # (a green phase of only continuous links and crossings has no vehicle phase: its WALK bounds it)
+    mn = max([x.min_green for x in t] + walk, default=1.0)
+    return mn, min((x.max_green for x in t), default=max(mn, 60.0))
 
 
 def _ped_clearance(d: DerivedTLS, before: str, state: str) -> float:

@@ -57,6 +57,9 @@ class SimSpec:
     native_baselines: bool = False
     #: a name for the results (default: the scenario or the network file)
     label: str | None = None
+    #: our controllers' change intervals: ``ite`` (the product's) or ``program`` (netconvert's 3 s yellow,
+    #: no all-red, 5 s pedestrian clearance; only to measure what the ITE intervals cost)
+    clearances: str = "ite"
 
 
 def sumo_module():
@@ -215,7 +218,7 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
     policy_name = "fixed" if spec.controller == "webster-true" else spec.controller
     site = f"sim-{uuid.uuid4().hex[:8]}"
     d = derive(str(net_file), tls_id, site=site, policy=policy_name if spec.controller in OURS else "fixed",
-               extra=spec.overrides)
+               extra=spec.overrides, clearances=spec.clearances)
     net = sumolib.net.readNet(str(net_file), withPrograms=True, withPedestrianConnections=True)
     ours = spec.controller in OURS
     work = Path(tempfile.mkdtemp(prefix="roadside-run-"))

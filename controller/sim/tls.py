@@ -60,6 +60,8 @@ class Link:
     length: float  # crossing length (m) for pedestrian links
     speed: float  # approach lane speed (m/s)
     lane_length: float  # approach lane length (m)
+    #: length of the movement's path through the junction (m; 0 when unknown)
+    crossing_m: float = 0.0
 
 
 @dataclass
@@ -122,11 +124,14 @@ class DerivedTLS:
 
 
 def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: str = "actuated",
-           extra: dict | None = None) -> DerivedTLS:
+           extra: dict | None = None, clearances: str = "ite") -> DerivedTLS:
+    """The controller model of a SUMO traffic light. ``clearances``: ``ite`` (the product's: ITE yellow and
+    all-red, pedestrian clearance at 1.07 m/s) or ``program`` (netconvert's own: 3 s yellow, no all-red,
+    5 s pedestrian clearance), the latter only to measure what the ITE intervals cost."""
     import sumolib
 
     try:
-        net = sumolib.net.readNet(net_file, withPrograms=True, withPedestrianConnections=True)
+        net = sumolib.net.readNet(net_file, withPrograms=True, withPedestrianConnections=True, withInternal=True)
     except Exception as e:  # sumolib raises plain exceptions for unreadable files
         raise NetworkError(f"{net_file}: cannot read the SUMO network: {e}") from None
     all_tls = [t.getID() for t in net.getTrafficLights()]
@@ -154,8 +159,16 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         lane_in, lane_out, _ = conns[0]
         edge = lane_in.getEdge()
         crossing = lane_out.getEdge().getID() if lane_out.getEdge().getFunction() == "crossing" else None
+        via = 0.0
+        if crossing is None:
+            for c in lane_in.getOutgoing():
+                if c.getToLane() is lane_out and c.getViaLaneID():
+                    try:
+                        via = net.getLane(c.getViaLaneID()).getLength()
+                    except Exception:  # sumolib raises plain errors for unknown internal lanes
+                        via = 0.0
         links[idx] = Link(idx, lane_in.getID(), edge.getID(), crossing,
-                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed(), lane_in.getLength())
+                          lane_out.getLength() if crossing else 0.0, lane_in.getSpeed(), lane_in.getLength(), via)
 
     stages = _stages(states, links)
     if len(stages) < 2:
@@ -215,20 +228,25 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
             crossing = lks[0].crossing or ""
             phase_crossing[pid] = crossing
             phases_cfg.append({"id": pid, "kind": "pedestrian", "movements": [crossing], "walk": WALK_S,
-                               "ped_clearance": pedestrian_clearance_s(max(lk.length for lk in lks)),
+                               "ped_clearance": (pedestrian_clearance_s(max(lk.length for lk in lks))
+                                                 if clearances == "ite" else 5.0),
                                "detectors": {"presence": [{"camera": ident(crossing), "zone": "waiting"}]}})
             continue
         lanes = sorted({lk.from_lane for lk in lks})
         phase_lanes[pid] = lanes
         speed_kmh = max(lk.speed for lk in lks) * 3.6
-        c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, width)
+        # ITE: W is the distance from the stop line to the far side of the last conflicting lane, i.e. the
+        # movement's own path through the junction (the junction's size when the net has no internal lanes)
+        path = max(lk.crossing_m for lk in lks)
+        c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, path if path > 0 else width)
         cam = ident(lks[0].from_edge)
         zone_m = min(QUEUE_M, min(lk.lane_length for lk in lks) - 1.0)
         share = {ln: round(1.0 / len(lane_phases[ln]), 4) for ln in lanes}
         sat = 1800.0 * sum(lane_factor(ln) for ln in lanes) / len(lanes)
         phases_cfg.append({
             "id": pid, "movements": [f"link {i}" for i in idxs], "min_green": MIN_GREEN_S, "max_green": MAX_GREEN_S,
-            "passage": 2.0, "yellow": c.yellow_s, "red_clearance": c.red_clearance_s, "lanes": len(lanes),
+            "passage": 2.0, "yellow": c.yellow_s if clearances == "ite" else 3.0,
+            "red_clearance": c.red_clearance_s if clearances == "ite" else 0.0, "lanes": len(lanes),
             "saturation_flow_vph": round(sat, 1),
             "detectors": {"presence": [{"camera": cam, "zone": f"p_{ident(ln)}"} for ln in lanes],
                           "queue": [{"camera": cam, "zone": f"q_{ident(ln)}", "share": share[ln]} for ln in lanes],

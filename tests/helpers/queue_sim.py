@@ -41,6 +41,9 @@ class QueueSim:
         self.ctrl = Controller(cfg, 0.0, policy, wall=lambda t: EPOCH + timedelta(seconds=t))
         self.queues: dict[str, deque[float]] = {p.id: deque() for p in cfg.intersection.phases}
         self.last_arrival: dict[str, float] = {p.id: -1e9 for p in cfg.intersection.phases}
+        #: when the phase's last vehicle crossed the stop line: the head of the queue has been at the stop
+        #: bar (in the presence zone) since then, or since it arrived
+        self.last_departure: dict[str, float] = {p.id: -1e9 for p in cfg.intersection.phases}
         self.green_since: dict[str, float | None] = {p.id: None for p in cfg.intersection.phases}
         self.credit: dict[str, float] = {p.id: 0.0 for p in cfg.intersection.phases}
         self.bin_counts: dict[str, int] = {p.id: 0 for p in cfg.intersection.phases}
@@ -64,9 +67,10 @@ class QueueSim:
             q = self.queues[p.id]
             wait = t - q[0] if q else 0.0
             recent = t - self.last_arrival[p.id] < 1.0
+            at_bar = t - max(q[0], self.last_departure[p.id]) if q else 0.0
             for ref in p.detectors.presence:
                 out.setdefault((self.cfg.device_of(ref), ref.camera), {})[ref.zone] = ZoneState(
-                    occupied=bool(q) or recent, count=len(q) + (1 if recent and not q else 0), max_dwell_s=wait)
+                    occupied=bool(q) or recent, count=len(q) + (1 if recent and not q else 0), max_dwell_s=at_bar)
             for ref in p.detectors.queue:
                 out.setdefault((self.cfg.device_of(ref), ref.camera), {})[ref.zone] = ZoneState(
                     occupied=bool(q), count=len(q), max_dwell_s=wait)
@@ -125,6 +129,7 @@ class QueueSim:
                 while q and self.credit[p.id] >= 1.0:
                     self.credit[p.id] -= 1.0
                     arrived = q.popleft()
+                    self.last_departure[p.id] = t
                     self.bin_counts[p.id] += 1
                     if p.kind == "vehicle":
                         self.delays.append(t - arrived)
