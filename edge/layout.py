@@ -187,15 +187,21 @@ def validate_layout(lines: Iterable[Any], zones: Iterable[Any], *, frame_size: t
     return Layout(parsed["line"], parsed["zone"], problems)
 
 
-def probe_frame_size(source: str) -> tuple[int, int] | None:
-    """The frame size of a video file, opened in the crash-isolated decoder (None for streams and devices,
-    which are not probed); VideoError when the file cannot be opened."""
-    if "://" in source or source.isdigit():
+def probe_frame_size(source: str, *, streams: bool = False, open_timeout_s: float = 30.0,
+                     capture_options: str | None = None, assume_fps: float | None = None) -> tuple[int, int] | None:
+    """The frame size of a video source, opened in the crash-isolated decoder; VideoError when it cannot be
+    opened. Streams and devices are probed only with ``streams`` (else None): they may simply be off."""
+    if not streams and ("://" in source or source.isdigit()):
         return None
     from roadside.core.video import VideoReader
 
-    with VideoReader(source, slots=1) as reader:
+    reader = VideoReader(source, slots=1, open_timeout_s=open_timeout_s,
+                         stall_timeout_s=min(open_timeout_s, 20.0), capture_options=capture_options,
+                         assume_fps=assume_fps)
+    try:
         return reader.info.width, reader.info.height
+    finally:
+        reader.close(wait_s=1.0)
 
 
 __all__ = ["Layout", "LayoutProblem", "probe_frame_size", "segments_intersect", "self_intersection", "validate_layout"]

@@ -37,8 +37,8 @@ def frame_problems(config, open_timeout_s: float = 8.0) -> list[str]:
     from pathlib import Path
 
     from roadside.core.redact import redact
-    from roadside.core.video import VideoError, VideoReader
-    from roadside.edge.layout import validate_layout
+    from roadside.core.video import VideoError
+    from roadside.edge.layout import probe_frame_size, validate_layout
     from roadside.edge.sources import capture_options
 
     problems = []
@@ -46,16 +46,12 @@ def frame_problems(config, open_timeout_s: float = 8.0) -> list[str]:
         if cam.kind == "file" and not Path(cam.source).is_file():
             continue  # already reported (no such file)
         try:
-            reader = VideoReader(cam.source, open_timeout_s=open_timeout_s, stall_timeout_s=open_timeout_s,
-                                 capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps or 25.0)
+            w, h = probe_frame_size(cam.source, streams=True, open_timeout_s=open_timeout_s,
+                                    capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps or 25.0)
         except VideoError as e:  # not a configuration problem: the service reports it at run time, and retries
             print(f"note: cameras[{cam.id}]: lines and zones not checked against the frame "
                   f"(cannot open {redact(cam.source)} now: {e})", file=sys.stderr)
             continue
-        try:
-            w, h = reader.info.width, reader.info.height
-        finally:
-            reader.close(wait_s=1.0)
         layout = validate_layout(cam.lines, cam.zones, frame_size=(w, h))
         problems += [pr.located(ci) for pr in layout.problems]
     return problems
