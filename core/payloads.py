@@ -49,6 +49,8 @@ MAX_LINES = 64
 MAX_ZONES = 64
 MAX_CLASSES = 32
 MAX_REASONS = 32
+#: the longest reason text a health message carries
+MAX_REASON_CHARS = 500
 #: JSON numbers above this lose integer precision in many parsers
 MAX_SEQ = 2**53
 #: the largest payload a consumer reads; larger ones are refused unread (the largest valid counts message,
@@ -131,11 +133,17 @@ class HealthMessage(Payload):
     camera: Identifier
     ts: datetime
     state: Literal["ok", "degraded", "offline"]
-    reasons: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=MAX_REASONS)
+    reasons: list[Annotated[str, Field(max_length=MAX_REASON_CHARS)]] = Field(default_factory=list, max_length=MAX_REASONS)
     fps_in: float = Field(0.0, ge=0, le=1000)
     fps_processed: float = Field(0.0, ge=0, le=1000)
     detector_latency_ms: float = Field(0.0, ge=0, le=600_000)
     last_frame_age_s: float | None = Field(None, ge=0, le=10 * 365 * MAX_AGE_S)
+
+
+def clip_reasons(reasons: list[str]) -> list[str]:
+    """Reasons cut to what a :class:`HealthMessage` carries (a decoder's own words can make one long): the
+    first ``MAX_REASONS``, each at most ``MAX_REASON_CHARS`` characters, a cut one ending in an ellipsis."""
+    return [r if len(r) <= MAX_REASON_CHARS else r[:MAX_REASON_CHARS - 1] + "\u2026" for r in reasons[:MAX_REASONS]]
 
 
 # -- the controller ------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Mapping
 
-from roadside.core.payloads import HealthMessage
+from roadside.core.payloads import HealthMessage, clip_reasons
 from roadside.edge.camera_worker import utc
 from roadside.edge.sinks import LiveSink
 
@@ -41,7 +41,7 @@ class HealthPublisher:
             self._last_sent[cid] = (state, time.monotonic())
             st = w.status(now_wall)
             self.live.publish(cid, "health", HealthMessage(
-                site=self.site, device=self.device, camera=cid, ts=utc(now_wall), state=st.state, reasons=st.reasons,
+                site=self.site, device=self.device, camera=cid, ts=utc(now_wall), state=st.state, reasons=clip_reasons(st.reasons),
                 fps_in=st.fps_in, fps_processed=st.fps_processed, detector_latency_ms=st.detector_latency_ms,
                 last_frame_age_s=st.last_frame_age_s))
 

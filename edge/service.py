@@ -35,6 +35,8 @@ log = logging.getLogger("roadside.edge.service")
 _HOUSEKEEPING_S = 0.5
 #: a camera loop or the housekeeping that has not turned for this long is hung (systemd's watchdog restarts us)
 STUCK_AFTER_S = 30.0
+#: a repeated housekeeping error is logged again after this long (s)
+_REPEAT_LOG_S = 60.0
 
 
 class EdgeService:
@@ -53,6 +55,7 @@ class EdgeService:
         self.workers: dict[str, CameraWorker] = {}
         self._housekeeping: threading.Thread | None = None
         self._housekept = time.monotonic()
+        self.housekeeping_errors = 0  # errors in housekeeping turns (logged; the loop goes on)
         self.watchdog = None  # core.systemd.Watchdog, under systemd
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -141,10 +144,22 @@ class EdgeService:
         return True, f"{len(self.workers)} camera(s), broker {link.state}, outbox {self.outbox.stats().depth}"
 
     def _housekeep(self, health: HealthPublisher, pruner: OutboxPruner) -> None:
+        """Health and outbox pruning every ``_HOUSEKEEPING_S``. An error in one turn is logged with its
+        traceback (once per distinct error, then every ``_REPEAT_LOG_S``), counted in the liveness check,
+        and the next turn goes on: one bad reading must not silence every camera's health for good."""
+        last_logged: dict[str, float] = {}
         while not self._stop.wait(_HOUSEKEEPING_S):
             self._housekept = time.monotonic()
-            health.tick(self.workers, time.time())
-            pruner.tick()
+            for what, turn in (("publishing health", lambda: health.tick(self.workers, time.time())),
+                               ("pruning the outbox", pruner.tick)):
+                try:
+                    turn()
+                except Exception as e:  # noqa: BLE001 - logged, counted, and the loop goes on
+                    self.housekeeping_errors += 1
+                    key = f"{what}: {type(e).__name__}: {e}"
+                    if time.monotonic() - last_logged.get(key, -_REPEAT_LOG_S) >= _REPEAT_LOG_S:
+                        last_logged[key] = time.monotonic()
+                        log.exception("housekeeping error while %s (error %d; going on)", what, self.housekeeping_errors)
 
     def request_stop(self, *_args) -> None:
         self._stop.set()

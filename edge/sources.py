@@ -95,13 +95,16 @@ class _ImageCheck:
         self._bright_since = (self._bright_since or now) if self.brightness > self.s.bright_level else None
 
     def reasons(self, now: float) -> list[str]:
+        # Read each field once: the source thread updates them while the health thread reads them here, and
+        # a field checked and then read again could have become None in between.
+        same, dark, bright, brightness = self._same_since, self._dark_since, self._bright_since, self.brightness
         out = []
-        if self._same_since is not None and now - self._same_since >= self.s.frozen_after_s:
-            out.append(f"frozen: identical images for {now - self._same_since:.1f} s")
-        if self._dark_since is not None and now - self._dark_since >= self.s.bad_image_after_s:
-            out.append(f"black image: mean brightness {self.brightness:.0f} for {now - self._dark_since:.1f} s")
-        if self._bright_since is not None and now - self._bright_since >= self.s.bad_image_after_s:
-            out.append(f"blinded image: mean brightness {self.brightness:.0f} for {now - self._bright_since:.1f} s")
+        if same is not None and now - same >= self.s.frozen_after_s:
+            out.append(f"frozen: identical images for {now - same:.1f} s")
+        if dark is not None and now - dark >= self.s.bad_image_after_s:
+            out.append(f"black image: mean brightness {brightness:.0f} for {now - dark:.1f} s")
+        if bright is not None and now - bright >= self.s.bad_image_after_s:
+            out.append(f"blinded image: mean brightness {brightness:.0f} for {now - bright:.1f} s")
         return out
 
 
@@ -173,10 +176,11 @@ class LiveSource:
     def status(self) -> SourceStatus:
         now = time.monotonic()
         st = self._status
+        last_frame = self._last_frame_mono  # read once (the source thread writes it)
+        age = None if last_frame is None else now - last_frame
         reasons = list(st.reasons)
         if st.state == "live":
             reasons = self._check.reasons(now)
-            age = None if self._last_frame_mono is None else now - self._last_frame_mono
             if age is not None and age > self.settings.stall_timeout_s:
                 reasons.insert(0, f"no new frame for {age:.1f} s")
         fps = 0.0
@@ -184,7 +188,7 @@ class LiveSource:
             fps = (len(self._recent) - 1) / max(self._recent[-1] - self._recent[0], 1e-6)
         return SourceStatus(
             state=st.state, reasons=reasons, frames_in=st.frames_in, frames_dropped=st.frames_dropped, fps_in=fps,
-            last_frame_age_s=None if self._last_frame_mono is None else now - self._last_frame_mono,
+            last_frame_age_s=age,
             reconnects=st.reconnects, loops=st.loops, last_error=st.last_error, width=st.width, height=st.height,
             fps=st.fps,
         )

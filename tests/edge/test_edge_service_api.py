@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers.broker import Mosquitto, Recorder, free_port, wait_for
 from helpers.data import BAD, VIDEOS
 from helpers.edge_service import ServiceProcess, site_config
-from roadside.core.payloads import CountsMessage, HealthMessage, PresenceMessage
+from roadside.core.payloads import MAX_REASON_CHARS, CountsMessage, HealthMessage, PresenceMessage
 from roadside.edge.soak import check_delivery
 
 TOKEN = "test-token-0123456789"
@@ -23,11 +23,16 @@ def test_service_publishes_serves_its_health_and_stops_cleanly(tmp_path):
     broker = Mosquitto(tmp_path / "broker").start()
     rec = Recorder(broker.port, PREFIX, "api-test-recorder")
     api = free_port()
+    # the broken camera's file sits at a long path, so that its reason (path, decoder's words) is longer
+    # than a health message carries: it must be cut to fit, never stop health from going out
+    deep = tmp_path / ("d" * 160) / ("e" * 160)
+    deep.mkdir(parents=True)
+    (deep / "broken.avi").symlink_to(BAD / "bgslibrary_demo_48x48_raw.avi")
     cameras = [
         {"id": "cam1", "source": str(VIDEOS / "intersection_4way.mp4"), "loop": True,
          "lines": [{"id": "ew", "a": [330, 330], "b": [345, 95]}],
          "zones": [{"id": "box", "polygon": [[200, 110], [560, 110], [560, 235], [200, 235]]}]},
-        {"id": "broken", "source": str(BAD / "bgslibrary_demo_48x48_raw.avi")},  # crashes the decoder
+        {"id": "broken", "source": str(deep / "broken.avi")},  # crashes the decoder
     ]
     conf = site_config(tmp_path, broker_port=broker.port, api_port=api, cameras=cameras,
                        api={"token": TOKEN})
@@ -134,4 +139,6 @@ def test_service_publishes_serves_its_health_and_stops_cleanly(tmp_path):
     health = [HealthMessage.model_validate(m) for m in rec.payloads("/broken/health")]
     assert health[-1].state == "offline"
     assert "decoder crashed" in health[-1].reasons[0] or "too small" in health[-1].reasons[0]
+    assert all(len(r) <= MAX_REASON_CHARS for m in health for r in m.reasons)
+    assert any(r.endswith("\u2026") for m in health for r in m.reasons)  # the long reason was cut, not dropped
     assert [HealthMessage.model_validate(m).state for m in rec.payloads("/cam1/health")][-1] == "ok"
