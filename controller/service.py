@@ -316,7 +316,7 @@ def describe(cfg: ControllerConfig) -> dict:
         "phases": {p.id: {"kind": p.kind, **{k: round(v, 2) for k, v in vars(p.timing).items()}}
                    for p in inter.phases.values()},
         "stages": {s.id: {"phases": s.phases, "min_green_s": inter.stages[s.id].min_green,
-                          "fixed_green_s": inter.stages[s.id].fixed_green} for s in cfg.intersection.stages},
+                          "fixed_green_s": inter.stages[s.id].fixed_green} for s in cfg.intersection.stage_list},
         "conflicts": sorted([a, b] for a in inter.phases for b in inter.phases[a].conflicts if a < b),
     }
 
