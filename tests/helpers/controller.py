@@ -68,7 +68,8 @@ def dual_ring_dict() -> dict:
     compatible = [[a, b] for g in NEMA_BARRIERS for a in g if a in NEMA_RINGS[0] for b in g if b in NEMA_RINGS[1]]
     compatible += [["ped4", "p4"], ["ped4", "p7"], ["ped4", "p8"]]
     return {"phases": phases, "compatible": compatible,
-            "dual_ring": {"rings": NEMA_RINGS, "barriers": NEMA_BARRIERS, "walk_with": {"ped4": "p4"}}}
+            "dual_ring": {"rings": [list(r) for r in NEMA_RINGS], "barriers": [list(b) for b in NEMA_BARRIERS],
+                          "walk_with": {"ped4": "p4"}}}
 
 
 def make_config(**over) -> ControllerConfig:
