@@ -72,6 +72,24 @@ def test_the_rings_give_every_combination_of_a_barrier_group_as_a_stage():
     assert not inter.conflicts("p1", "p6") and not inter.conflicts("ped4", "p8")
 
 
+def test_the_example_dual_ring_configuration_checks_from_the_command_line():
+    import json
+    import subprocess
+    import sys
+
+    from helpers.controller import EXAMPLE
+
+    path = EXAMPLE.parent / "nema.yaml"
+    out = subprocess.run([sys.executable, "-m", "roadside.core.cli", "controller", "check", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["dual_ring"]["rings"] == NEMA_RINGS
+    assert got["dual_ring"]["barrier_groups"] == [[["p1", "p2"], ["p5", "p6"]], [["p3", "p4"], ["p7", "p8"]]]
+    assert {"p1.p6", "p4.p7", "p2"} <= set(got["stages"]) and ["p2", "p4"] in got["conflicts"]
+    assert "ped_w" in got["stages"]["p4.p7"]["phases"]
+
+
 def _mutated(mutate) -> dict:
     inter = dual_ring_dict()
     mutate(inter)
