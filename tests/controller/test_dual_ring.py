@@ -153,7 +153,10 @@ def test_rings_end_independently_and_cross_the_barrier_together():
     # a heavy left beside a light one: the light one ends first and its ring's through starts beside it
     assert any({"p1", "p6"} <= g for g in greens)  # ring 2 moved on while ring 1's left ran on
     assert any({"p3", "p7"} <= g for g in greens) and any({"p4", "p7"} <= g for g in greens)
-    reasons = [e.detail["reason"] for e in sim.events if e.type == "decision"]
+    decisions = [e.detail for e in sim.events if e.type == "decision"]
+    reasons = [d["reason"] for d in decisions]
+    # a ring that finished during the other ring's change retargeted that change (same 'from' twice)
+    assert any(a["from"] == b["from"] and a["to"] != b["to"] for a, b in zip(decisions, decisions[1:]))
     assert any(r.startswith("ring 2: p5 gap-out, next p6") for r in reasons)
     assert any(r.startswith("barrier: both rings done") for r in reasons)
     # the barrier: no phase of one group is ever green (or yellow) with one of the other
