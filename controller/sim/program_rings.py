@@ -44,9 +44,13 @@ def link_foes(net, tls) -> set[frozenset[int]]:
         node = lane_in.getEdge().getToNode()
         conn = next((c for c in lane_in.getOutgoing() if c.getToLane() is lane_out), None)
         j = node.getLinkIndex(conn) if conn is not None else -1
-        if j < 0 or j not in node._foes:  # sumolib keeps the request rows there
+        try:
+            if j < 0:
+                raise KeyError(j)
+            node.areFoes(j, j)  # the junction has a right-of-way row for it
+        except (KeyError, IndexError):
             raise RingDerivationError(f"traffic light {tls.getID()!r}: link {idx} has no right-of-way row in the "
-                                      "junction; dual ring not derived")
+                                      "junction; dual ring not derived") from None
         by_index[idx] = (node, j)
     out: set[frozenset[int]] = set()
     for a, (na, ja) in by_index.items():
