@@ -1,6 +1,7 @@
 """The running edge service as the calibration page sees it: each camera's frame, tracks, counts and layout;
-validation of an edited layout; and the one action, saving a layout, which writes the site file (atomically,
-with a backup), applies it to the running camera without a restart and logs who changed what and when."""
+validation of an edited layout; and the actions, saving a layout and adding a camera, changing its source or
+removing it, each of which writes the site file (atomically, with a backup, keeping its comments), applies
+the change to the running service without a restart and logs who changed what and when."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from roadside.core.errors import ConfigError
-from roadside.edge.layout_store import check_layout, log_change, read_changes, save_layout
+from roadside.edge.layout_store import (SOURCE_KEYS, CameraRejected, camera_problem, check_camera, check_layout,
+                                        log_change, read_changes, remove_camera, save_camera, save_layout)
 
 if TYPE_CHECKING:
     from roadside.edge.service import EdgeService
@@ -17,6 +19,8 @@ log = logging.getLogger("roadside.edge.calibrate")
 
 #: how long a save waits for the camera's worker to switch to the new layout (s)
 _APPLY_WAIT_S = 10.0
+#: how long a probe of a new source may take to deliver its first frame (s; at most the sources' open timeout)
+_PROBE_TIMEOUT_S = 15.0
 
 
 class CalibrationView:
@@ -48,7 +52,13 @@ class CalibrationView:
             "categories": sorted(w.vision.detector.classes), "phases": list(cfg.phases),
             "config_hash": w.hash, "anchor": w.vision.counting.anchor,
             "saving": self.saving_refused(),
+            "source": {k: v for k, v in w.cam.model_dump(mode="json").items() if k in SOURCE_KEYS},
         }
+
+    def device(self) -> dict:
+        """What the page needs before any camera: the cameras and whether saving works (and why not)."""
+        return {"site": self.service.config.site, "device": self.service.config.device, "cameras": self.cameras(),
+                "saving": self.saving_refused()}
 
     def saving_refused(self) -> str | None:
         """Why a save would be refused whatever the layout (None: saving works)."""
@@ -58,17 +68,18 @@ class CalibrationView:
             return "the service runs on the built-in configuration: start it with --config SITE.yaml to save"
         return None
 
-    def live(self, camera: str, paths: bool = True) -> dict:
+    def live(self, camera: str, paths: bool = True, heat_minutes: float = 10.0) -> dict:
         """The latest processed frame's confirmed tracks, the counts since the layout was applied and zone
-        occupancy, and (``paths``) recent track paths with the lines' verdicts."""
+        occupancy, and (``paths``) recent track paths with the lines' verdicts and the heat map of the paths
+        of the last ``heat_minutes``."""
         for _ in range(2):  # the camera's thread updates these while we read them: read again
             try:
-                return self._live(camera, paths)
+                return self._live(camera, paths, heat_minutes)
             except RuntimeError:
                 continue
-        return self._live(camera, paths)
+        return self._live(camera, paths, heat_minutes)
 
-    def _live(self, camera: str, paths: bool) -> dict:
+    def _live(self, camera: str, paths: bool, heat_minutes: float) -> dict:
         w = self._worker(camera)
         snap, pipe = w._snapshot, w.pipeline
         tracks = []
@@ -90,6 +101,7 @@ class CalibrationView:
         if paths:
             out["paths"] = w.paths.recent()
             out["line_health"] = w.paths.line_health(w.vision.lines)
+            out["heatmap"] = w.paths.heatmap(heat_minutes * 60.0)
         return out
 
     def frame_jpeg(self, camera: str, quality: int = 85) -> bytes | None:
@@ -171,6 +183,103 @@ class CalibrationView:
         log.info("camera %s: layout saved by %s from %s into %s (backup %s); config hash %s -> %s%s", camera, by,
                  client or "?", svc.config_path, saved.backup, old, change["new_config_hash"],
                  "" if applied else " (not applied yet: the camera's worker did not answer)")
+        return {k: v for k, v in change.items() if k != "previous"}
+
+    # -- the cameras themselves ------------------------------------------------------------------
+    def _resolved(self, cam):
+        """``cam`` with a relative file source made relative to the site file's folder (as the service loads it)."""
+        from pathlib import Path
+
+        if cam.kind != "file" or Path(cam.source).expanduser().is_absolute():
+            return cam
+        base = Path(self.service.config_path).resolve().parent if self.service.config_path else Path.cwd()
+        return cam.model_copy(update={"source": str(base / cam.source)})
+
+    def probe(self, settings: dict) -> dict:
+        """Open a source as the camera would (the crash-isolated decoder) and read its frame size:
+        ``{width, height}``; CameraRejected naming the field (a bad setting, a missing file, a source that does
+        not open or sends no frame)."""
+        from roadside.core.errors import RoadsideError
+        from roadside.edge.layout import probe_frame_size
+        from roadside.edge.sources import capture_options
+
+        cam, problems = check_camera(settings)
+        if cam is None:
+            raise CameraRejected(problems)
+        run = self._resolved(cam)
+        if run.kind == "file":
+            from pathlib import Path
+
+            if not Path(run.source).is_file():
+                raise CameraRejected([camera_problem("source", f"no such file: {run.source}")])
+        elif cam.loop:
+            raise CameraRejected([camera_problem("loop", f"only video files can loop (the source is a {cam.kind} source)")])
+        timeout = min(_PROBE_TIMEOUT_S, self.service.config.sources.open_timeout_s)
+        try:
+            size = probe_frame_size(run.source, streams=True, open_timeout_s=timeout,
+                                    capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps)
+        except RoadsideError as e:
+            raise CameraRejected([camera_problem("source", f"cannot open it: {e}")]) from None
+        if size is None:
+            raise CameraRejected([camera_problem("source", "it delivered no frame")])
+        return {"width": size[0], "height": size[1]}
+
+    def add_camera(self, settings: dict, by: str, client: str | None) -> dict:
+        """Probe the source, add the camera (no lines or zones yet) to the site file, start it, log."""
+        if self._known(settings.get("id")):
+            raise ConfigError(f"camera {settings['id']!r} exists already: change its source instead")
+        return self._save_camera(settings, by, client)
+
+    def change_source(self, camera: str, settings: dict, by: str, client: str | None) -> dict:
+        """Probe the new source, check the camera's lines and zones against its frame, save, restart the camera
+        on it (its bins so far close as partial bins; its ``seq`` goes on), log."""
+        self._worker(camera)  # KeyError: unknown camera
+        return self._save_camera({**settings, "id": camera}, by, client, changed=True)
+
+    def _known(self, camera) -> bool:
+        return isinstance(camera, str) and camera in self.service.workers
+
+    def _save_camera(self, settings: dict, by: str, client: str | None, changed: bool = False) -> dict:
+        from roadside.edge.layout import validate_layout
+
+        refused = self.saving_refused()
+        if refused:
+            raise ConfigError(refused)
+        size = self.probe(settings)
+        cam, _ = check_camera(settings)
+        svc = self.service
+        with self._lock:
+            old = None
+            if changed:
+                w = self._worker(cam.id)
+                old = w.hash
+                layout = validate_layout(w.vision.lines, w.vision.zones, frame_size=(size["width"], size["height"]))
+                if layout.problems:
+                    raise CameraRejected([camera_problem("source", f"the new source's frame does not fit the camera's "
+                                                             f"layout: {p}") for p in layout.problems])
+            new_cfg, change = save_camera(svc.config_path, cam, by=by, client=client, old_hash=old)
+            svc.replace_config(new_cfg)
+            svc.sync_cameras({cam.id} if changed else set())
+            change = {**change, "frame": size, "new_config_hash": svc.workers[cam.id].hash}
+            log_change(new_cfg.state_path(), change)
+        log.info("camera %s: %s by %s from %s into %s (backup %s)", cam.id, change["action"], by, client or "?",
+                 svc.config_path, change["backup"])
+        return {k: v for k, v in change.items() if k != "previous"}
+
+    def remove_camera(self, camera: str, by: str, client: str | None) -> dict:
+        """Take the camera out of the site file and stop it (its open bins close into the outbox), log."""
+        refused = self.saving_refused()
+        if refused:
+            raise ConfigError(refused)
+        svc = self.service
+        with self._lock:
+            old = self._worker(camera).hash
+            new_cfg, change = remove_camera(svc.config_path, camera, by=by, client=client, old_hash=old)
+            svc.replace_config(new_cfg)
+            svc.sync_cameras()
+            log_change(new_cfg.state_path(), change)
+        log.info("camera %s removed by %s from %s from %s (backup %s)", camera, by, client or "?", svc.config_path,
+                 change["backup"])
         return {k: v for k, v in change.items() if k != "previous"}
 
 
