@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from roadside.core.errors import ConfigError
 from roadside.edge.api_common import known_camera, token_guard
-from roadside.edge.manual_count import ManualCountBody
+from roadside.edge.manual_count import LiveCountBody, LiveCountStart, ManualCountBody
 
 #: the page's files and their media types (nothing else under /calibrate/ is served)
 ASSETS = {"index.html": "text/html; charset=utf-8", "calibrate.js": "text/javascript; charset=utf-8",
@@ -45,6 +45,10 @@ class CalibrationService(Protocol):
     def changes(self) -> list[dict]: ...
 
     def device(self) -> dict: ...
+
+    def start_live_count(self, camera: str, minutes: float) -> dict: ...
+
+    def finish_live_count(self, camera: str, body: Any) -> dict: ...
 
     def probe(self, settings: dict) -> dict: ...
 
@@ -251,6 +255,27 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
             raise HTTPException(404, f"no clip {body.clip!r} beside camera {camera_id!r}'s video") from None
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
+
+    @router.post("/api/calibrate/cameras/{camera_id}/live-count", dependencies=[Depends(require_token)],
+                 summary="Start a manual count of the live camera for N minutes (needs the bearer token)")
+    def start_live_count(camera_id: str, body: LiveCountStart) -> dict:
+        try:
+            return view.start_live_count(known(camera_id), body.minutes)
+        except ConfigError as e:
+            raise HTTPException(409, str(e)) from None
+
+    @router.put("/api/calibrate/cameras/{camera_id}/live-count", dependencies=[Depends(require_token)],
+                summary="End the live manual count: store it beside what the service counted over the same time "
+                        "(needs the bearer token)")
+    def finish_live_count(camera_id: str, body: LiveCountBody) -> dict:
+        from roadside.edge.manual_count import BadEvent
+
+        try:
+            return view.finish_live_count(known(camera_id), body)
+        except BadEvent as e:
+            raise HTTPException(422, str(e)) from None
+        except ConfigError as e:
+            raise HTTPException(409, str(e)) from None
 
     @router.get("/api/calibrate/changes", summary="The change log of saved layouts (who, when, what)")
     def changes() -> list[dict]:

@@ -28,6 +28,7 @@ class CalibrationView:
         self.service = service
         self._lock = threading.Lock()
         self._clip = None  # the clip open for a manual count (ClipFrames)
+        self._live_counts: dict[str, dict] = {}  # camera -> the live manual count going on
 
     # -- reading -----------------------------------------------------------------------------------
     def _worker(self, camera: str):
@@ -155,6 +156,48 @@ class CalibrationView:
         path = write_manual_count(self.service.config.state_path() / "manual_counts", doc)
         log.info("camera %s: manual count of %s by %s (%d vehicles) written to %s", camera, body.clip,
                  body.by or "installer", len(doc["events"]), path)
+        return {"path": str(path), "document": doc}
+
+    # -- manual count of the live camera ------------------------------------------------------------
+    def start_live_count(self, camera: str, minutes: float) -> dict:
+        """Begin a manual count of the live camera: the service's running totals now, to compare with at the end."""
+        import copy
+        import time
+
+        w = self._worker(camera)
+        pipe = w.pipeline
+        if pipe is None:
+            raise ConfigError(f"camera {camera!r} has not processed a frame yet: wait for its live frame")
+        if not w.vision.lines:
+            raise ConfigError(f"camera {camera!r} has no count line: draw and save one first")
+        session = {"start": time.time(), "minutes": minutes, "config_hash": w.hash,
+                   "totals": copy.deepcopy(pipe.counter.totals_dict())}
+        self._live_counts[camera] = session
+        log.info("camera %s: live manual count of %g min started", camera, minutes)
+        return {"camera": camera, "start": session["start"], "minutes": minutes, "config_hash": w.hash}
+
+    def finish_live_count(self, camera: str, body) -> dict:
+        """End the camera's live manual count (LiveCountBody): the document, beside what the service counted
+        over the same time, written into the state folder."""
+        import time
+
+        from roadside.edge.manual_count import counted_between, live_count_document, write_manual_count
+
+        w = self._worker(camera)
+        session = self._live_counts.pop(camera, None)
+        if session is None:
+            raise ConfigError(f"no live count of camera {camera!r} is going on: start one")
+        if w.hash != session["config_hash"] or w.pipeline is None:
+            raise ConfigError(f"camera {camera!r}'s layout changed during the count (config hash "
+                              f"{session['config_hash']} -> {w.hash}): its counts do not compare; count again")
+        end = time.time()
+        counted = counted_between(session["totals"], w.pipeline.counter.totals_dict())
+        doc = live_count_document(body, list(w.vision.lines), sorted(w.vision.detector.classes), camera,
+                                  start=session["start"], end=end, minutes=session["minutes"],
+                                  config_hash=w.hash, counted=counted)
+        path = write_manual_count(self.service.config.state_path() / "manual_counts", doc)
+        log.info("camera %s: live manual count by %s (%d vehicles in %.0f s) written to %s", camera,
+                 body.by or "installer", len(doc["events"]), doc["duration_s"], path)
         return {"path": str(path), "document": doc}
 
     def changes(self) -> list[dict]:

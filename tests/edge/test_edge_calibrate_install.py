@@ -162,6 +162,45 @@ def test_a_fresh_box_is_set_up_through_the_page_alone(fresh):
         page.wait_for_timeout(2500)  # the page's next poll with the paths
         page.screenshot(path=str(SHOTS / "11_heat_map.png"))
 
+        # a manual count of the live camera for a few seconds, beside what the box counted meanwhile
+        def running_total(direction: str) -> int:
+            got = call(port, "GET", "/api/calibrate/cameras/north/live?paths=false")[1]["counts"].get("L1", {})
+            return sum(got.get(direction, {}).values())
+
+        before = {d: running_total(d) for d in ("forward", "backward")}
+        page.goto(f"http://127.0.0.1:{port}/calibrate/count?camera=north")
+        page.wait_for_function("document.getElementById('camera').value === 'north'")
+        page.locator("#token").fill(TOKEN)
+        page.locator("#by").fill("installer test")
+        page.locator("#live-minutes").fill("0.15")  # 9 s
+        page.locator("#live-start").click()
+        page.wait_for_function("document.getElementById('status').textContent.includes('counting the live camera')")
+        page.locator("#view").click()  # keys go to the page, not to an input
+        for key in ("1", "1", "s", "q"):  # L1 forward twice (car), then a bus, backward
+            page.keyboard.press(key)
+            page.wait_for_timeout(300)
+        page.screenshot(path=str(SHOTS / "12_live_count.png"))
+        page.wait_for_function("document.getElementById('status').textContent.includes('counted live')",
+                               timeout=30000)
+        after = {d: running_total(d) for d in ("forward", "backward")}
+        (doc_path,) = (conf.parent / "state" / "manual_counts").glob("live-north-*.json")
+        doc = json.loads(doc_path.read_text())
+        assert doc["complete"] and 8.5 <= doc["duration_s"] <= 15 and doc["camera"] == "north"
+        assert doc["totals"] == {"L1": {"forward": {"total": 2, "by_class": {"car": 2}},
+                                        "backward": {"total": 1, "by_class": {"bus": 1}}}}
+        assert [e["class"] for e in doc["events"]] == ["car", "car", "bus"]
+        for d in ("forward", "backward"):  # the box's own count over the same seconds
+            assert 0 <= doc["counted"]["L1"][d]["total"] <= after[d] - before[d]
+        assert page.locator("#live-L1-forward .you").inner_text() == "2"
+        assert page.locator("#live-L1-forward .box").inner_text() == str(doc["counted"]["L1"]["forward"]["total"])
+        page.screenshot(path=str(SHOTS / "13_live_count_saved.png"))
+        page.goto(f"http://127.0.0.1:{port}/calibrate?camera=north")
+        page.wait_for_function("state.camera === 'north' && state.frameOk", timeout=30000)
+        page.locator("#token").fill(TOKEN)
+        page.locator("#by").fill("installer test")
+        page.locator("#camera-panel summary").click()  # closed once the box has a camera
+        assert page.locator("#cam-source").input_value() == clip  # the camera's settings, as saved
+
         # a source whose frame does not fit the line: refused, with the reason
         page.locator("#cam-source").fill(str(VIDEOS / "freeway_overpass.mp4"))
         page.locator("#cam-change").click()
