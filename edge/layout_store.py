@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -94,17 +95,29 @@ def _write_atomic(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def _mapping_indent(text: str) -> int:
+    """How far the file indents a mapping inside a mapping (the first key holding one tells; default 2)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for here, nxt in zip(lines, lines[1:]):
+        if re.fullmatch(r"(\s*)[^\s#-][^:#]*:\s*(#.*)?", here) and not nxt.lstrip().startswith("-"):
+            step = (len(nxt) - len(nxt.lstrip())) - (len(here) - len(here.lstrip()))
+            if step > 0:
+                return step
+    return 2
+
+
 def _round_trip(text: str):
     """A ruamel.yaml round-trip loader/dumper set to the file's own indentation, and the file's content."""
     from ruamel.yaml import YAML
     from ruamel.yaml.util import load_yaml_guess_indent
 
-    data, indent, block_seq_indent = load_yaml_guess_indent(text)
+    _, seq_indent, dash_offset = load_yaml_guess_indent(text)
+    mapping = _mapping_indent(text)
     rt = YAML()  # round-trip: comments, key order and quoting are kept
     rt.preserve_quotes = True
     rt.width = 120
-    rt.indent(mapping=indent or 2, sequence=(indent or 2) + (block_seq_indent or 0), offset=block_seq_indent or 0)
-    return rt, data
+    rt.indent(mapping=mapping, sequence=seq_indent or mapping + 2, offset=dash_offset if seq_indent else mapping)
+    return rt, rt.load(text)
 
 
 def _flow_leaves(value: Any) -> Any:
@@ -121,6 +134,39 @@ def _flow_leaves(value: Any) -> Any:
             seq.fa.set_flow_style()
         return seq
     return value
+
+
+def _merge_items(seq: Any, items: list[dict]) -> Any:
+    """The round-trip list ``seq`` (a camera's lines or zones) holding ``items`` (plain data): an item whose id
+    it had is updated in place, so that the comments beside it and its unchanged values stay as written;
+    new items are added, removed ones go (with their comments)."""
+    if not isinstance(seq, list):
+        return _flow_leaves(items)
+    old = {m.get("id"): m for m in seq if isinstance(m, dict)}
+    # the comment lines above an item (but the first's, which belong to the list's key) go by position
+    above = {m.get("id"): seq.ca.items[i] for i, m in enumerate(seq) if isinstance(m, dict) and i in seq.ca.items}
+    kept = []
+    for item in items:
+        raw = old.get(item["id"])
+        if raw is None:
+            kept.append(_flow_leaves(item))
+            continue
+        for k in [k for k in raw if k not in item]:
+            del raw[k]
+        for k, v in item.items():
+            if k not in raw or _plain(raw[k]) != v:
+                raw[k] = _flow_leaves(v)
+        kept.append(raw)
+    while seq:
+        seq.pop()
+    seq.ca.items.clear()
+    seq.extend(kept)
+    for i, m in enumerate(kept):
+        if isinstance(m, dict) and m.get("id") in above:
+            seq.ca.items[i] = above[m["id"]]
+    if not seq:
+        seq.fa.set_flow_style()  # `zones: []`
+    return seq
 
 
 def edit_site_file(path: str | Path, edit: Callable[[Any], dict]) -> tuple[EdgeConfig, Path, dict]:
@@ -189,8 +235,8 @@ def save_layout(path: str | Path, config: EdgeConfig, camera_id: str, lines: lis
     def edit(data) -> dict:
         raw_cam = _raw_camera(_cameras_of(data, path), camera_id, path)
         previous = _plain({"lines": raw_cam.get("lines", []), "zones": raw_cam.get("zones", [])})
-        raw_cam["lines"] = _flow_leaves([_item_data(x) for x in layout.lines])
-        raw_cam["zones"] = _flow_leaves([_item_data(x) for x in layout.zones])
+        raw_cam["lines"] = _merge_items(raw_cam.get("lines"), [_item_data(x) for x in layout.lines])
+        raw_cam["zones"] = _merge_items(raw_cam.get("zones"), [_item_data(x) for x in layout.zones])
         return previous
 
     new_config, backup, previous = edit_site_file(path, edit)

@@ -16,7 +16,7 @@ from helpers.browser import chromium_page
 from helpers.broker import Mosquitto, Recorder, free_port, wait_for
 from helpers.data import VIDEOS
 from helpers.edge_service import SMALL_MODEL, RtspCamera, ServiceProcess
-from test_edge_calibrate import SHOTS, _frame_to_page, call
+from test_edge_calibrate import SHOTS, call, drag
 
 TOKEN = "install-token-0123456789"
 PREFIX = "roadside/fresh/edge-1"
@@ -133,10 +133,7 @@ def test_a_fresh_box_is_set_up_through_the_page_alone(fresh):
 
         # draw a line on its live frame and save
         page.keyboard.press("l")
-        page.mouse.move(*_frame_to_page(page, 420, 420))
-        page.mouse.down()
-        page.mouse.move(*_frame_to_page(page, 600, 250), steps=10)
-        page.mouse.up()
+        drag(page, (420, 420), (600, 250), steps=10)
         page.keyboard.press("Control+s")
         page.wait_for_function("document.getElementById('status').textContent.includes('saved and applied')")
         saved = conf.read_text()
