@@ -53,7 +53,7 @@ class CalibrationView:
             "categories": sorted(w.vision.detector.classes), "phases": list(cfg.phases),
             "config_hash": w.hash, "anchor": w.vision.counting.anchor,
             "saving": self.saving_refused(),
-            "source": {k: v for k, v in w.cam.model_dump(mode="json").items() if k in SOURCE_KEYS},
+            "source": _source_settings(w.cam),
         }
 
     def device(self) -> dict:
@@ -275,8 +275,13 @@ class CalibrationView:
 
     def change_source(self, camera: str, settings: dict, by: str, client: str | None) -> dict:
         """Probe the new source, check the camera's lines and zones against its frame, save, restart the camera
-        on it (its bins so far close as partial bins; its ``seq`` goes on), log."""
-        self._worker(camera)  # KeyError: unknown camera
+        on it (its bins so far close as partial bins; its ``seq`` goes on), log. A source given as the page
+        shows it (its password masked) is the camera's current one."""
+        from roadside.core.redact import redact
+
+        current = self._worker(camera).cam.source  # KeyError: unknown camera
+        if settings.get("source") == redact(current) != current:
+            settings = {**settings, "source": current}
         return self._save_camera({**settings, "id": camera}, by, client, changed=True)
 
     def _known(self, camera) -> bool:
@@ -324,6 +329,14 @@ class CalibrationView:
         log.info("camera %s removed by %s from %s from %s (backup %s)", camera, by, client or "?", svc.config_path,
                  change["backup"])
         return {k: v for k, v in change.items() if k != "previous"}
+
+
+def _source_settings(cam) -> dict:
+    """A camera's source settings as the page shows them (a password in the URL masked: reading needs no token)."""
+    from roadside.core.redact import redact
+
+    out = {k: v for k, v in cam.model_dump(mode="json").items() if k in SOURCE_KEYS}
+    return {**out, "source": redact(out["source"])}
 
 
 __all__ = ["CalibrationView"]

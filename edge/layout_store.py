@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from roadside.core.config import error_message, format_location, parse_yaml, read_yaml
 from roadside.core.errors import ConfigError
+from roadside.core.redact import redact
 from roadside.edge.layout import Layout, LayoutProblem, validate_layout
 from roadside.edge.service_config import CameraConfig, EdgeConfig, edge_config_from
 
@@ -293,9 +294,9 @@ def save_camera(path: str | Path, camera: CameraConfig, *, by: str, client: str 
         return {"added": False, "source": previous}
 
     new_config, backup, replaced = edit_site_file(path, edit)
-    change = _change(by, client, camera.id, path, backup, old_hash,
+    change = _change(by, client, camera.id, path, backup, old_hash,  # the log is read without the token
                      action="camera added" if replaced["added"] else "camera source changed",
-                     source=settings, previous=replaced.get("source"))
+                     source={**settings, "source": redact(settings["source"])}, previous=replaced.get("source"))
     return new_config, change
 
 

@@ -92,9 +92,12 @@ def test_an_edited_item_keeps_its_comment_and_its_unchanged_values(site):
 
 def test_cameras_are_added_changed_and_removed_keeping_the_rest_of_the_file(site):
     before = site.read_text()
-    cfg, change = save_camera(site, CameraConfig(id="cam2", source="rtsp://10.0.0.9/s1", rtsp_transport="tcp"),
-                              by="test")
+    cfg, change = save_camera(site, CameraConfig(id="cam2", source="rtsp://admin:cam-secret@10.0.0.9/s1",
+                                                 rtsp_transport="tcp"), by="test")
     assert change["action"] == "camera added" and [c.id for c in cfg.cameras] == ["cam1", "cam2"]
+    # the change log is read without the token: no password in it; the site file has it
+    assert "cam-secret" not in str(change) and change["source"]["source"] == "rtsp://admin:**********@10.0.0.9/s1"
+    assert cfg.cameras[1].source == "rtsp://admin:cam-secret@10.0.0.9/s1"
     assert _comments(site.read_text()) == _comments(before)
     cfg, change = save_camera(site, CameraConfig(id="cam1", source="other.mp4"), by="test")
     assert change["action"] == "camera source changed"
@@ -104,7 +107,7 @@ def test_cameras_are_added_changed_and_removed_keeping_the_rest_of_the_file(site
     assert raw["source"] == "other.mp4" and "loop" not in raw and raw["lines"][0]["id"] == "north"
     assert cfg.cameras[0].source == str(site.parent / "other.mp4")  # relative to the site file, as loaded
     cfg, change = remove_camera(site, "cam2", by="test")
-    assert change["previous"]["source"] == "rtsp://10.0.0.9/s1" and [c.id for c in cfg.cameras] == ["cam1"]
+    assert change["previous"]["source"] == "rtsp://admin:cam-secret@10.0.0.9/s1" and [c.id for c in cfg.cameras] == ["cam1"]
     remove_camera(site, "cam1", by="test")
     assert yaml.safe_load(site.read_text())["cameras"] == [] and load_edge_config(site).cameras == []
     assert _comments(site.read_text()) == _comments(before)[:3]  # those inside the removed camera went with it
