@@ -4,13 +4,19 @@ removing it, each of which writes the site file (atomically, with a backup, keep
 the change to the running service without a restart and logs who changed what and when."""
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from roadside.core.errors import ConfigError
+from roadside.core.errors import ConfigError, RoadsideError
+from roadside.core.redact import redact
+from roadside.edge.layout import probe_frame_size, validate_layout
 from roadside.edge.layout_store import (SOURCE_KEYS, CameraRejected, camera_problem, check_camera, check_layout,
                                         log_change, read_changes, remove_camera, save_camera, save_layout)
+from roadside.edge.service_config import startup_problems
 
 if TYPE_CHECKING:
     from roadside.edge.service import EdgeService
@@ -161,9 +167,6 @@ class CalibrationView:
     # -- manual count of the live camera ------------------------------------------------------------
     def start_live_count(self, camera: str, minutes: float) -> dict:
         """Begin a manual count of the live camera: the service's running totals now, to compare with at the end."""
-        import copy
-        import time
-
         w = self._worker(camera)
         pipe = w.pipeline
         if pipe is None:
@@ -179,8 +182,6 @@ class CalibrationView:
     def finish_live_count(self, camera: str, body) -> dict:
         """End the camera's live manual count (LiveCountBody): the document, beside what the service counted
         over the same time, written into the state folder."""
-        import time
-
         from roadside.edge.manual_count import counted_between, live_count_document, write_manual_count
 
         w = self._worker(camera)
@@ -231,8 +232,6 @@ class CalibrationView:
     # -- the cameras themselves ------------------------------------------------------------------
     def _resolved(self, cam):
         """``cam`` with a relative file source made relative to the site file's folder (as the service loads it)."""
-        from pathlib import Path
-
         if cam.kind != "file" or Path(cam.source).expanduser().is_absolute():
             return cam
         base = Path(self.service.config_path).resolve().parent if self.service.config_path else Path.cwd()
@@ -242,20 +241,15 @@ class CalibrationView:
         """Open a source as the camera would (the crash-isolated decoder) and read its frame size:
         ``{width, height}``; CameraRejected naming the field (a bad setting, a missing file, a source that does
         not open or sends no frame)."""
-        from roadside.core.errors import RoadsideError
-        from roadside.edge.layout import probe_frame_size
         from roadside.edge.sources import capture_options
 
         cam, problems = check_camera(settings)
         if cam is None:
             raise CameraRejected(problems)
         run = self._resolved(cam)
-        if run.kind == "file":
-            from pathlib import Path
-
-            if not Path(run.source).is_file():
-                raise CameraRejected([camera_problem("source", f"no such file: {run.source}")])
-        elif cam.loop:
+        if run.kind == "file" and not Path(run.source).is_file():
+            raise CameraRejected([camera_problem("source", f"no such file: {run.source}")])
+        if cam.loop and run.kind != "file":
             raise CameraRejected([camera_problem("loop", f"only video files can loop (the source is a {cam.kind} source)")])
         timeout = min(_PROBE_TIMEOUT_S, self.service.config.sources.open_timeout_s)
         try:
@@ -277,8 +271,6 @@ class CalibrationView:
         """Probe the new source, check the camera's lines and zones against its frame, save, restart the camera
         on it (its bins so far close as partial bins; its ``seq`` goes on), log. A source given as the page
         shows it (its password masked) is the camera's current one."""
-        from roadside.core.redact import redact
-
         current = self._worker(camera).cam.source  # KeyError: unknown camera
         if settings.get("source") == redact(current) != current:
             settings = {**settings, "source": current}
@@ -288,14 +280,16 @@ class CalibrationView:
         return isinstance(camera, str) and camera in self.service.workers
 
     def _save_camera(self, settings: dict, by: str, client: str | None, changed: bool = False) -> dict:
-        from roadside.edge.layout import validate_layout
-
         refused = self.saving_refused()
         if refused:
             raise ConfigError(refused)
         size = self.probe(settings)
         cam, _ = check_camera(settings)
         svc = self.service
+        # what would keep the camera (and, after a restart, the service) from running: a model not installed
+        problems = startup_problems(svc.config.model_copy(update={"cameras": [self._resolved(cam)]}), svc.model_override)
+        if problems:
+            raise CameraRejected([camera_problem("detector", p) for p in problems])
         with self._lock:
             old = None
             if changed:
@@ -333,8 +327,6 @@ class CalibrationView:
 
 def _source_settings(cam) -> dict:
     """A camera's source settings as the page shows them (a password in the URL masked: reading needs no token)."""
-    from roadside.core.redact import redact
-
     out = {k: v for k, v in cam.model_dump(mode="json").items() if k in SOURCE_KEYS}
     return {**out, "source": redact(out["source"])}
 
