@@ -145,6 +145,10 @@ def test_a_fresh_box_is_set_up_through_the_page_alone(fresh):
         assert _top_keys(saved) == _top_keys(original)
         wait_for(lambda: any("L1" in m["lines"] for m in rec.payloads("/north/counts")), 30,
                  "counts of the new camera on the drawn line")
+        # the operator's console follows: the new camera, its line, its bins of the last hour
+        console = wait_for(lambda: (doc := call(port, "GET", "/api/console")[1])["counts"].get("north", {})
+                           .get("bins") and doc, 10, "the new camera's bins on the console")
+        assert console["cameras"]["north"]["lines"] == ["L1"] and console["counts"]["north"]["interval_s"] == 1
 
         # the heat map of the tracks, under the line
         page.locator("#heat").check()
