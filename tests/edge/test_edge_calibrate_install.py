@@ -210,13 +210,22 @@ def test_a_fresh_box_is_set_up_through_the_page_alone(fresh):
         assert yaml.safe_load(conf.read_text())["cameras"][0]["source"] == clip
         # a real stream: the camera restarts on it; its lines stay; its counts' seq goes on
         rtsp.start()
-        page.locator("#cam-source").fill(rtsp.url)
+        url = rtsp.url.replace("rtsp://", "rtsp://installer:cam-secret@")  # a camera with a password
+        page.locator("#cam-source").fill(url)
         page.locator("#cam-loop").uncheck()
         page.locator("#cam-transport").select_option("udp")  # rtsp-server-perl: RTP over UDP only
         page.locator("#cam-change").click()
         _cam_status(page, "restarted on its new source")
         cam = yaml.safe_load(conf.read_text())["cameras"][0]
-        assert cam["source"] == rtsp.url and cam["rtsp_transport"] == "udp" and "loop" not in cam
+        assert cam["source"] == url and cam["rtsp_transport"] == "udp" and "loop" not in cam
+        # read without the token, the password is masked: in the camera's settings and in the change log
+        shown = call(port, "GET", "/api/calibrate/cameras/north")[1]["source"]["source"]
+        assert shown == url.replace("cam-secret", "**********")
+        assert "cam-secret" not in json.dumps(call(port, "GET", "/api/calibrate/changes")[1])
+        page.wait_for_function(f"document.getElementById('cam-source').value === {json.dumps(shown)}")
+        page.locator("#cam-change").click()  # the masked source sent back: the camera keeps its real one
+        _cam_status(page, "restarted on its new source")
+        assert yaml.safe_load(conf.read_text())["cameras"][0]["source"] == url
         assert [ln["id"] for ln in cam["lines"]] == ["L1"]
         wait_for(lambda: svc.status()["cameras"]["north"]["source_state"] == "live", 30, "the RTSP camera live")
         n_before = len(rec.payloads("/north/counts"))
@@ -233,5 +242,5 @@ def test_a_fresh_box_is_set_up_through_the_page_alone(fresh):
         assert svc.status()["cameras"] == {} and svc.proc.pid == pid
         assert not errors, errors
     actions = [c["action"] for c in call(port, "GET", "/api/calibrate/changes")[1]]
-    assert actions == ["camera added", "layout", "camera source changed", "camera removed"]
+    assert actions == ["camera added", "layout", "camera source changed", "camera source changed", "camera removed"]
     assert _comments(conf.read_text()) == _comments(original)
