@@ -111,7 +111,7 @@ def counted_between(start: dict, end: dict) -> dict:
 def live_count_document(body: LiveCountBody, lines: list[LineConfig], categories: list[str], camera: str, *,
                         start: float, end: float, minutes: float, config_hash: str, counted: dict) -> dict:
     """A manual count of the live camera from ``start`` to ``end`` (epoch s) beside what the service counted
-    (``counted``, :func:`counted_between`); ConfigError naming the first bad event."""
+    (``counted``, :func:`counted_between`); BadEvent naming the first bad event."""
     _check_events(body.events, lines, categories, camera)
     events = sorted(body.events, key=lambda e: (e.t_s, e.line))
     stamp = datetime.fromtimestamp(start, timezone.utc)
@@ -131,7 +131,7 @@ def live_count_document(body: LiveCountBody, lines: list[LineConfig], categories
 
 def manual_count_document(body: ManualCountBody, lines: list[LineConfig], categories: list[str], fps: float,
                           width: int, height: int, frames: int | None, camera: str) -> dict:
-    """The manual count in the ground-truth format; ConfigError naming the first bad event."""
+    """The manual count in the ground-truth format; BadEvent naming the first bad event."""
     _check_events(body.events, lines, categories, camera)
     for k, e in enumerate(body.events):
         if frames is not None and e.frame >= frames:

@@ -1,9 +1,11 @@
 """A fresh box set up through the calibration page alone, in headless Debian Chromium against the real
 service (a real broker, the small real model, a shared clip and then a local RTSP camera): the site file has
 no camera; the installer probes a source, adds the camera (it starts without a restart), draws a line on its
-live frame and saves; the heat map of the tracks shows under the line; the camera moves to an RTSP stream
-(a source whose frame does not fit the lines is refused, with the reason next to the form), and is removed.
-The site file keeps its comments and key order through every save."""
+live frame and saves (the operator's console follows); the heat map of the tracks shows under the line; a
+manual count of the live camera is stored beside the box's own count over the same seconds; the camera moves
+to an RTSP stream with a password (a source whose frame does not fit the lines is refused, with the reason
+next to the form; the password is masked wherever reading needs no token), and is removed. The site file
+keeps its comments and key order through every save."""
 from __future__ import annotations
 
 import json
