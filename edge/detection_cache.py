@@ -41,6 +41,12 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def cache_extra(config) -> dict:
+    """The settings beyond the detector's own that change a frame's candidates: the view measurements (kept
+    beside them) and the night path (lamp boxes are candidates too)."""
+    return {"scene": config.scene.model_dump(mode="json"), "lowlight": config.lowlight.model_dump(mode="json")}
+
+
 class DetectionCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
