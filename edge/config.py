@@ -239,12 +239,17 @@ class SceneConfig(Strict):
 
 
 class LowLightConfig(Strict):
-    """The night path (edge/headlights.py): on a dark frame, headlights become vehicle candidates beside the
-    detector's boxes. Chosen per frame from the view's measured brightness, never on a lit frame."""
+    """The night path (edge/lowlight.py, edge/headlights.py): on a dark frame the detector sees it enhanced and
+    headlights become vehicle candidates beside the detector's boxes. Chosen from the view's measured
+    brightness, never on a lit frame."""
 
     enabled: bool = Field(True, description="take the night path on dark frames (off: the detector alone, always)")
     max_luma: float = Field(70.0, ge=0.0, le=255.0, description="a frame whose median grey level (scene "
                                                                  "measurement) is at or below this is dark")
+    enhance: Literal["clahe", "none"] = Field("clahe", description="what the detector sees of a dark frame: its "
+                                                                  "luminance equalised (CLAHE), or the frame as is")
+    clahe_clip: float = Field(2.0, gt=0.0, le=40.0, description="CLAHE clip limit (OpenCV's clipLimit)")
+    clahe_tiles: int = Field(8, ge=1, le=64, description="CLAHE tiles per side (OpenCV's tileGridSize)")
     lamp_level: int = Field(230, ge=1, le=255, description="grey level of a lamp's core")
     min_lamp_area: int = Field(12, ge=1, description="smallest lamp core (pixels)")
     max_lamp_area: int = Field(600, ge=1, description="largest lamp core (pixels); larger bright areas are glare")

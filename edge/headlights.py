@@ -13,8 +13,8 @@ lamp-sized, not-red ones (tail lights and brake lights are red) and
 
 The boxes get the score ``lowlight.score``. :func:`fuse` adds them to the detector's candidates only where the
 detector has no box of its own at ``lowlight.detector_score`` or more (the detector's box, where it has one, is
-the better box). :func:`is_dark` decides, from the view's measured brightness (``SceneState.luma``), whether the
-night path runs at all: never on a lit frame, so day counting is unchanged.
+the better box). Whether the night path runs at all is edge/lowlight.py's choice, from the view's measured
+brightness: never on a lit frame, so day counting is unchanged.
 """
 from __future__ import annotations
 
@@ -25,15 +25,10 @@ from roadside.edge.config import LowLightConfig
 from roadside.edge.detections import Detections
 
 
-def is_dark(luma: float | None, config: LowLightConfig) -> bool:
-    """Whether a frame of median grey ``luma`` takes the night path (None: not measured yet, no)."""
-    return config.enabled and luma is not None and luma <= config.max_luma
-
-
 def find_lamps(image: np.ndarray, config: LowLightConfig) -> np.ndarray:
     """(N, 5) lamps of a BGR frame: centre x, centre y, width, height, area (pixels), sorted by x."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    mask = (grey >= config.lamp_level).astype(np.uint8)
+    mask = cv2.threshold(grey, config.lamp_level - 1, 1, cv2.THRESH_BINARY)[1]
     n, labels, stats, centres = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return np.zeros((0, 5), np.float32)

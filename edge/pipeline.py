@@ -17,7 +17,8 @@ from roadside.edge.config import VisionConfig
 from roadside.edge.counting import CrossingEvent, IntervalBin, IntervalBins, LineCounter, ZoneMonitor, ZoneStatus
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
-from roadside.edge.headlights import HeadlightDetector, fuse, is_dark
+from roadside.edge.headlights import HeadlightDetector, fuse
+from roadside.edge.lowlight import Enhancer, is_dark
 from roadside.edge.scene import SceneMonitor, SceneState
 from roadside.edge.tracker import ByteTracker
 
@@ -64,10 +65,12 @@ class CameraPipeline:
         self.stride = d.every_n_frames or (max(1, round(fps / d.detect_fps)) if d.detect_fps > 0 else 1)
 
     def _night_path(self, config: VisionConfig) -> None:
-        """The night path (edge/headlights.py): while the measured view is dark, lamps become candidates and the
-        tracker lets them start weak tracks (confirmed over ``lowlight.birth_evidence``); on a lit view neither."""
+        """The night path (edge/lowlight.py, edge/headlights.py): while the measured view is dark, the detector sees
+        an enhanced frame, lamps become candidates and the tracker lets them start weak tracks (confirmed over
+        ``lowlight.birth_evidence``); on a lit view none of this."""
         ll = config.lowlight
         self.headlights = HeadlightDetector(ll, self.detector) if ll.enabled else None
+        self.enhance = Enhancer(ll)
         self._day_tracking = config.tracker
         self._night_tracking = config.tracker.model_copy(update={
             "birth_threshold": min(config.tracker.birth_threshold, ll.score), "birth_evidence": ll.birth_evidence})
@@ -109,12 +112,15 @@ class CameraPipeline:
 
     def candidates(self, image: np.ndarray, tensor: np.ndarray | None = None,
                    transform: tuple[float, float, float, float] | None = None) -> Detections:
-        """The frame's candidate boxes: the detector's, and on a dark view its lamps' (what a detections cache
-        stores)."""
-        if tensor is None or transform is None:
+        """The frame's candidate boxes (what a detections cache stores): the detector's, and on a dark view the
+        detector's on the enhanced frame (its tensor made here, not the decoder's) and the lamps'."""
+        night = self.dark and self.headlights is not None
+        if night and self.config.lowlight.enhance != "none":
+            tensor, transform = self.detector.preprocess(self.enhance(image))
+        elif tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
         cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
-        if self.dark and self.headlights is not None:
+        if night:
             cands = fuse(cands, self.headlights(image), self.config.lowlight)
         return cands
 

@@ -11,6 +11,7 @@ from helpers.data import MODELS, VIDEOS, gt
 from roadside.edge.config import LineConfig, LowLightConfig, VisionConfig
 from roadside.edge.detector import Detector
 from roadside.edge.headlights import find_lamps, lamp_boxes
+from roadside.edge.lowlight import Enhancer
 from roadside.edge.pipeline import CameraPipeline
 
 
@@ -21,6 +22,11 @@ def _frame(name: str, index: int) -> np.ndarray:
     cap.release()
     assert ok, (name, index)
     return f
+
+
+def _detect(detector: Detector, image: np.ndarray):
+    tensor, transform = detector.preprocess(image)
+    return detector.candidates(detector.infer(tensor), transform, image.shape)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,15 @@ def test_a_bus_headlight_pair_is_a_car_box_and_a_motorbike_lamp_a_motorbike_box(
         assert r - g <= 60, (x, y, (b, g, r))
 
 
+def test_a_dark_frame_is_enhanced_for_the_detector_and_a_disabled_enhancement_is_the_frame():
+    f = _frame("night_dhaka_flyover.mp4", 75)
+    grey = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+    out = Enhancer(LowLightConfig())(f)
+    assert out.shape == f.shape and out.dtype == f.dtype
+    assert np.median(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)) >= np.median(grey) + 5  # the dark road is spread out
+    assert Enhancer(LowLightConfig(enhance="none"))(f) is f
+
+
 def test_the_pipeline_takes_the_night_path_on_a_dark_view_and_the_day_path_on_a_lit_one(detector):
     night = _frame("night_dhaka_flyover.mp4", 75)
     day = _frame("freeway_overpass.mp4", 75)
@@ -56,23 +71,24 @@ def test_the_pipeline_takes_the_night_path_on_a_dark_view_and_the_day_path_on_a_
     lit = CameraPipeline(cfg, detector, 30.0)
     lit.process(0, 0.0, day)
     assert not lit.dark and lit.tracker.config == cfg.tracker
-    alone = detector.candidates(detector.infer(detector.preprocess(day)[0]), detector.preprocess(day)[1], day.shape)
-    assert len(lit.candidates(day)) == len(alone)  # a lit view: the detector's boxes only
+    alone = _detect(detector, day)
+    assert len(lit.candidates(day)) == len(alone)  # a lit view: the detector's boxes on the frame as it is
 
     dark = CameraPipeline(cfg, detector, 30.0)
     dark.process(0, 0.0, night)
     assert dark.dark
     assert dark.tracker.config.birth_threshold == cfg.lowlight.score  # lamp boxes may start weak tracks
     assert dark.tracker.config.birth_evidence == cfg.lowlight.birth_evidence
-    alone = detector.candidates(detector.infer(detector.preprocess(night)[0]), detector.preprocess(night)[1], night.shape)
+    enhanced = _detect(detector, Enhancer(cfg.lowlight)(night))
     fused = dark.candidates(night)
-    assert len(fused) > len(alone)
+    assert len(fused) > len(enhanced)  # the detector's boxes on the enhanced frame, and lamp boxes
+    assert np.allclose(fused.xyxy[:len(enhanced)], enhanced.xyxy)
     assert np.any(np.isclose(fused.confidence, cfg.lowlight.score) & (fused.category == "motorcycle"))
 
     # switched off: a dark view is the day path too
     off = CameraPipeline(VisionConfig(lowlight={"enabled": False}), detector, 30.0)
     off.process(0, 0.0, night)
-    assert not off.dark and len(off.candidates(night)) == len(alone)
+    assert not off.dark and len(off.candidates(night)) == len(_detect(detector, night))
 
 
 def test_the_night_clips_two_motorbikes_are_counted(detector):
