@@ -70,8 +70,9 @@ def _not_contained(boxes: np.ndarray, threshold: float, categories: np.ndarray |
     area = np.maximum(box_area(boxes), 1e-9)
     inside = box_intersection(boxes, boxes) / area[:, None]  # [j, i]: share of box j inside box i
     if categories is not None:
-        cats = [str(c) for c in categories]
-        can = np.array([[cj == ci or ci in PART_OF.get(cj, ()) for ci in cats] for cj in cats], bool)
+        names, idx = np.unique(np.asarray(categories, dtype=str), return_inverse=True)
+        allowed = np.array([[a == b or b in PART_OF.get(a, ()) for b in names] for a in names], bool)
+        can = allowed[idx[:, None], idx[None, :]]  # [j, i]: box j may be a part of box i
         inside = np.where(can, inside, 0.0)
     if max_area_ratio > 0:
         inside = np.where(area[None, :] <= max_area_ratio * area[:, None], inside, 0.0)

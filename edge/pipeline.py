@@ -116,7 +116,7 @@ class CameraPipeline:
         detector's on the enhanced frame (its tensor made here, not the decoder's) and the lamps'."""
         night = self.dark and self.headlights is not None
         if night and self.config.lowlight.enhance != "none":
-            tensor, transform = self.detector.preprocess(self.enhance(image))
+            tensor, transform = self.enhance.tensor(image, self.detector.preprocess)
         elif tensor is None or transform is None:
             tensor, transform = self.detector.preprocess(image)
         cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)

@@ -64,6 +64,20 @@ def test_a_dark_frame_is_enhanced_for_the_detector_and_a_disabled_enhancement_is
     assert Enhancer(LowLightConfig(enhance="none"))(f) is f
 
 
+def test_the_enhanced_tensor_maps_boxes_back_to_the_frame(detector):
+    """The enhancement works on a frame shrunk to the detector's input; its boxes still land on the source frame:
+    each confident box of the frame as it is has a confident box of the enhanced frame on top of it."""
+    from roadside.edge.detections import box_iou
+
+    f = _frame("night_dhaka_flyover.mp4", 75)
+    plain = detector.select(_detect(detector, f))
+    tensor, transform = Enhancer(LowLightConfig()).tensor(f, detector.preprocess)
+    enhanced = detector.select(detector.candidates(detector.infer(tensor), transform, f.shape))
+    plain, enhanced = plain[plain.confidence >= 0.5], enhanced[enhanced.confidence >= 0.3]
+    assert len(plain) >= 2
+    assert (box_iou(plain.xyxy, enhanced.xyxy).max(axis=1) >= 0.6).all()
+
+
 def test_the_pipeline_takes_the_night_path_on_a_dark_view_and_the_day_path_on_a_lit_one(detector):
     night = _frame("night_dhaka_flyover.mp4", 75)
     day = _frame("freeway_overpass.mp4", 75)
@@ -79,7 +93,8 @@ def test_the_pipeline_takes_the_night_path_on_a_dark_view_and_the_day_path_on_a_
     assert dark.dark
     assert dark.tracker.config.birth_threshold == cfg.lowlight.score  # lamp boxes may start weak tracks
     assert dark.tracker.config.birth_evidence == cfg.lowlight.birth_evidence
-    enhanced = _detect(detector, Enhancer(cfg.lowlight)(night))
+    tensor, transform = Enhancer(cfg.lowlight).tensor(night, detector.preprocess)
+    enhanced = detector.candidates(detector.infer(tensor), transform, night.shape)
     fused = dark.candidates(night)
     assert len(fused) > len(enhanced)  # the detector's boxes on the enhanced frame, and lamp boxes
     assert np.allclose(fused.xyxy[:len(enhanced)], enhanced.xyxy)
