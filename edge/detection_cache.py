@@ -20,7 +20,7 @@ import numpy as np
 from roadside.edge.detections import Detections
 
 #: bump when the meaning of a cached candidate changes
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 
 
 @dataclass

@@ -34,12 +34,15 @@ class Enhancer:
 
     def tensor(self, image: np.ndarray, preprocess) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """The detector's input tensor of the enhanced frame and its transform to ``image``'s pixels. The frame is
-        first shrunk to the smallest size that still covers the detector's input (the detector would shrink it
-        anyway), so that the enhancement works on a few hundred thousand pixels, not a full frame."""
+        first shrunk to the size the detector would shrink it to anyway (its letterbox, or per axis when it
+        stretches), so that the enhancement works on the detector's hundred thousand pixels, not a full frame."""
         h, w = image.shape[:2]
-        f = min(1.0, max(preprocess.width / w, preprocess.height / h))
-        small = image if f >= 1.0 else cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))),
-                                                  interpolation=cv2.INTER_AREA)
+        if preprocess.resize == "stretch":
+            fx, fy = min(1.0, preprocess.width / w), min(1.0, preprocess.height / h)
+        else:
+            fx = fy = min(1.0, preprocess.width / w, preprocess.height / h)
+        small = image if fx >= 1.0 and fy >= 1.0 else cv2.resize(
+            image, (max(1, round(w * fx)), max(1, round(h * fy))), interpolation=cv2.INTER_AREA)
         tensor, (sx, sy, ox, oy) = preprocess(self(small))
         fx, fy = small.shape[1] / w, small.shape[0] / h
         return tensor, (sx * fx, sy * fy, ox, oy)
