@@ -144,6 +144,13 @@ class Detector:
         return Detections(xyxy=boxes, confidence=conf, class_id=self._cols[best].astype(np.int32),
                           category=self.category_of(self._cols[best]))
 
+    def class_id_of(self, category: str) -> int | None:
+        """The first model class id mapped to ``category`` (None: the category is not configured)."""
+        if category not in self.categories:
+            return None
+        ci = self.categories.index(category)
+        return int(next(c for c, k in zip(self._cols, self._col_cat) if k == ci))
+
     def category_of(self, class_ids: np.ndarray) -> np.ndarray:
         """The vehicle category (object array of str) of each of the model's class ids."""
         lut = {int(c): self.categories[int(ci)] for c, ci in zip(self._cols, self._col_cat)}

@@ -3,15 +3,18 @@
 At night a COCO detector sees a car as two lamps and their glare, and a motorbike as one lamp: its boxes are
 missing or low-score (the giant glare boxes). A lamp's core, though, is the brightest thing in a dark frame and
 moves with its vehicle. This module thresholds a grey copy of the frame at ``lowlight.lamp_level``, takes the
-connected components (``cv2.connectedComponentsWithStats``; a few milliseconds on a Pi), keeps the compact,
-lamp-sized, not-red ones (tail lights and brake lights are red) and
+connected components (``cv2.connectedComponentsWithStats``; 2-4 ms per frame of 898x506 to 1280x720 on the
+development machine, not measured on a Pi), keeps the compact, lamp-sized, not-red ones (tail lights and brake
+lights are red) and
 
 * pairs two lamps side by side (same height, similar size, a lamp spacing a few lamp widths apart) into a
   car box: as wide as the spacing times ``car_width_per_spacing``, its bottom (the ground contact, the anchor
   counting uses) ``pair_drop`` spacings below the lamps;
-* makes every remaining lamp a motorbike box, its bottom ``single_drop`` lamp heights below the lamp.
+* makes every remaining small lamp (``max_single_area``) a motorbike box, its bottom ``single_drop`` lamp
+  heights below the lamp (larger unpaired bright areas are glare or reflections).
 
-The boxes get the score ``lowlight.score``. :func:`fuse` adds them to the detector's candidates only where the
+The boxes get the score ``lowlight.score``, below the tracker's ``new_track_threshold``: on a dark view the
+pipeline lets them start weak tracks only, confirmed over ``lowlight.birth_evidence`` (edge/pipeline.py). :func:`fuse` adds them to the detector's candidates only where the
 detector has no box of its own at ``lowlight.detector_score`` or more (the detector's box, where it has one, is
 the better box). Whether the night path runs at all is edge/lowlight.py's choice, from the view's measured
 brightness: never on a lit frame, so day counting is unchanged.
@@ -107,11 +110,9 @@ class HeadlightDetector:
 
     def __init__(self, config: LowLightConfig, detector):
         self.config = config
-        self._ids = {}
-        for cat in (config.pair_category, config.single_category):
-            if cat in detector.categories:
-                ci = detector.categories.index(cat)
-                self._ids[cat] = int(detector._cols[list(detector._col_cat).index(ci)])
+        #: the model class id each lamp category is given (a category the detector does not map makes no boxes)
+        self._ids = {c: i for c in (config.pair_category, config.single_category)
+                     if (i := detector.class_id_of(c)) is not None}
 
     def __call__(self, image: np.ndarray) -> tuple[Detections, np.ndarray]:
         """The lamp boxes of a frame and each one's evidence point (see :func:`lamp_boxes`)."""
