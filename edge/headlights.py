@@ -21,11 +21,15 @@ brightness: never on a lit frame, so day counting is unchanged.
 """
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 
 from roadside.edge.config import LowLightConfig
 from roadside.edge.detections import Detections
+
+log = logging.getLogger("roadside.headlights")
 
 
 def find_lamps(image: np.ndarray, config: LowLightConfig) -> np.ndarray:
@@ -113,6 +117,10 @@ class HeadlightDetector:
         #: the model class id each lamp category is given (a category the detector does not map makes no boxes)
         self._ids = {c: i for c in (config.pair_category, config.single_category)
                      if (i := detector.class_id_of(c)) is not None}
+        for key, cat in (("pair_category", config.pair_category), ("single_category", config.single_category)):
+            if config.enabled and cat not in self._ids:
+                log.warning("lowlight.%s: %r is not one of the detector's categories (%s): the night path makes no "
+                            "boxes of it", key, cat, ", ".join(detector.categories))
 
     def __call__(self, image: np.ndarray) -> tuple[Detections, np.ndarray]:
         """The lamp boxes of a frame and each one's evidence point (see :func:`lamp_boxes`)."""

@@ -128,3 +128,16 @@ def test_the_night_clips_two_motorbikes_are_counted(detector):
         hit = [e for e in events if e.direction == "forward" and abs(e.frame - b["frame"]) <= truth["frame_tolerance_frames"]
                and abs(e.t_along_line - b["t_along_line"]) <= 0.1]
         assert hit, (b["id"], [(round(e.frame), e.category, round(e.t_along_line, 2)) for e in events])
+
+
+def test_a_lamp_category_the_detector_does_not_map_is_said(caplog):
+    """A custom class map without motorcycles: the night path says its single lamps make no boxes."""
+    from roadside.edge.config import DetectorConfig
+    from roadside.edge.headlights import HeadlightDetector
+
+    det = Detector(MODELS / "picodet_s_416_coco.onnx", DetectorConfig(classes={"car": ["car"], "bus": ["bus"]}))
+    with caplog.at_level("WARNING", logger="roadside.headlights"):
+        lamps = HeadlightDetector(LowLightConfig(), det)
+    assert "lowlight.single_category: 'motorcycle' is not one of the detector's categories (car, bus)" in caplog.text
+    boxes, _ = lamps(_frame("night_dhaka_flyover.mp4", 75))
+    assert len(boxes) and set(boxes.category) == {"car"}
