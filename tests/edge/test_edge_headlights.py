@@ -141,3 +141,22 @@ def test_a_lamp_category_the_detector_does_not_map_is_said(caplog):
     assert "lowlight.single_category: 'motorcycle' is not one of the detector's categories (car, bus)" in caplog.text
     boxes, _ = lamps(_frame("night_dhaka_flyover.mp4", 75))
     assert len(boxes) and set(boxes.category) == {"car"}
+
+
+def test_a_hot_reload_keeps_the_measured_darkness_and_the_cache_key_follows_the_night_settings(detector):
+    """New lines on a dark view: the night path stays on until the next measurement says otherwise. A detections
+    cache entry made with other night settings is not reused (lamp boxes are candidates too)."""
+    from roadside.edge.detection_cache import DetectionCache, cache_extra
+
+    night = _frame("night_dhaka_flyover.mp4", 75)
+    cfg = VisionConfig()
+    pipe = CameraPipeline(cfg, detector, 30.0)
+    pipe.process(0, 0.0, night)
+    assert pipe.dark
+    pipe.relayout(cfg.model_copy(update={"lines": [LineConfig(id="L9", a=(265, 440), b=(600, 440))]}), 1.0)
+    assert pipe.dark and pipe.tracker.config.birth_threshold == cfg.lowlight.score
+    video = VIDEOS / "night_dhaka_flyover.mp4"
+    cache = DetectionCache("/nonexistent")
+    keys = {cache.key(detector, video, cache_extra(VisionConfig(lowlight=ll)))
+            for ll in ({}, {"enabled": False}, {"enhance": "none"}, {"max_luma": 60})}
+    assert len(keys) == 4
