@@ -130,7 +130,7 @@ def diagnose_clip(gt_path: str | Path, video_dir: str | Path, config: VisionConf
     import tempfile
 
     from roadside.calibration.evaluate import find_truth, gt_config
-    from roadside.edge.detection_cache import DetectionCache
+    from roadside.edge.detection_cache import DetectionCache, cache_extra
     from roadside.edge.detector import Detector
     from roadside.edge.replay import run_replay
     from roadside.models.store import resolve_model
@@ -141,7 +141,7 @@ def diagnose_clip(gt_path: str | Path, video_dir: str | Path, config: VisionConf
     cfg = gt_config(gt, config)
     detector = Detector(resolve_model(model or cfg.detector.model), cfg.detector)
     cache = DetectionCache(cache_dir)
-    key = cache.key(detector, video, {"scene": cfg.scene.model_dump(mode="json")})
+    key = cache.key(detector, video, cache_extra(cfg))
     clip = cache.load(key, detector)
     if clip is None:  # fill the cache with one ordinary replay
         with tempfile.TemporaryDirectory() as tmp:

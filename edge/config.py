@@ -238,6 +238,60 @@ class SceneConfig(Strict):
                                                              "limits before the view counts as changed (or back)")
 
 
+class LowLightConfig(Strict):
+    """The night path (edge/lowlight.py, edge/headlights.py): on a dark frame the detector sees it enhanced and
+    headlights become vehicle candidates beside the detector's boxes. Chosen from the view's measured
+    brightness, never on a lit frame."""
+
+    enabled: bool = Field(True, description="take the night path on dark frames (off: the detector alone, always)")
+    max_luma: float = Field(70.0, ge=0.0, le=255.0, description="a frame whose median grey level (scene "
+                                                                 "measurement) is at or below this is dark")
+    enhance: Literal["clahe", "none"] = Field("clahe", description="what the detector sees of a dark frame: its "
+                                                                  "luminance equalised (CLAHE), or the frame as is")
+    clahe_clip: float = Field(2.0, gt=0.0, le=40.0, description="CLAHE clip limit (OpenCV's clipLimit)")
+    clahe_tiles: int = Field(8, ge=1, le=64, description="CLAHE tiles per side (OpenCV's tileGridSize)")
+    lamp_level: int = Field(230, ge=1, le=255, description="grey level of a lamp's core")
+    min_lamp_area: int = Field(12, ge=1, le=10_000, description="smallest lamp core (pixels)")
+    max_lamp_area: int = Field(600, ge=1, le=100_000, description="largest lamp core (pixels); larger bright areas are glare")
+    min_fill: float = Field(0.4, ge=0.0, le=1.0, description="share of its bounding rectangle a lamp core fills "
+                                                             "(streaks of glare fill little)")
+    max_aspect: float = Field(3.0, ge=1.0, le=20.0, description="longest side over shortest side of a lamp core")
+    max_red_excess: float = Field(40.0, ge=0.0, le=255.0, description="a core whose mean red exceeds its green by "
+                                                                      "more is a tail or brake light, not a headlight")
+    min_spacing: float = Field(2.0, ge=0.0, le=100.0, description="closest two lamps of a pair (in lamp widths)")
+    max_spacing: float = Field(8.0, ge=0.0, le=100.0, description="farthest two lamps of a pair (in lamp widths)")
+    max_tilt: float = Field(0.25, ge=0.0, le=2.0, description="largest height difference of a pair's lamps over their spacing")
+    max_area_ratio: float = Field(3.0, ge=1.0, le=100.0, description="largest area ratio of a pair's lamps")
+    pair_category: str = Field("car", description="category of a lamp pair's box")
+    single_category: str = Field("motorcycle", description="category of a single lamp's box")
+    max_single_area: int = Field(60, ge=0, le=100_000, description="largest lamp core (pixels) that makes a box alone (a "
+                                                        "motorbike's headlight); larger unpaired ones are glare "
+                                                        "or reflections on the road")
+    car_width_per_spacing: float = Field(1.4, gt=0.0, le=10.0, description="a pair's box width over its lamp spacing")
+    car_height_per_width: float = Field(0.9, gt=0.0, le=10.0, description="a pair's box height over its width")
+    pair_drop: float = Field(0.3, ge=0.0, le=10.0, description="ground contact below a pair's lamps, in lamp spacings")
+    single_drop: float = Field(4.0, ge=0.0, le=50.0, description="ground contact below a single lamp, in lamp heights")
+    bike_width_per_lamp: float = Field(4.0, gt=0.0, le=50.0, description="a single lamp's box width, in lamp sizes")
+    bike_rise_per_lamp: float = Field(6.0, ge=0.0, le=50.0, description="a single lamp's box top above the lamp, in lamp sizes")
+    score: float = Field(0.35, ge=0.0, le=1.0, description="score of a lamp box; below "
+                                                           "tracker.new_track_threshold, a lamp box starts only a "
+                                                           "weak track (on a dark view, weak births from this score "
+                                                           "on are allowed)")
+    birth_evidence: float = Field(3.0, ge=0.0, le=30.0, description="on a dark view, a weak track is confirmed once "
+                                                                    "its scores add up to this (3.0: about nine lamp "
+                                                                    "boxes); see tracker.birth_evidence")
+    detector_score: float = Field(0.3, ge=0.0, le=1.0, description="a detector box at or above this score holds "
+                                                                   "the lamps inside it (they make no box)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LowLightConfig":
+        if self.min_lamp_area > self.max_lamp_area:
+            raise ValueError("min_lamp_area must not exceed max_lamp_area")
+        if self.min_spacing > self.max_spacing:
+            raise ValueError("min_spacing must not exceed max_spacing")
+        return self
+
+
 class VisionConfig(Strict):
     """Everything from pixels to counts for one camera view."""
 
@@ -247,6 +301,8 @@ class VisionConfig(Strict):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the ByteTrack tracker")
     counting: CountingConfig = Field(default_factory=CountingConfig, description="crossings, zones and bins")
     scene: SceneConfig = Field(default_factory=SceneConfig, description="view measurements and the view check")
+    lowlight: LowLightConfig = Field(default_factory=LowLightConfig, description="the night path: headlights as "
+                                                                                 "vehicles on dark frames")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "VisionConfig":

@@ -20,7 +20,7 @@ import numpy as np
 from roadside.edge.detections import Detections
 
 #: bump when the meaning of a cached candidate changes
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -39,6 +39,12 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cache_extra(config) -> dict:
+    """The settings beyond the detector's own that change a frame's candidates: the view measurements (kept
+    beside them) and the night path (lamp boxes are candidates too)."""
+    return {"scene": config.scene.model_dump(mode="json"), "lowlight": config.lowlight.model_dump(mode="json")}
 
 
 class DetectionCache:

@@ -70,8 +70,9 @@ def _not_contained(boxes: np.ndarray, threshold: float, categories: np.ndarray |
     area = np.maximum(box_area(boxes), 1e-9)
     inside = box_intersection(boxes, boxes) / area[:, None]  # [j, i]: share of box j inside box i
     if categories is not None:
-        cats = [str(c) for c in categories]
-        can = np.array([[cj == ci or ci in PART_OF.get(cj, ()) for ci in cats] for cj in cats], bool)
+        names, idx = np.unique(np.asarray(categories, dtype=str), return_inverse=True)
+        allowed = np.array([[a == b or b in PART_OF.get(a, ()) for b in names] for a in names], bool)
+        can = allowed[idx[:, None], idx[None, :]]  # [j, i]: box j may be a part of box i
         inside = np.where(can, inside, 0.0)
     if max_area_ratio > 0:
         inside = np.where(area[None, :] <= max_area_ratio * area[:, None], inside, 0.0)
@@ -142,6 +143,13 @@ class Detector:
         boxes, conf, best = boxes[ok], conf[ok], best[ok]
         return Detections(xyxy=boxes, confidence=conf, class_id=self._cols[best].astype(np.int32),
                           category=self.category_of(self._cols[best]))
+
+    def class_id_of(self, category: str) -> int | None:
+        """The first model class id mapped to ``category`` (None: the category is not configured)."""
+        if category not in self.categories:
+            return None
+        ci = self.categories.index(category)
+        return int(next(c for c, k in zip(self._cols, self._col_cat) if k == ci))
 
     def category_of(self, class_ids: np.ndarray) -> np.ndarray:
         """The vehicle category (object array of str) of each of the model's class ids."""

@@ -17,6 +17,8 @@ from roadside.edge.config import VisionConfig
 from roadside.edge.counting import CrossingEvent, IntervalBin, IntervalBins, LineCounter, ZoneMonitor, ZoneStatus
 from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
+from roadside.edge.headlights import HeadlightDetector, fuse
+from roadside.edge.lowlight import Enhancer, is_dark
 from roadside.edge.scene import SceneMonitor, SceneState
 from roadside.edge.tracker import ByteTracker
 
@@ -57,9 +59,30 @@ class CameraPipeline:
         self._view_reason: str | None = None
         self.last_kept: Detections | None = None  # this frame's boxes after suppression (None: the detector skipped it)
         self.last_tracks = None  # this frame's TrackerOutput
+        self._night_path(config)
         d = config.detector
         #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
         self.stride = d.every_n_frames or (max(1, round(fps / d.detect_fps)) if d.detect_fps > 0 else 1)
+
+    def _night_path(self, config: VisionConfig) -> None:
+        """The night path (edge/lowlight.py, edge/headlights.py): while the measured view is dark, the detector sees
+        an enhanced frame, lamps become candidates and the tracker lets them start weak tracks (confirmed over
+        ``lowlight.birth_evidence``); on a lit view none of this."""
+        ll = config.lowlight
+        self.headlights = HeadlightDetector(ll, self.detector) if ll.enabled else None
+        self.enhance = Enhancer(ll)
+        self._day_tracking = config.tracker
+        self._night_tracking = config.tracker.model_copy(update={
+            "birth_threshold": min(config.tracker.birth_threshold, ll.score), "birth_evidence": ll.birth_evidence})
+        self.dark = ll.enabled and getattr(self, "dark", False)  # a hot reload keeps what the view measured
+        self.tracker.config = self._night_tracking if self.dark else self._day_tracking
+
+    def observe(self, scene: SceneState | None) -> None:
+        """Take the night path or the day path from the view's latest measurement (held between measurements)."""
+        if scene is None:
+            return
+        self.dark = self.headlights is not None and is_dark(scene.luma, self.config.lowlight)
+        self.tracker.config = self._night_tracking if self.dark else self._day_tracking
 
     def relayout(self, config: VisionConfig, clock_s: float) -> list[IntervalBin]:
         """Count on ``config``'s lines and zones from now on (a hot reload): the open bins are closed (as partial
@@ -68,6 +91,7 @@ class CameraPipeline:
         if config.tracker != self.config.tracker:
             self.tracker = ByteTracker(config.tracker, self.fps)
         self.config = config
+        self._night_path(config)
         self.counter = LineCounter(config.lines, config.counting, self.fps)
         self.zones = ZoneMonitor(config.zones, config.counting)
         self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
@@ -82,11 +106,23 @@ class CameraPipeline:
         if not self.detects(index):
             return self.process_candidates(index, time_s, None, clock_s, scene=scene)
         t0 = time.perf_counter()
-        if tensor is None or transform is None:
-            tensor, transform = self.detector.preprocess(image)
-        cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
+        cands = self.candidates(image, tensor, transform)
         det_ms = (time.perf_counter() - t0) * 1000
         return self.process_candidates(index, time_s, cands, clock_s, det_ms, scene)
+
+    def candidates(self, image: np.ndarray, tensor: np.ndarray | None = None,
+                   transform: tuple[float, float, float, float] | None = None) -> Detections:
+        """The frame's candidate boxes (what a detections cache stores): the detector's, and on a dark view the
+        detector's on the enhanced frame (its tensor made here, not the decoder's) and the lamps'."""
+        night = self.dark and self.headlights is not None
+        if night and self.config.lowlight.enhance != "none":
+            tensor, transform = self.enhance.tensor(image, self.detector.preprocess)
+        elif tensor is None or transform is None:
+            tensor, transform = self.detector.preprocess(image)
+        cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
+        if night:
+            cands = fuse(cands, self.headlights(image), self.config.lowlight)
+        return cands
 
     def detects(self, index: int) -> bool:
         """Whether the detector runs on frame ``index`` (``detector.every_n_frames``)."""
@@ -99,7 +135,9 @@ class CameraPipeline:
             return None
         if self.scene is None:
             self.scene = SceneMonitor(self.config.scene, image.shape[1])
-        return self.scene.update(image)
+        state = self.scene.update(image)
+        self.observe(state)
+        return state
 
     @property
     def view_problem(self) -> str | None:
@@ -110,6 +148,7 @@ class CameraPipeline:
                            detector_ms: float = 0.0, scene: SceneState | None = None) -> FrameResult:
         """The rest of :meth:`process` from the detector's candidate boxes (live, or from a detections cache);
         ``None`` (or a frame the detector skips) lets the tracker predict."""
+        self.observe(scene)
         if cands is None or not self.detects(index):
             cands, detector_ms = None, 0.0
             self.last_kept = None

@@ -51,10 +51,10 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
     detector = Detector(model_path, config.detector)
     cache = cache_key = cached = None
     if cache_dir is not None and not realtime:
-        from roadside.edge.detection_cache import DetectionCache
+        from roadside.edge.detection_cache import DetectionCache, cache_extra
 
         cache = DetectionCache(cache_dir)
-        cache_key = cache.key(detector, video, {"scene": config.scene.model_dump(mode="json")})
+        cache_key = cache.key(detector, video, cache_extra(config))
         cached = None if annotate else cache.load(cache_key, detector)
     if cached is not None:
         return _replay_cached(video, config, out, detector, model_path, cached)
@@ -105,7 +105,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
             if recorded is not None:
                 cands = res.candidates
                 if cands is None:  # a frame the detector skips: the cache holds every frame's boxes all the same
-                    cands = detector.candidates(detector.infer(fr.tensor), fr.transform, fr.image.shape)
+                    cands = pipe.candidates(fr.image, fr.tensor, fr.transform)
                 recorded.append(cands)
                 scenes.append(res.scene)
             for scan in scans:

@@ -22,7 +22,8 @@ from roadside.core.mqtt import MqttConfig
 from roadside.core.paths import edge_state_dir
 from roadside.core.redact import redact
 from roadside.core.topics import CONTROLLER, Topics
-from roadside.edge.config import CountingConfig, DetectorConfig, LineConfig, TrackerConfig, VisionConfig, ZoneConfig
+from roadside.edge.config import (CountingConfig, DetectorConfig, LineConfig, LowLightConfig, TrackerConfig, VisionConfig,
+                                  ZoneConfig)
 
 DEFAULT_CONFIG_NAME = "edge.yaml"
 
@@ -114,6 +115,8 @@ class CameraConfig(Strict):
                                                             "whole shared `tracker` section")
     counting: CountingConfig | None = Field(None, description="this camera's own counting settings, replacing "
                                                               "the whole shared `counting` section")
+    lowlight: LowLightConfig | None = Field(None, description="this camera's own night path settings, replacing "
+                                                              "the whole shared `lowlight` section")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CameraConfig":
@@ -155,6 +158,9 @@ class EdgeConfig(Strict):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the tracker, shared by all cameras")
     counting: CountingConfig = Field(default_factory=CountingConfig, description="counting and interval bins, "
                                                                                  "shared by all cameras")
+    lowlight: LowLightConfig = Field(default_factory=LowLightConfig, description="the night path (headlights as "
+                                                                                 "vehicles on dark frames), shared "
+                                                                                 "by all cameras")
     cameras: list[CameraConfig] = Field(default_factory=list, description="the cameras; none on a fresh box, whose "
                                                                        "installer adds them on the calibration "
                                                                        "page")
@@ -215,7 +221,8 @@ class EdgeConfig(Strict):
     def vision(self, cam: CameraConfig) -> VisionConfig:
         """The vision-core configuration of one camera (its lines and zones, shared or own settings)."""
         return VisionConfig(lines=cam.lines, zones=cam.zones, detector=cam.detector or self.detector,
-                            tracker=cam.tracker or self.tracker, counting=cam.counting or self.counting)
+                            tracker=cam.tracker or self.tracker, counting=cam.counting or self.counting,
+                            lowlight=cam.lowlight or self.lowlight)
 
     def state_path(self) -> Path:
         if self.state_dir:
