@@ -57,8 +57,8 @@ class SimSpec:
     native_baselines: bool = False
     #: a name for the results (default: the scenario or the network file)
     label: str | None = None
-    #: our controllers' change intervals: ``ite`` (the product's) or ``program`` (netconvert's 3 s yellow,
-    #: no all-red, 5 s pedestrian clearance; only to measure what the ITE intervals cost)
+    #: our controllers' change intervals: ``ite`` (the safe default) or ``program`` (the yellow, all-red and
+    #: pedestrian clearance the junction's own program runs, ``tls.program_intervals``)
     clearances: str = "ite"
 
 
@@ -386,5 +386,6 @@ def _write_timeseries(path: str, trips, queue_series, duration: float) -> None:
 def run_from_args(args) -> dict[str, Any]:
     spec = SimSpec(controller=args.controller, scenario=args.scenario, net=args.net, routes=args.routes, tls=args.tls,
                    duration_s=args.duration, seed=args.seed, mode=args.mode, broker=args.broker,
-                   detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log)
+                   detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log,
+                   clearances=args.clearances)
     return run_sim(spec)
