@@ -304,33 +304,37 @@ class ProgramIntervals:
 def program_intervals(states: list[tuple[str, float]], idxs: list[int]) -> ProgramIntervals:
     """The change intervals of the links ``idxs`` in the program ``states`` (state string, duration), as
     the junction runs them today. After each end of these links' green: the yellow (the run of phases
-    showing them ``y``), then the all-red (the phases until a yellow or any link green that was not green
-    before). A crossing has no yellow: its clearance is the run of phases where it is red while no yellow
-    and no new green has come (netconvert's pedestrian clearance). The shortest over the cycle."""
+    showing them ``y``), then the all-red (the phases with no green at all but the continuous ones). A
+    crossing has no yellow: its clearance is the run of phases where it is red while no yellow and no new
+    green has come (netconvert's pedestrian clearance). The shortest over the cycle."""
     n = len(states)
+    always = {i for i in range(len(states[0][0])) if all(s[i] in "Gg" for s, _ in states)}
+
+    def greens(s: str) -> set[int]:
+        return {i for i, c in enumerate(s) if c in "Gg"} - always
+
     yellows, reds, peds = [], [], []
     for k in range(n):
         prev, cur = states[k - 1][0], states[k][0]
         if not any(prev[i] in "Gg" for i in idxs) or any(cur[i] in "Gg" for i in idxs):
             continue  # not the end of these links' green
-        was_green = {i for i, c in enumerate(prev) if c in "Gg"}
         j, yellow = k, 0.0
         while j < k + n and any(states[j % n][0][i] in "yY" for i in idxs):
             yellow += states[j % n][1]
             j += 1
-        clear = 0.0
-        while j < k + n:
-            s = states[j % n][0]
-            if any(c in "yY" or (c in "Gg" and i not in was_green) for i, c in enumerate(s)) or \
-                    any(s[i] in "Gg" for i in idxs):
-                break
+        if yellow > 0:
+            red = 0.0
+            while j < k + n and not greens(states[j % n][0]) and not any(c in "yY" for c in states[j % n][0]):
+                red += states[j % n][1]
+                j += 1
+            yellows.append(yellow)
+            reds.append(red)
+            continue
+        clear, was_green = 0.0, greens(prev)
+        while j < k + n and greens(states[j % n][0]) <= was_green and not any(c in "yY" for c in states[j % n][0]):
             clear += states[j % n][1]
             j += 1
-        if yellow > 0:
-            yellows.append(yellow)
-            reds.append(clear)
-        else:
-            peds.append(clear)
+        peds.append(clear)
     return ProgramIntervals(min(yellows, default=0.0), min(reds, default=0.0), min(peds, default=0.0))
 
 

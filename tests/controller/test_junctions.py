@@ -25,7 +25,7 @@ sumo = pytest.importorskip("libsumo", reason="SUMO is not installed (pip install
 from roadside.controller.sim.generate import LEFT_MODES, PATTERNS, draw, generate  # noqa: E402
 from roadside.controller.sim.monitor import SafetyMonitor  # noqa: E402
 from roadside.controller.sim.runner import SimSpec, run_sim  # noqa: E402
-from roadside.controller.sim.tls import derive  # noqa: E402
+from roadside.controller.sim.tls import NetworkError, derive, program_intervals  # noqa: E402
 
 
 def program(net) -> list[str]:
@@ -279,3 +279,38 @@ def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_pat
     assert summary["sumo-actuated"]["median"] == pytest.approx(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
     assert (out / "suite.png").stat().st_size > 5000
     assert not math.isnan(summary["sumo-actuated"]["worst"])
+
+
+# -- the junction's own change intervals (--clearances program) ------------------------------------------
+def test_program_intervals_are_read_from_the_program_not_assumed():
+    # a city program with 4 s yellows and all-reds of 2 s and 1 s, and a protected-permissive left whose
+    # green runs on after the through's yellow (no all-red there) and a crossing cleared for 6 s
+    states = [("GGgrG", 30.0), ("GGgrr", 6.0), ("yyGrr", 4.0), ("rryrr", 3.0), ("rrrrr", 2.0),
+              ("rrrGr", 20.0), ("rrryr", 4.0), ("rrrrr", 1.0)]
+    through, left, side, crossing = [0, 1], [2], [3], [4]
+    t = program_intervals(states, through)
+    assert (t.yellow_s, t.red_clearance_s) == (4.0, 0.0)  # the left stays green: no all-red after the through
+    assert (program_intervals(states, left).yellow_s, program_intervals(states, left).red_clearance_s) == (3.0, 2.0)
+    assert (program_intervals(states, side).yellow_s, program_intervals(states, side).red_clearance_s) == (4.0, 1.0)
+    assert program_intervals(states, crossing).ped_clearance_s == 6.0
+
+
+def test_program_clearances_are_the_generated_nets_own(tmp_path):
+    info, _ = first_case(tmp_path, lambda x: any(lg.crossing for lg in x.legs) if hasattr(x, "legs") else
+                         any(p.kind == "pedestrian" for p in x.config.intersection.phases))
+    prog = [(p.get("state"), float(p.get("duration")))
+            for p in ET.parse(info["net"]).getroot().find("tlLogic").findall("phase")]
+    ite, own = derive(info["net"]), derive(info["net"], clearances="program")
+    for p in own.config.intersection.phases:
+        links = own.phase_links[p.id]
+        if p.kind == "vehicle":
+            # the yellow that follows this group's green in the program, and no all-red (netconvert has none)
+            ys = {d for k, (s, d) in enumerate(prog) if s[links[0]] in "yY" and prog[k - 1][0][links[0]] in "Gg"}
+            assert p.yellow == max(min(ys), 3.0) and p.red_clearance == 0.0
+        else:
+            assert p.ped_clearance == 5.0  # netconvert's crossing-red tail
+    # the ITE intervals are the safe default and longer on these nets
+    by_id = {p.id: p for p in ite.config.intersection.phases}
+    assert all((by_id[p.id].red_clearance or 0) >= (p.red_clearance or 0) for p in own.config.intersection.phases)
+    with pytest.raises(NetworkError, match="clearances"):
+        derive(info["net"], clearances="city")
