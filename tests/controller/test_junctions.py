@@ -314,3 +314,31 @@ def test_program_clearances_are_the_generated_nets_own(tmp_path):
     assert all((by_id[p.id].red_clearance or 0) >= (p.red_clearance or 0) for p in own.config.intersection.phases)
     with pytest.raises(NetworkError, match="clearances"):
         derive(info["net"], clearances="city")
+
+
+def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path):
+    info = generate(6, tmp_path / "case6", duration_s=240)  # 4 legs, protected lefts, 3 crossings
+    base = [sys.executable, "-m", "roadside.core.cli", "sim", "run", "--net", info["net"], "--routes", info["routes"],
+            "--controller", "adaptive", "--mode", "inproc", "--duration", "240"]
+    audit = tmp_path / "audit.jsonl"
+    r = subprocess.run(base + ["--clearances", "program", "--audit-log", str(audit)], capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["safety_violations"] == 0  # the monitor checks the configured intervals
+    # the controller ran with the program's intervals: from each accepted change to the next stage's green
+    # there are at most a pedestrian clearance, a yellow and an all-red of the program (the ITE ones are
+    # several seconds longer on this net), and a change without pedestrians takes just the yellow
+    own = [p for p in derive(info["net"], clearances="program").config.intersection.phases]
+    most = max(p.ped_clearance or 0 for p in own) + max(p.yellow or 0 for p in own) + max(p.red_clearance or 0 for p in own)
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    changes, gaps = {}, []
+    for e in events:
+        if e["type"] == "decision":
+            changes[e["detail"]["to"]] = e["t"]
+        elif e["type"] == "stage-green" and e["detail"].get("stage") in changes:
+            gaps.append(e["t"] - changes.pop(e["detail"]["stage"]))
+    assert len(gaps) >= 5 and max(gaps) <= most + 1.0 and min(gaps) <= 3.0 + 1.0, gaps
+    ite = derive(info["net"]).config.intersection.phases
+    assert min(p.yellow + p.red_clearance for p in ite if p.kind == "vehicle") > 3.0 + 1.0
+    r = subprocess.run(base + ["--clearances", "city"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--clearances" in r.stderr
