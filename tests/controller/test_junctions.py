@@ -342,3 +342,46 @@ def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path
     assert min(p.yellow + p.red_clearance for p in ite if p.kind == "vehicle") > 3.0 + 1.0
     r = subprocess.run(base + ["--clearances", "city"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--clearances" in r.stderr
+
+
+# -- a shared lane whose stop-bar vehicle waits for another phase ----------------------------------------
+def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_stage():
+    """A through-and-left lane (its zones feed ``thru`` and ``left`` with a share each) and a protected left:
+    when the through green cannot move the lane's stop-bar vehicle (a left-turner), the vehicles behind it
+    count for the left stage, which frees them, and not only the left's own share."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies import make_policy
+    from roadside.controller.policies.base import View
+
+    def veh(pid, lanes):
+        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
+                "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
+                              "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
+        "phases": [veh("thru", [("a", 1.0), ("shared", 0.5)]), veh("left", [("shared", 0.5)]), veh("side", [("b", 1.0)])],
+        "compatible": [["thru", "left"]],
+        "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
+    inter = Intersection.of(cfg)
+    policy = make_policy(cfg, inter)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage="T")
+    t = 0.0
+    while engine.current != "T" or engine.stage_elapsed() < 15.0:
+        t += 1.0
+        engine.step(t, None)
+
+    def inputs(head_dwell):
+        def pi(call, pres, queue):
+            n = sum(q[1] for q in queue)
+            return PhaseInput(reliable=True, problems=[], call=call, gap_s=0.0, queue=n,
+                              max_wait_s=max(q[2] for q in queue), flow_vph=300.0, presence_zones=pres, queue_zones=queue)
+        shared_p, shared_q = (True, 0.5, head_dwell), (True, 4.0, 90.0)  # 8 vehicles, half each
+        return {"thru": pi(True, [(False, 0.0, 0.0), shared_p], [(False, 0.0, 0.0), shared_q]),
+                "left": pi(True, [shared_p], [shared_q]),
+                "side": pi(True, [(True, 1.0, 30.0)], [(True, 6.0, 60.0)])}
+
+    # the head has not moved since the through green began: the 4 through vehicles behind it count for L
+    nxt, why = policy.choose_next(View(t, engine, inputs(head_dwell=40.0)), "T")
+    assert nxt == "L", why
+    # the same queues with a head that just arrived (the lane moves): the side street's 6 win over the 4
+    nxt, why = policy.choose_next(View(t, engine, inputs(head_dwell=2.0)), "T")
+    assert nxt == "S", why
