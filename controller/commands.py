@@ -130,6 +130,9 @@ def register(cli) -> None:
     _add_clearances(srun)
     srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
     srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
+    srun.add_argument("--rings", choices=("single", "dual"), default="single",
+                      help="our controller: the program's stages in one ring, or ring-and-barrier (NEMA dual ring) "
+                           "derived from the program (fixed and actuated)")
     gen = cli.verb("sim", "generate", _sim_generate, help="write a random single-intersection SUMO scenario",
                    description="Draw a junction from a seed (3-5 legs, lanes, turn lanes, left-turn treatment, free "
                                "turns, crossings, turnarounds, demand pattern), write its plain XML, build it with "

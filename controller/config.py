@@ -23,6 +23,8 @@ from roadside.core.mqtt import MqttConfig
 from roadside.core.topics import Topics
 
 Seconds = float
+#: The policies that run ring-and-barrier (dual_ring) operation.
+RING_POLICIES = ("fixed", "actuated")
 
 
 class ClearanceInputs(Strict):
@@ -139,14 +141,61 @@ class StageConfig(Strict):
     permissive: list[Identifier] = Field(default_factory=list)
 
 
+class DualRingConfig(Strict):
+    """Ring-and-barrier (NEMA dual ring) operation (see rings.py): the stages follow from the rings, so
+    ``intersection.stages`` is left out."""
+
+    #: The two rings, each its vehicle phases in their order of service (NEMA 1-4 and 5-8).
+    rings: list[list[Identifier]] = Field(min_length=2, max_length=2)
+    #: The barrier groups in order, each the phases of both rings served between two barriers (NEMA: 1, 2, 5,
+    #: 6 and 3, 4, 7, 8). Each group takes the next phases of each ring, in ring order.
+    barriers: list[list[Identifier]] = Field(min_length=2)
+    #: Pedestrian phase -> the vehicle phase it runs beside (its WALK is timed within that phase's green).
+    walk_with: dict[Identifier, Identifier] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "DualRingConfig":
+        seen: dict[str, str] = {}
+        for r, ring in enumerate(self.rings):
+            if not ring:
+                raise ValueError(f"rings[{r}]: a ring needs at least one phase")
+            for i, pid in enumerate(ring):
+                if pid in seen:
+                    raise ValueError(f"rings[{r}][{i}]: phase {pid!r} is already in {seen[pid]}")
+                seen[pid] = f"rings[{r}]"
+        group_of: dict[str, int] = {}
+        for g, members in enumerate(self.barriers):
+            for i, pid in enumerate(members):
+                if pid not in seen:
+                    raise ValueError(f"barriers[{g}][{i}]: phase {pid!r} is in no ring")
+                if pid in group_of:
+                    raise ValueError(f"barriers[{g}][{i}]: phase {pid!r} is already in barriers[{group_of[pid]}]")
+                group_of[pid] = g
+            if not members:
+                raise ValueError(f"barriers[{g}]: a barrier group needs at least one phase")
+        for r, ring in enumerate(self.rings):
+            last = 0
+            for i, pid in enumerate(ring):
+                if pid not in group_of:
+                    raise ValueError(f"rings[{r}][{i}]: phase {pid!r} is in no barrier group")
+                g = group_of[pid]
+                if g < last:
+                    raise ValueError(f"rings[{r}][{i}]: phase {pid!r} (barriers[{g}]) comes after a phase of "
+                                     f"barriers[{last}]: the barrier groups do not align with the ring order")
+                last = g
+        return self
+
+
 class IntersectionConfig(Strict):
     phases: list[PhaseConfig] = Field(min_length=2)
     #: Groups of phases that may be green at the same time; every pair inside a group is compatible.
     #: Phases not paired here conflict.
     compatible: list[list[Identifier]] = Field(default_factory=list)
     #: The ring: stages in their normal order. Policies that skip or reorder stages still only ever
-    #: show one of these stages.
-    stages: list[StageConfig] = Field(min_length=2)
+    #: show one of these stages. Left out with ``dual_ring``, which derives them.
+    stages: list[StageConfig] = Field(default_factory=list)
+    #: Ring-and-barrier operation instead of one ring of stages.
+    dual_ring: DualRingConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "IntersectionConfig":
@@ -159,12 +208,16 @@ class IntersectionConfig(Strict):
             for pid in group:
                 if pid not in known:
                     raise ValueError(f"compatible[{gi}]: unknown phase {pid!r}")
+        if self.dual_ring is not None:
+            self._check_dual_ring(self.dual_ring)
+        elif len(self.stages) < 2:
+            raise ValueError("stages: give at least two stages (or dual_ring)")
         sids = [s.id for s in self.stages]
         if len(set(sids)) != len(sids):
             raise ValueError("stage ids must be unique")
         pairs = self.compatible_pairs
         used: set[str] = set()
-        for s in self.stages:
+        for s in self.stage_list:
             for pid in s.phases:
                 if pid not in known:
                     raise ValueError(f"stage {s.id!r}: unknown phase {pid!r}")
@@ -182,6 +235,56 @@ class IntersectionConfig(Strict):
         if unused:
             raise ValueError(f"phase(s) {sorted(unused)} are in no stage and would never be served")
         return self
+
+    def _check_dual_ring(self, dr: DualRingConfig) -> None:
+        if self.stages:
+            raise ValueError("stages: leave them out with dual_ring, which derives them from the rings")
+        kind = {p.id: p.kind for p in self.phases}
+        for r, ring in enumerate(dr.rings):
+            for i, pid in enumerate(ring):
+                if pid not in kind:
+                    raise ValueError(f"dual_ring.rings[{r}][{i}]: unknown phase {pid!r}")
+                if kind[pid] != "vehicle":
+                    raise ValueError(f"dual_ring.rings[{r}][{i}]: {pid!r} is a pedestrian phase; put it in "
+                                     "dual_ring.walk_with beside its vehicle phase")
+        in_rings = {p for ring in dr.rings for p in ring}
+        for ped, veh in dr.walk_with.items():
+            if kind.get(ped) != "pedestrian":
+                raise ValueError(f"dual_ring.walk_with.{ped}: not a pedestrian phase")
+            if veh not in in_rings:
+                raise ValueError(f"dual_ring.walk_with.{ped}: {veh!r} is not a phase of the rings")
+        missing = [p for p, k in kind.items() if p not in in_rings and p not in dr.walk_with]
+        if missing:
+            raise ValueError(f"dual_ring: phase(s) {missing} are in no ring (pedestrians: in walk_with) and "
+                             "would never be served")
+        pairs = self.compatible_pairs
+        for ped, veh in dr.walk_with.items():
+            g = next(g for g, members in enumerate(dr.barriers) if veh in members)
+            ring = next(r for r, phases in enumerate(dr.rings) if veh in phases)
+            for other in dr.rings[1 - ring]:
+                if other in dr.barriers[g] and frozenset((ped, other)) not in pairs:
+                    raise ValueError(f"dual_ring.walk_with.{ped}: runs beside {veh!r}, so with {other!r} (ring "
+                                     f"{2 - ring}, barriers[{g}]), but conflicts with it (not listed as compatible)")
+            if frozenset((ped, veh)) not in pairs:
+                raise ValueError(f"dual_ring.walk_with.{ped}: conflicts with {veh!r} (not listed as compatible)")
+        for g, members in enumerate(dr.barriers):
+            inside = set(members)
+            r1 = [p for p in dr.rings[0] if p in inside]
+            r2 = [p for p in dr.rings[1] if p in inside]
+            for a in r1:
+                for b in r2:
+                    if frozenset((a, b)) not in pairs:
+                        raise ValueError(f"dual_ring.barriers[{g}]: {a!r} (ring 1) and {b!r} (ring 2) would be "
+                                         "green together but conflict (not listed as compatible)")
+
+    @cached_property
+    def stage_list(self) -> list[StageConfig]:
+        """The stages: as written, or every combination the rings and barriers allow (rings.py)."""
+        if self.dual_ring is None:
+            return list(self.stages)
+        from roadside.controller.rings import ring_barrier
+
+        return [StageConfig(id=s.id, phases=s.phases) for s in ring_barrier(self.dual_ring).stages()]
 
     @cached_property
     def compatible_pairs(self) -> frozenset[frozenset[str]]:
@@ -308,6 +411,17 @@ class ControllerConfig(Strict):
     @model_validator(mode="after")
     def _plan_covers_stages(self) -> "ControllerConfig":
         inter = self.intersection
+        if inter.dual_ring is not None:
+            # ring-and-barrier: the fixed plan is a green per ring phase, run ring by ring
+            ring_phases = {p for ring in inter.dual_ring.rings for p in ring}
+            for pid in self.timing.fixed.greens:
+                if pid not in ring_phases:
+                    raise ValueError(f"timing.fixed.greens: {pid!r} is not a phase of the rings (with dual_ring the "
+                                     "fixed plan gives a green per ring phase)")
+            if self.timing.policy not in RING_POLICIES:
+                raise ValueError(f"timing.policy: {self.timing.policy!r} does not run ring-and-barrier (dual_ring) "
+                                 f"operation; use one of {', '.join(RING_POLICIES)}")
+            return self
         stage_ids = {s.id for s in inter.stages}
         for sid in self.timing.fixed.greens:
             if sid not in stage_ids:

@@ -29,6 +29,10 @@ class Decision:
     walk: frozenset[str] = frozenset()
     #: The inputs the decision used (for the audit trail).
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: While a change is running, ``target`` may replace the stage being changed to, if that keeps every
+    #: phase the change is starting (the other ring of a dual ring ending its phase meanwhile; see
+    #: :meth:`SignalEngine.can_retarget`).
+    while_changing: bool = False
 
 
 @dataclass
@@ -101,6 +105,22 @@ class SignalEngine:
         ending = self.stages[self.current].phases - kept
         return all(self.envelope.can_end(p) for p in ending)
 
+    def can_retarget(self, target: str) -> bool:
+        """While changing from S to T: T' = ``target`` may replace T when it keeps every phase the change is
+        starting (T - S), every phase of S it keeps is still green, every phase of S it ends that T kept has
+        had its min green, and no pedestrian of S that it ends is in its WALK or clearance."""
+        if not self.changing or self.current is None or target == self.target or target == self.current:
+            return False
+        sig = self.envelope.phases
+        cur, tgt, new = self.stages[self.current], self.stages[self.target], self.stages[target]
+        if not (tgt.phases - cur.phases) <= new.phases:
+            return False
+        if any(sig[p].signal != GREEN for p in cur.phases & new.phases):
+            return False
+        if any(sig[p].signal != RED for p in cur.pedestrians - new.phases):
+            return False
+        return all(self.envelope.can_end(p) for p in (cur.phases & tgt.phases) - new.phases)
+
     def must_change(self) -> bool:
         """A vehicle phase of the current stage reaches its max green on this tick."""
         if self.changing or self.current is None:
@@ -148,6 +168,12 @@ class SignalEngine:
                     if self.walk_possible(p):
                         self.walk_pending.add(p)
         elif self.changing:
+            if decision.while_changing and target is not None and self.can_retarget(target):
+                change = StageChange(self.now, self.current, target, decision.reason or "policy", False,
+                                     dict(decision.inputs), self.now - self.stage_green_since)
+                self.target = target
+                self.change_reason = change.reason
+                self.walk_pending &= set(self.stages[target].pedestrians)
             self.walk_pending |= {p for p in walk if p in self.stages[self.target].pedestrians}
         signals = self.envelope.apply(now, self._wanted())
         started = self._maybe_complete_change()

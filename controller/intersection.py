@@ -8,7 +8,9 @@ is everything that follows from it, worked out once:
 * per stage: its phases, vehicle and pedestrian, its shortest and longest green, and its fixed-plan green
   (``timing.fixed.greens``, else a neutral default);
 * the change (clearance) time between any two stages, the ring sequence, and each vehicle phase's home
-  stage (where Webster counts its flow).
+  stage (where Webster counts its flow);
+* with ``dual_ring``, the ring-and-barrier structure (rings.py): its stages, and as conflicts the pairs
+  the rings and barriers keep apart (two phases of one ring, phases of different barrier groups).
 
 The safety envelope, the stage sequencer, the policies and Webster's formula all read this one object.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
+from roadside.controller.rings import RingBarrier, ring_barrier
 
 if TYPE_CHECKING:  # annotations only
     from roadside.controller.config import ControllerConfig, IntersectionConfig, PhaseConfig
@@ -100,19 +103,26 @@ class Intersection:
 
     def __init__(self, config: IntersectionConfig, fixed_greens: Mapping[str, float] | None = None) -> None:
         self.config = config
+        stages = config.stage_list
+        #: Ring-and-barrier structure (None: one ring of stages). Its rings and barriers add conflicts.
+        self.rings: RingBarrier | None = ring_barrier(config.dual_ring) if config.dual_ring is not None else None
         #: The ring: stage ids in their normal order.
-        self.sequence: tuple[str, ...] = tuple(s.id for s in config.stages)
+        self.sequence: tuple[str, ...] = tuple(s.id for s in stages)
         pairs = config.compatible_pairs
         ids = [p.id for p in config.phases]
+        rb = self.rings
+
+        def conflict(a: str, b: str) -> bool:
+            return frozenset((a, b)) not in pairs or (rb is not None and rb.separates(a, b))
         #: Phases in configuration order.
         self.phases: dict[str, Phase] = {
-            p.id: Phase(p.id, p.kind, phase_timing(p), tuple(s.id for s in config.stages if p.id in s.phases),
-                        frozenset(q for q in ids if q != p.id and frozenset((p.id, q)) not in pairs), p)
+            p.id: Phase(p.id, p.kind, phase_timing(p), tuple(s.id for s in stages if p.id in s.phases),
+                        frozenset(q for q in ids if q != p.id and conflict(p.id, q)), p)
             for p in config.phases}
         fixed_greens = fixed_greens or {}
         #: Stages in ring order.
         self.stages: dict[str, Stage] = {}
-        for s in config.stages:
+        for s in stages:
             phases = frozenset(s.phases)
             self.stages[s.id] = Stage(
                 s.id, phases, frozenset(p for p in phases if self.phases[p].vehicle),

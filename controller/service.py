@@ -316,8 +316,11 @@ def describe(cfg: ControllerConfig) -> dict:
         "phases": {p.id: {"kind": p.kind, **{k: round(v, 2) for k, v in vars(p.timing).items()}}
                    for p in inter.phases.values()},
         "stages": {s.id: {"phases": s.phases, "min_green_s": inter.stages[s.id].min_green,
-                          "fixed_green_s": inter.stages[s.id].fixed_green} for s in cfg.intersection.stages},
+                          "fixed_green_s": inter.stages[s.id].fixed_green} for s in cfg.intersection.stage_list},
         "conflicts": sorted([a, b] for a in inter.phases for b in inter.phases[a].conflicts if a < b),
+        **({"dual_ring": {"rings": [list(inter.rings.ring_sequence(r)) for r in (0, 1)],
+                          "barrier_groups": [[list(ring) for ring in g] for g in inter.rings.groups],
+                          "walk_with": inter.rings.walk_with}} if inter.rings is not None else {}),
     }
 
 

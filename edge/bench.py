@@ -94,6 +94,8 @@ def main_bench(args) -> int:
     if not config.lines:
         with VideoReader(args.video) as r:
             config = config.model_copy(update={"lines": default_lines(r.info.width, r.info.height)})
+    if args.cameras is not None:
+        return _capacity(args, config)
     result = measure(args.model, args.video, config, args.frames, args.runs)
     if args.json:
         print(json.dumps(result))
@@ -106,3 +108,21 @@ def main_bench(args) -> int:
         print(f"  pipeline / detector  {result['ratio_pipeline_to_detector']:8.3f}")
         print(f"  pipeline / session   {result['ratio_pipeline_to_session']:8.3f}")
     return 0
+
+
+def _capacity(args, config: VisionConfig) -> int:
+    from roadside.core.errors import ConfigError
+    from roadside.edge.capacity import run_capacity
+
+    if not 1 <= args.cameras <= 32:
+        raise ConfigError(f"--cameras: {args.cameras} is outside 1..32")
+    if args.seconds <= 0 or args.warmup < 0:
+        raise ConfigError("--seconds must be > 0 and --warmup >= 0")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    model = args.model or config.detector.model  # None: the product's default model
+    rows = run_capacity(model, args.video, config, args.cameras, modes, args.seconds, args.warmup,
+                        progress=(lambda _line: None) if args.json else print)
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+

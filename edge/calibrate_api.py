@@ -3,21 +3,23 @@ includes it): ``/calibrate`` (plain HTML/JS/CSS from ``edge/web/calibrate``, no 
 ``/api/calibrate/...``. It sees the service only through a :class:`CalibrationService` (implemented by
 :class:`roadside.edge.calibrate_view.CalibrationView`).
 
-Reading (frame, tracks, layout, validation) needs nothing; the preview and saving need the API's bearer
-token. A save is validated item by item: a 422 answer lists every problem with its item, field and key path.
+Reading (frame, tracks, layout, validation) needs nothing; the preview, saving and the cameras' own changes
+(probing a source, adding a camera, changing its source, removing it) need the API's bearer token, which
+only the site file sets: the page cannot set it. A save is validated item by item: a 422 answer lists every
+problem with its item, field and key path (a camera's, with its field).
 """
 from __future__ import annotations
 
 from importlib import resources
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr
 
 from roadside.core.errors import ConfigError
 from roadside.edge.api_common import known_camera, token_guard
-from roadside.edge.manual_count import ManualCountBody
+from roadside.edge.manual_count import LiveCountBody, LiveCountStart, ManualCountBody
 
 #: the page's files and their media types (nothing else under /calibrate/ is served)
 ASSETS = {"index.html": "text/html; charset=utf-8", "calibrate.js": "text/javascript; charset=utf-8",
@@ -30,7 +32,7 @@ class CalibrationService(Protocol):
 
     def camera(self, camera: str) -> dict: ...
 
-    def live(self, camera: str, paths: bool = True) -> dict: ...
+    def live(self, camera: str, paths: bool = True, heat_minutes: float = 10.0) -> dict: ...
 
     def frame_jpeg(self, camera: str) -> bytes | None: ...
 
@@ -41,6 +43,20 @@ class CalibrationService(Protocol):
     def save(self, camera: str, lines: list, zones: list, by: str, client: str | None) -> dict: ...
 
     def changes(self) -> list[dict]: ...
+
+    def device(self) -> dict: ...
+
+    def start_live_count(self, camera: str, minutes: float) -> dict: ...
+
+    def finish_live_count(self, camera: str, body: Any) -> dict: ...
+
+    def probe(self, settings: dict) -> dict: ...
+
+    def add_camera(self, settings: dict, by: str, client: str | None) -> dict: ...
+
+    def change_source(self, camera: str, settings: dict, by: str, client: str | None) -> dict: ...
+
+    def remove_camera(self, camera: str, by: str, client: str | None) -> dict: ...
 
     def clips(self, camera: str) -> list[str]: ...
 
@@ -57,6 +73,23 @@ class LayoutBody(BaseModel):
     zones: list[Any] = Field(default_factory=list, description="zones ({id, polygon, name, approach, movement, "
                                                                  "classes, phase})")
     by: str | None = Field(None, max_length=80, description="who makes the change (for the change log)")
+
+
+class CameraBody(BaseModel):
+    """A camera's id and source settings, as in the site file (``cameras[]``)."""
+
+    id: Any = Field(None, description="camera id (letters, digits, `_.-`); taken from the path when changing a source")
+    source: Any = Field(None, description="a video file (relative to the site file's folder), an `rtsp://` or "
+                                          "`http(s)://` URL, or a device number (`\"0\"`)")
+    loop: Any = Field(None, description="files: start again at the end")
+    realtime: Any = Field(None, description="files: deliver frames at the file's frame rate")
+    rtsp_transport: Any = Field(None, description="RTSP: `tcp` or `udp`")
+    fps: Any = Field(None, description="frame rate to assume when a stream reports none")
+    by: str | None = Field(None, max_length=80, description="who makes the change (for the change log)")
+
+    def settings(self) -> dict:
+        """The settings given (checked by the site file's schema, each problem naming its field)."""
+        return self.model_dump(exclude={"by"}, exclude_none=True)
 
 
 def _asset(name: str) -> bytes:
@@ -89,6 +122,51 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
     def cameras() -> list[dict]:
         return [view.camera(c) for c in view.cameras()]
 
+    @router.get("/api/calibrate/device", summary="The site, device, cameras and whether saving works (why not)")
+    def device() -> dict:
+        return view.device()
+
+    def camera_change(action, request: Request):
+        """Run a change of the cameras; its problems as the page shows them (422 each with its field, 409)."""
+        from roadside.edge.layout_store import CameraRejected
+
+        try:
+            return action(request.client.host if request.client else None)
+        except CameraRejected as e:
+            return JSONResponse({"detail": f"the camera has {len(e.problems)} problem(s); nothing was saved",
+                                 "problems": e.problems}, status_code=422)
+        except ConfigError as e:
+            return JSONResponse({"detail": str(e), "problems": []}, status_code=409)
+
+    @router.post("/api/calibrate/probe", dependencies=[Depends(require_token)],
+                 summary="Open a source as a camera would and read its frame size (needs the bearer token)",
+                 responses={422: {"description": "the settings' or the source's problems, each with its field"}})
+    def probe(body: CameraBody, request: Request):
+        return camera_change(lambda _client: view.probe({"id": "probe", **body.settings()}), request)
+
+    @router.post("/api/calibrate/cameras", dependencies=[Depends(require_token)],
+                 summary="Add a camera: probe its source, save it into the site file (with a backup), start it "
+                         "without a restart (needs the bearer token)",
+                 responses={422: {"description": "the camera's problems, each with its field"},
+                            409: {"description": "adding is not possible (why)"}})
+    def add_camera(body: CameraBody, request: Request):
+        return camera_change(lambda client: view.add_camera(body.settings(), body.by or "installer", client), request)
+
+    @router.put("/api/calibrate/cameras/{camera_id}/source", dependencies=[Depends(require_token)],
+                summary="Change a camera's source: probe it, save, restart the camera on it (needs the bearer "
+                        "token)", responses={422: {"description": "the settings' problems, each with its field"},
+                                            409: {"description": "saving is not possible (why)"}})
+    def change_source(camera_id: str, body: CameraBody, request: Request):
+        cam = known(camera_id)
+        settings = {k: v for k, v in body.settings().items() if k != "id"}
+        return camera_change(lambda client: view.change_source(cam, settings, body.by or "installer", client), request)
+
+    @router.delete("/api/calibrate/cameras/{camera_id}", dependencies=[Depends(require_token)],
+                   summary="Remove a camera from the site file and stop it (needs the bearer token)")
+    def remove_camera(camera_id: str, request: Request, by: str | None = None):
+        cam = known(camera_id)
+        return camera_change(lambda client: view.remove_camera(cam, (by or "installer")[:80], client), request)
+
     @router.get("/api/calibrate/cameras/{camera_id}", summary="A camera's lines, zones, frame size, categories, phases")
     def camera(camera_id: str) -> dict:
         return view.camera(known(camera_id))
@@ -103,9 +181,10 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @router.get("/api/calibrate/cameras/{camera_id}/live",
-                summary="Tracks of the latest frame, counts, zone occupancy, recent track paths, line warnings, preview")
-    def live(camera_id: str, paths: bool = True) -> dict:
-        return view.live(known(camera_id), paths)
+                summary="Tracks of the latest frame, counts, zone occupancy, recent track paths, their heat map "
+                        "over the last `heat_minutes`, line warnings, preview")
+    def live(camera_id: str, paths: bool = True, heat_minutes: float = Query(10.0, gt=0, le=10)) -> dict:
+        return view.live(known(camera_id), paths, heat_minutes)
 
     @router.post("/api/calibrate/cameras/{camera_id}/validate", summary="Check an edited layout (nothing is changed)")
     def validate(camera_id: str, body: LayoutBody) -> dict:
@@ -176,6 +255,27 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
             raise HTTPException(404, f"no clip {body.clip!r} beside camera {camera_id!r}'s video") from None
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
+
+    @router.post("/api/calibrate/cameras/{camera_id}/live-count", dependencies=[Depends(require_token)],
+                 summary="Start a manual count of the live camera for N minutes (needs the bearer token)")
+    def start_live_count(camera_id: str, body: LiveCountStart) -> dict:
+        try:
+            return view.start_live_count(known(camera_id), body.minutes)
+        except ConfigError as e:
+            raise HTTPException(409, str(e)) from None
+
+    @router.put("/api/calibrate/cameras/{camera_id}/live-count", dependencies=[Depends(require_token)],
+                summary="End the live manual count: store it beside what the service counted over the same time "
+                        "(needs the bearer token)")
+    def finish_live_count(camera_id: str, body: LiveCountBody) -> dict:
+        from roadside.edge.manual_count import BadEvent
+
+        try:
+            return view.finish_live_count(known(camera_id), body)
+        except BadEvent as e:
+            raise HTTPException(422, str(e)) from None
+        except ConfigError as e:
+            raise HTTPException(409, str(e)) from None
 
     @router.get("/api/calibrate/changes", summary="The change log of saved layouts (who, when, what)")
     def changes() -> list[dict]:

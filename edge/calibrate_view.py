@@ -1,14 +1,22 @@
 """The running edge service as the calibration page sees it: each camera's frame, tracks, counts and layout;
-validation of an edited layout; and the one action, saving a layout, which writes the site file (atomically,
-with a backup), applies it to the running camera without a restart and logs who changed what and when."""
+validation of an edited layout; and the actions, saving a layout and adding a camera, changing its source or
+removing it, each of which writes the site file (atomically, with a backup, keeping its comments), applies
+the change to the running service without a restart and logs who changed what and when."""
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from roadside.core.errors import ConfigError
-from roadside.edge.layout_store import check_layout, log_change, read_changes, save_layout
+from roadside.core.errors import ConfigError, RoadsideError
+from roadside.core.redact import redact
+from roadside.edge.layout import probe_frame_size, validate_layout
+from roadside.edge.layout_store import (SOURCE_KEYS, CameraRejected, camera_problem, check_camera, check_layout,
+                                        log_change, read_changes, remove_camera, save_camera, save_layout)
+from roadside.edge.service_config import startup_problems
 
 if TYPE_CHECKING:
     from roadside.edge.service import EdgeService
@@ -17,6 +25,8 @@ log = logging.getLogger("roadside.edge.calibrate")
 
 #: how long a save waits for the camera's worker to switch to the new layout (s)
 _APPLY_WAIT_S = 10.0
+#: how long a probe of a new source may take to deliver its first frame (s; at most the sources' open timeout)
+_PROBE_TIMEOUT_S = 15.0
 
 
 class CalibrationView:
@@ -24,6 +34,7 @@ class CalibrationView:
         self.service = service
         self._lock = threading.Lock()
         self._clip = None  # the clip open for a manual count (ClipFrames)
+        self._live_counts: dict[str, dict] = {}  # camera -> the live manual count going on
 
     # -- reading -----------------------------------------------------------------------------------
     def _worker(self, camera: str):
@@ -48,7 +59,13 @@ class CalibrationView:
             "categories": sorted(w.vision.detector.classes), "phases": list(cfg.phases),
             "config_hash": w.hash, "anchor": w.vision.counting.anchor,
             "saving": self.saving_refused(),
+            "source": _source_settings(w.cam),
         }
+
+    def device(self) -> dict:
+        """What the page needs before any camera: the cameras and whether saving works (and why not)."""
+        return {"site": self.service.config.site, "device": self.service.config.device, "cameras": self.cameras(),
+                "saving": self.saving_refused()}
 
     def saving_refused(self) -> str | None:
         """Why a save would be refused whatever the layout (None: saving works)."""
@@ -58,17 +75,18 @@ class CalibrationView:
             return "the service runs on the built-in configuration: start it with --config SITE.yaml to save"
         return None
 
-    def live(self, camera: str, paths: bool = True) -> dict:
+    def live(self, camera: str, paths: bool = True, heat_minutes: float = 10.0) -> dict:
         """The latest processed frame's confirmed tracks, the counts since the layout was applied and zone
-        occupancy, and (``paths``) recent track paths with the lines' verdicts."""
+        occupancy, and (``paths``) recent track paths with the lines' verdicts and the heat map of the paths
+        of the last ``heat_minutes``."""
         for _ in range(2):  # the camera's thread updates these while we read them: read again
             try:
-                return self._live(camera, paths)
+                return self._live(camera, paths, heat_minutes)
             except RuntimeError:
                 continue
-        return self._live(camera, paths)
+        return self._live(camera, paths, heat_minutes)
 
-    def _live(self, camera: str, paths: bool) -> dict:
+    def _live(self, camera: str, paths: bool, heat_minutes: float) -> dict:
         w = self._worker(camera)
         snap, pipe = w._snapshot, w.pipeline
         tracks = []
@@ -90,6 +108,7 @@ class CalibrationView:
         if paths:
             out["paths"] = w.paths.recent()
             out["line_health"] = w.paths.line_health(w.vision.lines)
+            out["heatmap"] = w.paths.heatmap(heat_minutes * 60.0)
         return out
 
     def frame_jpeg(self, camera: str, quality: int = 85) -> bytes | None:
@@ -145,6 +164,43 @@ class CalibrationView:
                  body.by or "installer", len(doc["events"]), path)
         return {"path": str(path), "document": doc}
 
+    # -- manual count of the live camera ------------------------------------------------------------
+    def start_live_count(self, camera: str, minutes: float) -> dict:
+        """Begin a manual count of the live camera: the service's running totals now, to compare with at the end."""
+        w = self._worker(camera)
+        pipe = w.pipeline
+        if pipe is None:
+            raise ConfigError(f"camera {camera!r} has not processed a frame yet: wait for its live frame")
+        if not w.vision.lines:
+            raise ConfigError(f"camera {camera!r} has no count line: draw and save one first")
+        session = {"start": time.time(), "minutes": minutes, "config_hash": w.hash,
+                   "totals": copy.deepcopy(pipe.counter.totals_dict())}
+        self._live_counts[camera] = session
+        log.info("camera %s: live manual count of %g min started", camera, minutes)
+        return {"camera": camera, "start": session["start"], "minutes": minutes, "config_hash": w.hash}
+
+    def finish_live_count(self, camera: str, body) -> dict:
+        """End the camera's live manual count (LiveCountBody): the document, beside what the service counted
+        over the same time, written into the state folder."""
+        from roadside.edge.manual_count import counted_between, live_count_document, write_manual_count
+
+        w = self._worker(camera)
+        session = self._live_counts.pop(camera, None)
+        if session is None:
+            raise ConfigError(f"no live count of camera {camera!r} is going on: start one")
+        if w.hash != session["config_hash"] or w.pipeline is None:
+            raise ConfigError(f"camera {camera!r}'s layout changed during the count (config hash "
+                              f"{session['config_hash']} -> {w.hash}): its counts do not compare; count again")
+        end = time.time()
+        counted = counted_between(session["totals"], w.pipeline.counter.totals_dict())
+        doc = live_count_document(body, list(w.vision.lines), sorted(w.vision.detector.classes), camera,
+                                  start=session["start"], end=end, minutes=session["minutes"],
+                                  config_hash=w.hash, counted=counted)
+        path = write_manual_count(self.service.config.state_path() / "manual_counts", doc)
+        log.info("camera %s: live manual count by %s (%d vehicles in %.0f s) written to %s", camera,
+                 body.by or "installer", len(doc["events"]), doc["duration_s"], path)
+        return {"path": str(path), "document": doc}
+
     def changes(self) -> list[dict]:
         return [{k: v for k, v in c.items() if k != "previous"} for c in read_changes(self.service.config.state_path())]
 
@@ -172,6 +228,107 @@ class CalibrationView:
                  client or "?", svc.config_path, saved.backup, old, change["new_config_hash"],
                  "" if applied else " (not applied yet: the camera's worker did not answer)")
         return {k: v for k, v in change.items() if k != "previous"}
+
+    # -- the cameras themselves ------------------------------------------------------------------
+    def _resolved(self, cam):
+        """``cam`` with a relative file source made relative to the site file's folder (as the service loads it)."""
+        if cam.kind != "file" or Path(cam.source).expanduser().is_absolute():
+            return cam
+        base = Path(self.service.config_path).resolve().parent if self.service.config_path else Path.cwd()
+        return cam.model_copy(update={"source": str(base / cam.source)})
+
+    def probe(self, settings: dict) -> dict:
+        """Open a source as the camera would (the crash-isolated decoder) and read its frame size:
+        ``{width, height}``; CameraRejected naming the field (a bad setting, a missing file, a source that does
+        not open or sends no frame)."""
+        from roadside.edge.sources import capture_options
+
+        cam, problems = check_camera(settings)
+        if cam is None:
+            raise CameraRejected(problems)
+        run = self._resolved(cam)
+        if run.kind == "file" and not Path(run.source).is_file():
+            raise CameraRejected([camera_problem("source", f"no such file: {run.source}")])
+        if cam.loop and run.kind != "file":
+            raise CameraRejected([camera_problem("loop", f"only video files can loop (the source is a {cam.kind} source)")])
+        timeout = min(_PROBE_TIMEOUT_S, self.service.config.sources.open_timeout_s)
+        try:
+            size = probe_frame_size(run.source, streams=True, open_timeout_s=timeout,
+                                    capture_options=capture_options(cam.rtsp_transport), assume_fps=cam.fps)
+        except RoadsideError as e:
+            raise CameraRejected([camera_problem("source", f"cannot open it: {e}")]) from None
+        if size is None:
+            raise CameraRejected([camera_problem("source", "it delivered no frame")])
+        return {"width": size[0], "height": size[1]}
+
+    def add_camera(self, settings: dict, by: str, client: str | None) -> dict:
+        """Probe the source, add the camera (no lines or zones yet) to the site file, start it, log."""
+        if self._known(settings.get("id")):
+            raise ConfigError(f"camera {settings['id']!r} exists already: change its source instead")
+        return self._save_camera(settings, by, client)
+
+    def change_source(self, camera: str, settings: dict, by: str, client: str | None) -> dict:
+        """Probe the new source, check the camera's lines and zones against its frame, save, restart the camera
+        on it (its bins so far close as partial bins; its ``seq`` goes on), log. A source given as the page
+        shows it (its password masked) is the camera's current one."""
+        current = self._worker(camera).cam.source  # KeyError: unknown camera
+        if settings.get("source") == redact(current) != current:
+            settings = {**settings, "source": current}
+        return self._save_camera({**settings, "id": camera}, by, client, changed=True)
+
+    def _known(self, camera) -> bool:
+        return isinstance(camera, str) and camera in self.service.workers
+
+    def _save_camera(self, settings: dict, by: str, client: str | None, changed: bool = False) -> dict:
+        refused = self.saving_refused()
+        if refused:
+            raise ConfigError(refused)
+        size = self.probe(settings)
+        cam, _ = check_camera(settings)
+        svc = self.service
+        # what would keep the camera (and, after a restart, the service) from running: a model not installed
+        problems = startup_problems(svc.config.model_copy(update={"cameras": [self._resolved(cam)]}), svc.model_override)
+        if problems:
+            raise CameraRejected([camera_problem("detector", p) for p in problems])
+        with self._lock:
+            old = None
+            if changed:
+                w = self._worker(cam.id)
+                old = w.hash
+                layout = validate_layout(w.vision.lines, w.vision.zones, frame_size=(size["width"], size["height"]))
+                if layout.problems:
+                    raise CameraRejected([camera_problem("source", f"the new source's frame does not fit the camera's "
+                                                             f"layout: {p}") for p in layout.problems])
+            new_cfg, change = save_camera(svc.config_path, cam, by=by, client=client, old_hash=old)
+            svc.replace_config(new_cfg)
+            svc.sync_cameras({cam.id} if changed else set())
+            change = {**change, "frame": size, "new_config_hash": svc.workers[cam.id].hash}
+            log_change(new_cfg.state_path(), change)
+        log.info("camera %s: %s by %s from %s into %s (backup %s)", cam.id, change["action"], by, client or "?",
+                 svc.config_path, change["backup"])
+        return {k: v for k, v in change.items() if k != "previous"}
+
+    def remove_camera(self, camera: str, by: str, client: str | None) -> dict:
+        """Take the camera out of the site file and stop it (its open bins close into the outbox), log."""
+        refused = self.saving_refused()
+        if refused:
+            raise ConfigError(refused)
+        svc = self.service
+        with self._lock:
+            old = self._worker(camera).hash
+            new_cfg, change = remove_camera(svc.config_path, camera, by=by, client=client, old_hash=old)
+            svc.replace_config(new_cfg)
+            svc.sync_cameras()
+            log_change(new_cfg.state_path(), change)
+        log.info("camera %s removed by %s from %s from %s (backup %s)", camera, by, client or "?", svc.config_path,
+                 change["backup"])
+        return {k: v for k, v in change.items() if k != "previous"}
+
+
+def _source_settings(cam) -> dict:
+    """A camera's source settings as the page shows them (a password in the URL masked: reading needs no token)."""
+    out = {k: v for k, v in cam.model_dump(mode="json").items() if k in SOURCE_KEYS}
+    return {**out, "source": redact(out["source"])}
 
 
 __all__ = ["CalibrationView"]

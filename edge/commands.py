@@ -71,3 +71,11 @@ def register(cli) -> None:
     p.add_argument("--runs", type=int, default=5, help="runs; medians are reported (default: %(default)s)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: from the config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cameras", type=int, metavar="N",
+                   help="capacity: run 1..N cameras at once (the service's camera workers, VIDEO looped at its real "
+                        "frame rate each) and print frames/s processed and delivered per camera, drops and CPU")
+    p.add_argument("--modes", default="default,every-frame",
+                   help="with --cameras: detection modes, comma-separated: default (the config's detect_fps), "
+                        "every-frame, detect-fps-X (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=20.0, help="with --cameras: measured seconds per row (default: %(default)s)")
+    p.add_argument("--warmup", type=float, default=5.0, help="with --cameras: seconds before measuring (default: %(default)s)")

@@ -185,6 +185,15 @@ def _age(ts: str | None, now: float) -> float | None:
         return None
 
 
+def _layout_ids(config: "EdgeConfig", camera: str) -> dict:
+    """The camera's line and zone ids (none while a camera just removed from the configuration still runs)."""
+    try:
+        cam = config.camera(camera)
+    except KeyError:
+        return {"lines": [], "zones": []}
+    return {"lines": [ln.id for ln in cam.lines], "zones": [z.id for z in cam.zones]}
+
+
 class Console:
     """The console's data: the service's status (through ``status()``), the history and the controller."""
 
@@ -195,6 +204,11 @@ class Console:
         self._cache: tuple[float, dict] | None = None
         self._snaps: dict[str, tuple[float, bytes | None]] = {}
         self._lock = threading.Lock()
+
+    def replace_config(self, config: "EdgeConfig") -> None:
+        """The configuration after a saved change: new lines, a camera added or removed."""
+        self.config = config
+        self.history.interval_s = {c.id: min(config.vision(c).counting.bins_s) for c in config.cameras}
 
     def collector(self) -> ControllerCollector:
         return ControllerCollector(self.controller)
@@ -229,9 +243,7 @@ class Console:
             "cameras": {cid: {k: getattr(c, k) for k in (
                 "state", "reasons", "source_state", "fps_in", "fps_processed", "detector_latency_ms", "frames_in",
                 "frames_processed", "frames_dropped", "last_frame_age_s", "last_publish_age_s", "model", "width",
-                "height")} | {"lines": [ln.id for ln in self.config.camera(cid).lines],
-                              "zones": [z.id for z in self.config.camera(cid).zones]}
-                for cid, c in st.cameras.items()},
+                "height")} | _layout_ids(self.config, cid) for cid, c in st.cameras.items()},
             "counts": self.history.snapshot(),
             "controller": ctrl,
         }

@@ -6,6 +6,12 @@
 A key is pressed a little after the vehicle reaches the line; ``frame_tolerance_frames`` covers that
 reaction at the slowest of the speeds used (at least the ground truth's 3 frames), so that
 ``roadside calibrate audit`` matches the pressed events to the pipeline's crossings.
+
+A manual count of the live camera (:class:`LiveCount`) has no frames to refer to: each event has the
+seconds since the count started (``t_s``), and the document holds, beside the manual totals, what the
+service counted on the same lines over the same minutes (``counted``: its running totals at the end less
+those at the start), in the same shape, for a side-by-side comparison. It is valid only if the layout did
+not change during the count.
 """
 from __future__ import annotations
 
@@ -44,25 +50,96 @@ class ManualCountBody(BaseModel):
     complete: bool = Field(True, description="the whole clip was watched")
 
 
-def manual_count_document(body: ManualCountBody, lines: list[LineConfig], categories: list[str], fps: float,
-                          width: int, height: int, frames: int | None, camera: str) -> dict:
-    """The manual count in the ground-truth format; ConfigError naming the first bad event."""
+class LivePressedEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: str
+    direction: Literal["forward", "backward"]
+    t_s: float = Field(ge=0, le=24 * 3600, description="seconds since the live count started")
+    category: str = Field(alias="class")
+
+
+class LiveCountStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(gt=0, le=60, description="how long the count lasts")
+
+
+class LiveCountBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[LivePressedEvent]
+    by: str | None = Field(None, max_length=80)
+
+
+class BadEvent(ConfigError):
+    """An event of a manual count names a line or class the camera does not have (or a frame past the end)."""
+
+
+def _check_events(events: list, lines: list[LineConfig], categories: list[str], camera: str) -> None:
+    """BadEvent naming the first event whose line or class the camera does not have."""
     ids = {ln.id for ln in lines}
-    for k, e in enumerate(body.events):
+    for k, e in enumerate(events):
         if e.line not in ids:
-            raise ConfigError(f"events[{k}].line: {e.line!r} is not a line of camera {camera!r} ({', '.join(sorted(ids))})")
+            raise BadEvent(f"events[{k}].line: {e.line!r} is not a line of camera {camera!r} ({', '.join(sorted(ids))})")
         if e.category not in categories:
-            raise ConfigError(f"events[{k}].class: {e.category!r} is not a vehicle category ({', '.join(categories)})")
-        if frames is not None and e.frame >= frames:
-            raise ConfigError(f"events[{k}].frame: {e.frame} is past the clip's end ({frames} frames)")
-    slowest = max((e.speed for e in body.events), default=1.0)
-    tolerance = max(3, math.ceil(REACTION_S * fps * slowest))
-    events = sorted(body.events, key=lambda e: (e.frame, e.line))
+            raise BadEvent(f"events[{k}].class: {e.category!r} is not a vehicle category ({', '.join(categories)})")
+
+
+def _totals(events: list) -> dict:
+    """``{line: {direction: {total, by_class}}}`` of the events (the ground truth's ``totals``)."""
     totals: dict = {}
     for e in events:
         d = totals.setdefault(e.line, {}).setdefault(e.direction, {"total": 0, "by_class": {}})
         d["total"] += 1
         d["by_class"][e.category] = d["by_class"].get(e.category, 0) + 1
+    return totals
+
+
+def counted_between(start: dict, end: dict) -> dict:
+    """What a line counter counted between two of its running totals (``{line: {direction: {class: n}}}``),
+    in the shape of :func:`_totals`."""
+    out: dict = {}
+    for line, dirs in end.items():
+        for direction, by_class in dirs.items():
+            before = start.get(line, {}).get(direction, {})
+            diff = {c: n - before.get(c, 0) for c, n in by_class.items() if n - before.get(c, 0)}
+            out.setdefault(line, {})[direction] = {"total": sum(diff.values()), "by_class": dict(sorted(diff.items()))}
+    return out
+
+
+def live_count_document(body: LiveCountBody, lines: list[LineConfig], categories: list[str], camera: str, *,
+                        start: float, end: float, minutes: float, config_hash: str, counted: dict) -> dict:
+    """A manual count of the live camera from ``start`` to ``end`` (epoch s) beside what the service counted
+    (``counted``, :func:`counted_between`); BadEvent naming the first bad event."""
+    _check_events(body.events, lines, categories, camera)
+    events = sorted(body.events, key=lambda e: (e.t_s, e.line))
+    stamp = datetime.fromtimestamp(start, timezone.utc)
+    return {
+        "kind": "live manual count", "clip": f"live-{camera}-{stamp.strftime('%Y%m%dT%H%M%SZ')}", "camera": camera,
+        "start": stamp.isoformat(timespec="seconds"), "duration_s": round(end - start, 1), "minutes": minutes,
+        "complete": end - start >= minutes * 60 - 1.0, "config_hash": config_hash,
+        "lines": [{"id": ln.id, "a": list(ln.a), "b": list(ln.b)} for ln in lines],
+        "events": [{"id": f"M{k:03d}", "line": e.line, "direction": e.direction, "t_s": round(e.t_s, 2),
+                    "class": e.category, "ambiguous": False} for k, e in enumerate(events)],
+        "totals": _totals(events), "n_events": len(events), "counted": counted,
+        "method_notes": [f"manual count of the live camera on the calibration page by {body.by or 'installer'}; "
+                         "`counted` is what the service counted on the same lines over the same time (its "
+                         f"running totals at the end less those at the start, config hash {config_hash})"],
+    }
+
+
+def manual_count_document(body: ManualCountBody, lines: list[LineConfig], categories: list[str], fps: float,
+                          width: int, height: int, frames: int | None, camera: str) -> dict:
+    """The manual count in the ground-truth format; BadEvent naming the first bad event."""
+    _check_events(body.events, lines, categories, camera)
+    for k, e in enumerate(body.events):
+        if frames is not None and e.frame >= frames:
+            raise BadEvent(f"events[{k}].frame: {e.frame} is past the clip's end ({frames} frames)")
+    slowest = max((e.speed for e in body.events), default=1.0)
+    tolerance = max(3, math.ceil(REACTION_S * fps * slowest))
+    events = sorted(body.events, key=lambda e: (e.frame, e.line))
+    totals = _totals(events)
     return {
         "clip": body.clip, "camera": camera, "fps": fps, "frame_size": [width, height],
         **({"decoded_frame_count": frames} if frames is not None else {}),
@@ -91,4 +168,5 @@ def write_manual_count(folder: Path, doc: dict) -> Path:
     return path
 
 
-__all__ = ["ManualCountBody", "PressedEvent", "manual_count_document", "write_manual_count"]
+__all__ = ["BadEvent", "LiveCountBody", "LiveCountStart", "LivePressedEvent", "ManualCountBody", "PressedEvent", "counted_between",
+           "live_count_document", "manual_count_document", "write_manual_count"]

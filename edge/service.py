@@ -21,6 +21,7 @@ import threading
 import time
 
 from roadside.core.errors import ConfigError, RoadsideError
+from roadside.core.redact import redact
 from roadside.edge.camera_worker import CameraWorker
 from roadside.edge.health_publisher import HealthPublisher
 from roadside.edge.mqtt_link import MqttLink
@@ -53,6 +54,8 @@ class EdgeService:
         self.view: EdgeServiceView | None = None
         self.console = None  # Console: what the operator's console shows beyond the status
         self.workers: dict[str, CameraWorker] = {}
+        self.detectors = None  # DetectorPool
+        self._counts = self._live = None  # the sinks of every camera (CountsSink, LiveSink)
         self._housekeeping: threading.Thread | None = None
         self._housekept = time.monotonic()
         self.housekeeping_errors = 0  # errors in housekeeping turns (logged; the loop goes on)
@@ -88,22 +91,22 @@ class EdgeService:
 
                 self.console = Console(cfg).start()
                 self.api.serve(self.view, cfg.api.token, calibration=CalibrationView(self), console=self.console)
-            from roadside.edge.detector_pool import load_detectors
+            from roadside.edge.detector_pool import DetectorPool
 
-            detectors = load_detectors(cfg, self.model_override)
+            self.detectors = DetectorPool(self.model_override)
+            for cam in cfg.cameras:
+                self.detectors.for_camera(cfg, cam)
         except BaseException:
             self.shutdown()
             raise
-        counts, live = OutboxCounts(self.outbox, self.link), LinkLive(self.link)
+        self._counts, self._live = OutboxCounts(self.outbox, self.link), LinkLive(self.link)
         if self.console is not None:
-            counts = self.console.counts_sink(counts)
-        for cam in cfg.cameras:
-            self.workers[cam.id] = CameraWorker(cam, cfg.vision(cam), detectors[cam.id], cfg.sources, counts, live,
-                                                site=cfg.site, device=cfg.device)
+            self._counts = self.console.counts_sink(self._counts)
+        self.workers = {cam.id: self._new_worker(cam) for cam in cfg.cameras}
         self.view.attach(self.workers)
         for w in self.workers.values():
             w.start()
-        health = HealthPublisher(live, site=cfg.site, device=cfg.device, interval_s=cfg.health_interval_s)
+        health = HealthPublisher(self._live, site=cfg.site, device=cfg.device, interval_s=cfg.health_interval_s)
         self._housekeeping = threading.Thread(target=self._housekeep, args=(health, OutboxPruner(self.outbox)),
                                               name="health", daemon=True)
         self._housekeeping.start()
@@ -122,11 +125,45 @@ class EdgeService:
         notify("READY=1", f"STATUS=running {len(self.workers)} camera(s), broker {self.link.status().broker}")
         return self
 
+    def _new_worker(self, cam) -> CameraWorker:
+        cfg = self.config
+        return CameraWorker(cam, cfg.vision(cam), self.detectors.for_camera(cfg, cam), cfg.sources, self._counts,
+                            self._live, site=cfg.site, device=cfg.device)
+
     def replace_config(self, config: EdgeConfig) -> None:
-        """The configuration after a saved change of lines and zones (the cameras apply theirs themselves)."""
+        """The configuration after a saved change (the cameras apply their lines and zones themselves; a camera
+        added, removed or given a new source is started or stopped by :meth:`sync_cameras`)."""
         self.config = config
         if self.view is not None:
             self.view.config = config
+        if self.console is not None:
+            self.console.replace_config(config)
+
+    def sync_cameras(self, changed: set[str] = frozenset()) -> None:
+        """Run the cameras of the current configuration without a restart: stop those it no longer has and
+        those in ``changed`` (a new source: the old worker closes its open bins into the outbox as partial
+        bins, and the camera's ``seq`` goes on), start the new ones and those in ``changed``."""
+        from roadside.edge.service_config import startup_problems
+
+        cfg = self.config
+        wanted = {cam.id: cam for cam in cfg.cameras}
+        problems = startup_problems(cfg.model_copy(update={"cameras": [c for i, c in wanted.items()
+                                                                       if i in changed or i not in self.workers]}),
+                                    self.model_override)
+        if problems:  # checked before the file was saved; this is a file that vanished in between
+            raise ConfigError("; ".join(problems))
+        workers = dict(self.workers)
+        for cid in [c for c in workers if c not in wanted or c in changed]:
+            workers.pop(cid).stop()
+            log.info("camera %s stopped (%s)", cid, "new source" if cid in wanted else "removed from the site file")
+        for cid, cam in wanted.items():
+            if cid not in workers:
+                w = workers[cid] = self._new_worker(cam)
+                w.start()
+                log.info("camera %s started without a restart (source %s)", cid, redact(cam.source))
+        self.workers = workers  # one new mapping: the readers (health, API) see the old one or the new one whole
+        if self.view is not None:
+            self.view.attach(workers)
 
     def liveness(self) -> tuple[bool, str]:
         """Alive when every camera loop, the housekeeping and the MQTT network thread turn (not: when the camera

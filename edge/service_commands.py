@@ -72,6 +72,11 @@ def _check(args: argparse.Namespace) -> int:
                            "bins_s": config.vision(c).counting.bins_s} for c in config.cameras},
     }
     print(json.dumps(summary, indent=1))
+    if not config.cameras:
+        where = f"{summary['api']}/calibrate" if summary["api"] else "the calibration page (enable the API)"
+        print(f"note: no camera yet: the service counts nothing until one is added on {where}"
+              + ("" if config.api.token else " (set api.token first: without it the page cannot save)"),
+              file=sys.stderr)
     if problems:
         raise RoadsideError(f"{args.config or 'built-in default configuration'}: " + "; ".join(problems))
     print("configuration OK", file=sys.stderr)

@@ -155,7 +155,9 @@ class EdgeConfig(Strict):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="the tracker, shared by all cameras")
     counting: CountingConfig = Field(default_factory=CountingConfig, description="counting and interval bins, "
                                                                                  "shared by all cameras")
-    cameras: list[CameraConfig] = Field(min_length=1, description="the cameras (at least one)")
+    cameras: list[CameraConfig] = Field(default_factory=list, description="the cameras; none on a fresh box, whose "
+                                                                       "installer adds them on the calibration "
+                                                                       "page")
     phases: list[Identifier] = Field(default_factory=list, description="the signal controller's phase names at "
                                                                        "this intersection; a line's or zone's "
                                                                        "`phase` must be one of them")

@@ -37,6 +37,16 @@ def process_stats(pid: int | None = None) -> dict[str, int | None]:
     return out
 
 
+def process_cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU time a process has used (s), from /proc; None where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid or 'self'}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_rss_bytes(pid: int | None = None) -> int | None:
     """Resident memory of a process (default: this one), or None where /proc does not say."""
     return process_stats(pid)["rss_bytes"]

@@ -1,5 +1,6 @@
 """Where a camera tracks vehicles well: the paths of its recent confirmed tracks (for the calibration page's
-overlay) and, per count line, how many tracks cross it cleanly against how many start or end near it.
+overlay), their binned heat map over the last minutes and, per count line, how many tracks cross it cleanly
+against how many start or end near it.
 
 A line placed where tracks are born or lost (at the frame's edge, behind a sign, where vehicles are too
 small) counts badly: the vehicles whose tracks break there cross it half-seen or twice under two ids.
@@ -39,8 +40,10 @@ class TrackPaths:
         self.step_px, self.max_points = step_px, max_points
         self.active: dict[int, _Path] = {}
         self.finished: deque[_Path] = deque(maxlen=max_paths)
+        self.now_s = 0.0  # the time of the last update
 
     def update(self, time_s: float, confirmed: Detections) -> None:
+        self.now_s = time_s
         if len(confirmed):
             for tid, p in zip(confirmed.tracker_id.tolist(), confirmed.anchors(self.anchor).tolist()):
                 path = self.active.get(tid)
@@ -71,6 +74,25 @@ class TrackPaths:
                 pts = pts[::step] + ([pts[-1]] if (len(pts) - 1) % step else [])
             out.append({"id": p.track_id, "points": [list(q) for q in pts], "active": p.track_id in self.active})
         return out
+
+    def heatmap(self, window_s: float, cell_px: int = 16) -> dict:
+        """Where the confirmed tracks of the last ``window_s`` (at most the horizon) went: the frame cut into ``cell_px`` squares, and
+        per square the number of tracks whose anchor path passed through it (a track counts once per square,
+        however long it stayed). Sparse: ``cells`` lists ``[column, row, tracks]`` of the squares with any."""
+        paths = [p for p in self._all() if self.now_s - p.last_s <= window_s]
+        heat: dict[tuple[int, int], int] = {}
+        for p in paths:
+            seen: set[tuple[int, int]] = set()
+            for (x0, y0), (x1, y1) in zip(p.points, p.points[1:]):
+                steps = max(1, math.ceil(2 * math.dist((x0, y0), (x1, y1)) / cell_px))  # half a cell per step
+                for k in range(steps + 1):
+                    t = k / steps
+                    seen.add((int((x0 + t * (x1 - x0)) // cell_px), int((y0 + t * (y1 - y0)) // cell_px)))
+            for c in seen:
+                heat[c] = heat.get(c, 0) + 1
+        return {"cell_px": cell_px, "window_s": window_s, "tracks": len(paths),
+                "since": min((p.last_s for p in paths), default=None),
+                "max": max(heat.values(), default=0), "cells": [[c, r, n] for (c, r), n in sorted(heat.items())]}
 
     def line_health(self, lines: list[LineConfig], margin_frac: float = 0.15, min_px: float = 15.0,
                     max_px: float = 60.0) -> dict:

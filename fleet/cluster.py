@@ -157,6 +157,27 @@ class RabbitCluster:
                                        f"{self.log(node.index)[-800:]}")
                 time.sleep(0.2)
 
+    def _await_vhost(self, nodes: list[Node]) -> None:
+        """Open ports are not a working node: the virtual host ``/`` (MQTT's and the collectors') boots after
+        them, and on a loaded machine a client that comes in between is refused with "vhost '/' is down".
+        Wait until every node runs it (``rabbitmqctl await_startup``, then the vhost's cluster state)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for node in nodes:
+            self.ctl("await_startup", node=node.index, timeout=max(5.0, deadline - time.monotonic()))
+        want = {n.name for n in nodes}
+        state: dict = {}
+        while True:
+            try:
+                rows = json.loads(self.ctl("list_vhosts", "name", "cluster_state", "--formatter", "json", node=nodes[0].index))
+                state = next((r.get("cluster_state") or {} for r in rows if r.get("name") == "/"), {})
+            except (ClusterError, ValueError, subprocess.TimeoutExpired) as e:
+                state = {"error": str(e)}
+            if all(state.get(n) == "running" for n in want):
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the virtual host / is not running on every node after {START_TIMEOUT_S:.0f} s: {state}")
+            time.sleep(0.5)
+
     def start(self) -> "RabbitCluster":
         atexit.register(self.stop)  # the nodes run in their own sessions: never leave them behind
         try:
@@ -166,6 +187,7 @@ class RabbitCluster:
             running = self.running_nodes()
             if sorted(running) != sorted(n.name for n in self.nodes):
                 raise ClusterError(f"the RabbitMQ nodes did not form one cluster: running {running}")
+            self._await_vhost(self.nodes)
         except BaseException:
             self.close()
             raise
@@ -200,6 +222,7 @@ class RabbitCluster:
             return
         self._spawn(node)
         self._await([node])
+        self._await_vhost([node])
 
     def stop(self) -> None:
         for node in self.nodes:

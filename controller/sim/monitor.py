@@ -1,6 +1,7 @@
 """The independent safety monitor: reads the signal state SUMO actually shows, link by link, every step,
 and checks it with the timeline checker. It knows nothing of the controller: conflicts are the pairs of
-links that the network's *original* program never shows green together, and the interval rules come
+links that the network's *original* program never shows green together (for a dual ring, which shows
+combinations the program does not, those of them that are foes in the junction's right-of-way logic), and the interval rules come
 from the configuration being enforced (for SUMO's own controllers only conflicts, yellow and all-red).
 Continuous greens (links green in every phase of the program) have no rule: they conflict with nothing.
 Max green counts only while a conflicting link is called; the calls are the ones the simulated sensors
@@ -11,14 +12,17 @@ from roadside.controller.sim.signal_check import SignalRules, SignalTimelineChec
 from roadside.controller.sim.tls import DerivedTLS
 
 
-def conflicting_links(states: list[tuple[str, float]], n: int) -> set[frozenset[str]]:
+def conflicting_links(states: list[tuple[str, float]], n: int,
+                      foes: set[frozenset[int]] | None = None) -> set[frozenset[str]]:
+    """Pairs of links the program never shows green together; with ``foes`` (a dual ring, which shows
+    combinations the program does not), only those that are also foes in the junction's right-of-way."""
     together = set()
     for s, _ in states:
         g = [i for i, c in enumerate(s) if c in "Gg"]
         together.update(frozenset((a, b)) for a in g for b in g if a < b)
     used = {i for s, _ in states for i, c in enumerate(s) if c in "Gg"}
     return {frozenset((str(a), str(b))) for a in used for b in used
-            if a < b and frozenset((a, b)) not in together}
+            if a < b and frozenset((a, b)) not in together and (foes is None or frozenset((a, b)) in foes)}
 
 
 class SafetyMonitor:
@@ -42,7 +46,7 @@ class SafetyMonitor:
                 rules[str(i)] = (SignalRules(t.min_green, t.max_green, t.yellow, t.red_clearance) if ours
                                  else SignalRules() if native
                                  else SignalRules(0.0, float("inf"), t.yellow, t.red_clearance))
-        self.checker = SignalTimelineChecker(rules, conflicting_links(d.original_states, d.n_links), start=-1e9,
+        self.checker = SignalTimelineChecker(rules, conflicting_links(d.original_states, d.n_links, d.foes), start=-1e9,
                                              call_lag_s=call_lag_s)
 
     def observe(self, t: float, state: str, phase_calls: set[str] | None = None) -> None:

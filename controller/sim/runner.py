@@ -60,6 +60,9 @@ class SimSpec:
     #: our controllers' change intervals: ``ite`` (the safe default) or ``program`` (the yellow, all-red and
     #: pedestrian clearance the junction's own program runs, ``tls.program_intervals``)
     clearances: str = "ite"
+    #: our controllers: ``single`` (the program's stages, one ring) or ``dual`` (ring-and-barrier derived
+    #: from the program, sim/program_rings.py; fixed and actuated only)
+    rings: str = "single"
 
 
 def sumo_module():
@@ -218,7 +221,8 @@ def run_sim(spec: SimSpec) -> dict[str, Any]:
     policy_name = "fixed" if spec.controller == "webster-true" else spec.controller
     site = f"sim-{uuid.uuid4().hex[:8]}"
     d = derive(str(net_file), tls_id, site=site, policy=policy_name if spec.controller in OURS else "fixed",
-               extra=spec.overrides, clearances=spec.clearances)
+               extra=spec.overrides, clearances=spec.clearances,
+               rings=spec.rings if spec.controller in OURS else "single")
     net = sumolib.net.readNet(str(net_file), withPrograms=True, withPedestrianConnections=True)
     ours = spec.controller in OURS
     work = Path(tempfile.mkdtemp(prefix="roadside-run-"))
@@ -387,5 +391,5 @@ def run_from_args(args) -> dict[str, Any]:
     spec = SimSpec(controller=args.controller, scenario=args.scenario, net=args.net, routes=args.routes, tls=args.tls,
                    duration_s=args.duration, seed=args.seed, mode=args.mode, broker=args.broker,
                    detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log,
-                   clearances=args.clearances)
+                   clearances=args.clearances, rings=args.rings)
     return run_sim(spec)

@@ -29,6 +29,7 @@ from functools import cached_property
 from roadside.controller.clearance import YELLOW_MIN_S, ite_clearance, pedestrian_clearance_s
 from roadside.controller.config import ControllerConfig, parse_controller_config
 from roadside.controller.intersection import Intersection
+from roadside.controller.sim.program_rings import RingDerivationError, dual_ring_section, link_foes
 from roadside.core.errors import RoadsideError
 
 SIM_DEVICE = "sumo"
@@ -93,6 +94,8 @@ class DerivedTLS:
     phase_crossing: dict[str, str] = field(default_factory=dict)
     #: continuous greens: link index -> the green it always shows ('G' or 'g')
     continuous: dict[int, str] = field(default_factory=dict)
+    #: dual ring only: pairs of link indices that are foes in the junction's right-of-way logic
+    foes: set[frozenset[int]] | None = None
 
     @cached_property
     def intersection(self) -> Intersection:
@@ -127,10 +130,12 @@ class DerivedTLS:
 
 
 def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: str = "actuated",
-           extra: dict | None = None, clearances: str = "ite") -> DerivedTLS:
+           extra: dict | None = None, clearances: str = "ite", rings: str = "single") -> DerivedTLS:
     """The controller model of a SUMO traffic light. ``clearances``: ``ite`` (the safe default: ITE yellow
     and all-red, pedestrian clearance at 1.07 m/s) or ``program`` (the intervals the junction's program
-    already runs, :func:`program_intervals`; never below ITE's 3 s minimum yellow)."""
+    already runs, :func:`program_intervals`; never below ITE's 3 s minimum yellow). ``rings``:
+    ``single`` (the program's stages) or ``dual`` (ring-and-barrier, program_rings.py; a
+    :class:`NetworkError` when the program does not allow it)."""
     if clearances not in CLEARANCES:
         raise NetworkError(f"clearances: {clearances!r} is not one of {', '.join(CLEARANCES)}")
     import sumolib
@@ -279,10 +284,20 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         "detection": {"counts_interval_s": 60.0, "flow_window_s": 600.0},
         "actuator": {"kind": "mqtt"},
     }
+    foes: set[frozenset[int]] | None = None
+    if rings == "dual":
+        try:
+            foes = link_foes(net, tls)
+            section, compatible, greens = dual_ring_section(tls_id, phase_links, phase_kind, phase_pattern, stages,
+                                                            links, foes)
+        except RingDerivationError as e:
+            raise NetworkError(f"{net_file}: {e}") from None
+        data["intersection"] = {"phases": phases_cfg, "compatible": compatible, "dual_ring": section}
+        data["timing"]["fixed"]["greens"] = greens
     _merge(data, extra or {})
     cfg = parse_controller_config(data, f"derived from traffic light {tls_id!r}")
     return DerivedTLS(tls_id, prog_id, n, links, stages, phase_links, phase_kind, link_phase, states, cfg,
-                      phase_lanes, phase_crossing, continuous)
+                      phase_lanes, phase_crossing, continuous, foes)
 
 
 def _merge(base: dict, extra: dict) -> None:

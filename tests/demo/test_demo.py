@@ -136,8 +136,12 @@ def test_the_demo_runs_counts_flow_the_controller_decides_and_the_console_shows_
             # counts flow and the controller decides (from the camera's zones: actuated gap-out / max-out)
             wait_for(lambda: any(sum(d.total() for d in m.lines.values()) for m in map(CountsMessage.model_validate,
                      rec.payloads("/cam1/counts"))), 90, "a counts bin with vehicles in it")
-            wait_for(lambda: [e for e in rec.payloads("/controller/events") if e["type"] == "decision"], 90,
-                     "a decision of the controller")
+            try:
+                wait_for(lambda: [e for e in rec.payloads("/controller/events") if e["type"] == "decision"], 90,
+                         "a decision of the controller")
+            except AssertionError as e:  # say what the controller saw
+                raise AssertionError(f"{e}; its last state: {rec.payloads('/controller/state')[-1:]}; the camera's "
+                                     f"last presence: {rec.payloads('/cam1/presence')[-1:]}; the demo's last lines: {out.lines[-4:]}") from None
 
             with chromium_page(1400, 1000) as (page, errors):
                 page.goto(f"http://127.0.0.1:{api_port}/")

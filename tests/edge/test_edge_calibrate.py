@@ -159,6 +159,15 @@ def _frame_to_page(page, x: float, y: float) -> tuple[float, float]:
     return box["x"] + x * s, box["y"] + y * s
 
 
+def drag(page, *points: tuple[float, float], steps: int = 8) -> None:
+    """Press at the first frame point, move through the others, release (a line drawn, an end dragged)."""
+    page.mouse.move(*_frame_to_page(page, *points[0]))
+    page.mouse.down()
+    for p in points[1:]:
+        page.mouse.move(*_frame_to_page(page, *p), steps=steps)
+    page.mouse.up()
+
+
 def test_the_page_draws_flips_saves_and_shows_errors_next_to_the_item(service):
     svc, rec, conf = service
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -171,20 +180,13 @@ def test_the_page_draws_flips_saves_and_shows_errors_next_to_the_item(service):
 
         # draw a line with the mouse (L, press, drag, release)
         page.keyboard.press("l")
-        page.mouse.move(*_frame_to_page(page, 420, 420))
-        page.mouse.down()
-        page.mouse.move(*_frame_to_page(page, 500, 330), steps=8)
-        page.mouse.move(*_frame_to_page(page, 600, 250), steps=8)
-        page.mouse.up()
+        drag(page, (420, 420), (500, 330), (600, 250))
         new_line = page.locator(f"#item-line-{n_lines}")
         line_id = new_line.locator(".item-id").input_value()
         # flip it (F): a->b swaps, the arrow points to the other side
         page.keyboard.press("f")
         # drag its end a to a new place
-        page.mouse.move(*_frame_to_page(page, 600, 250))
-        page.mouse.down()
-        page.mouse.move(*_frame_to_page(page, 610, 240), steps=5)
-        page.mouse.up()
+        drag(page, (600, 250), (610, 240), steps=5)
 
         # draw a zone: Z, click four corners, click the first to close
         page.keyboard.press("z")
@@ -196,14 +198,8 @@ def test_the_page_draws_flips_saves_and_shows_errors_next_to_the_item(service):
         zone = page.locator(f"#item-zone-{n_zones - 1}")
         zone_id = zone.locator(".item-id").input_value()
         # insert a corner on its first edge (drag the edge's midpoint dot), then drag the whole zone
-        page.mouse.move(*_frame_to_page(page, 130, 300))
-        page.mouse.down()
-        page.mouse.move(*_frame_to_page(page, 130, 285), steps=4)
-        page.mouse.up()
-        page.mouse.move(*_frame_to_page(page, 120, 380))
-        page.mouse.down()
-        page.mouse.move(*_frame_to_page(page, 130, 380), steps=4)
-        page.mouse.up()
+        drag(page, (130, 300), (130, 285), steps=4)
+        drag(page, (120, 380), (130, 380), steps=4)
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "02_drawn.png"))
 

@@ -126,6 +126,30 @@ def test_bench_prints_paired_medians_for_detector_and_pipeline():
     assert r["pipeline_fps"] == pytest.approx(sorted(runs["pipeline"])[1], abs=0.05)
 
 
+def test_bench_cameras_runs_one_to_n_service_cameras_per_detection_mode():
+    """The capacity benchmark: the service's camera workers on a looped clip at its real frame rate, 1..N at once."""
+    small = str(MODELS / "picodet_s_320_coco.onnx")
+    p = roadside("edge", "bench", str(VIDEOS / "intersection_4way.mp4"), "--model", small, "--cameras", "2",
+                 "--seconds", "2", "--warmup", "1", "--modes", "default,every-frame", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert [(r["mode"], r["cameras"]) for r in rows] == [("default", 1), ("default", 2), ("every-frame", 1), ("every-frame", 2)]
+    for r in rows:
+        assert r["model"] == "picodet_s_320_coco" and r["source_fps"] == 30.0 and not r["errors"]
+        assert len(r["fps_in"]) == len(r["fps_processed"]) == len(r["frames_dropped"]) == r["cameras"]
+        assert all(f > 0 for f in r["fps_in"]) and all(x > 0 for x in r["fps_processed"])  # every camera ran
+        share = min(x / f for x, f in zip(r["fps_processed"], r["fps_in"]))
+        assert r["processed_share_min"] == pytest.approx(share, abs=0.01)
+        assert r["keeps_up"] == (share >= 0.95)
+        assert r["cpu_cores_used"] > 0 and r["detector_latency_ms"] > 0
+    # default: detect_fps 15 on a 30 fps clip = every 2nd frame; every-frame: every frame
+    assert {r["detector_stride"] for r in rows[:2]} == {2} and {r["detector_stride"] for r in rows[2:]} == {1}
+
+    p = roadside("edge", "bench", str(VIDEOS / "intersection_4way.mp4"), "--model", small, "--cameras", "2",
+                 "--modes", "default,sometimes")
+    assert p.returncode == 2 and "--modes: unknown mode 'sometimes'" in p.stderr and "detect-fps-X" in p.stderr
+
+
 def _decoder_children() -> list[int]:
     """PIDs of decoder processes started by this process."""
     out = []
@@ -200,7 +224,9 @@ def test_replay_bench_and_evaluate_take_the_service_site_file(tmp_path):
     p = roadside("edge", "replay", video, "--config", str(site), "--camera", "south", "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "no camera 'south' in the site file (cameras: north, other)" in p.stderr
 
-    p = roadside("edge", "replay", video, "--config", str(site), "--camera", "north", "--out", str(tmp_path / "site-run"))
+    cache = str(tmp_path / "cache")  # the detector runs once; the later runs reuse its boxes (that changes nothing)
+    p = roadside("edge", "replay", video, "--config", str(site), "--camera", "north", "--out", str(tmp_path / "site-run"),
+                 "--cache", cache)
     assert p.returncode == 0, p.stderr
     counts = CountsFile.read(tmp_path / "site-run" / "counts.json")
     assert [ln.id for ln in counts.config.lines] == [ln["id"] for ln in g["lines"]]
@@ -210,7 +236,7 @@ def test_replay_bench_and_evaluate_take_the_service_site_file(tmp_path):
     vision = tmp_path / "vision.yaml"
     vision.write_text(yaml.safe_dump({"lines": gt_lines, "counting": {"bins_s": [5]},
                                       "detector": {"model": str(tmp_path / "models" / small.name), "threads": 1}}))
-    p = roadside("edge", "replay", video, "--config", str(vision), "--out", str(tmp_path / "vision-run"))
+    p = roadside("edge", "replay", video, "--config", str(vision), "--out", str(tmp_path / "vision-run"), "--cache", cache)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "vision-run" / "counts.json").read_text() == (tmp_path / "site-run" / "counts.json").read_text()
     p = roadside("edge", "replay", video, "--config", str(vision), "--camera", "north", "--out", str(tmp_path / "o"))
@@ -228,7 +254,7 @@ def test_replay_bench_and_evaluate_take_the_service_site_file(tmp_path):
     gt_dir.mkdir()
     (gt_dir / "dual_carriageway_cars.json").write_text((GT / "dual_carriageway_cars.json").read_text())
     p = roadside("calibrate", "evaluate", "--gt-dir", str(gt_dir), "--videos", str(VIDEOS), "--config", str(site),
-                 "--camera", "north", "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"))
+                 "--camera", "north", "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"), "--cache", cache)
     assert p.returncode == 0, p.stderr
     (row,) = json.loads((tmp_path / "eval.json").read_text())
     assert row["model"] == "picodet_s_320_coco" and row["gt"] == "dual_carriageway_cars" and row["true"] > 0

@@ -44,6 +44,34 @@ def intersection_dict() -> dict:
     }
 
 
+#: NEMA dual ring: ring 1 = 1 (EB left), 2 (WB through), 3 (NB left), 4 (SB through); ring 2 = 5 (WB left),
+#: 6 (EB through), 7 (SB left), 8 (NB through); barriers between the east-west and north-south groups.
+NEMA_RINGS = [["p1", "p2", "p3", "p4"], ["p5", "p6", "p7", "p8"]]
+NEMA_BARRIERS = [["p1", "p2", "p5", "p6"], ["p3", "p4", "p7", "p8"]]
+
+
+def dual_ring_dict() -> dict:
+    """An 8-phase intersection with protected lefts, as NEMA numbers it, and a crossing beside phase 4."""
+    det = lambda name: {"presence": [{"camera": "cam1", "zone": f"{name}_stop"}],  # noqa: E731
+                        "queue": [{"camera": "cam1", "zone": f"{name}_queue"}],
+                        "counts": [{"camera": "cam1", "line": f"{name}_line"}]}
+    phases = []
+    for i in range(1, 9):
+        left = i in (1, 3, 5, 7)
+        phases.append({"id": f"p{i}", "min_green": 4 if left else 8, "max_green": 15 if left else 40,
+                       "yellow": 3 if left else 3.5, "red_clearance": 1 if left else 1.5, "lanes": 1 if left else 2,
+                       "detectors": det(f"p{i}")})
+    phases.append({"id": "ped4", "kind": "pedestrian", "walk": 6, "ped_clearance": 9,
+                   "detectors": {"presence": [{"camera": "cam1", "zone": "ped4"}]}})
+    # within a barrier group: each phase of ring 1 with each of ring 2; the crossing beside 4 (across the
+    # west leg) runs with 4, 7 and 8, whose paths do not cross it
+    compatible = [[a, b] for g in NEMA_BARRIERS for a in g if a in NEMA_RINGS[0] for b in g if b in NEMA_RINGS[1]]
+    compatible += [["ped4", "p4"], ["ped4", "p7"], ["ped4", "p8"]]
+    return {"phases": phases, "compatible": compatible,
+            "dual_ring": {"rings": [list(r) for r in NEMA_RINGS], "barriers": [list(b) for b in NEMA_BARRIERS],
+                          "walk_with": {"ped4": "p4"}}}
+
+
 def make_config(**over) -> ControllerConfig:
     data = {"site": "testsite", "device": "edge1", "intersection": intersection_dict(), "tick_s": 0.5}
     data.update(over)

@@ -71,14 +71,22 @@ function undo() {
 }
 
 // ---------- loading ----------
-async function loadCameras() {
+async function loadCameras(want) {
   const r = await fetch("/api/calibrate/cameras");
   const cams = await r.json();
   const sel = $("camera");
   sel.innerHTML = "";
   for (const c of cams) sel.add(new Option(c.camera, c.camera));
-  if (!cams.length) { setStatus("no camera is running yet; reload in a moment", "error"); return; }
-  const want = new URLSearchParams(location.search).get("camera");
+  if (!cams.length) { // a fresh box: the first thing to do is to add a camera
+    state.camera = null; state.info = null; state.lines = []; state.zones = []; state.live = null; state.frameOk = false;
+    $("camera-panel").open = true;
+    const dev = await (await fetch("/api/calibrate/device")).json();
+    setStatus(dev.saving ? "no camera yet, and saving is off: " + dev.saving
+      : "no camera yet: add one under camera settings (its id and source)", "error");
+    renderItems(); draw();
+    return;
+  }
+  want = want || new URLSearchParams(location.search).get("camera");
   await selectCamera(cams.some((c) => c.camera === want) ? want : cams[0].camera);
 }
 async function selectCamera(cam) {
@@ -89,15 +97,78 @@ async function selectCamera(cam) {
   if (state.info.width) { canvas.width = state.info.width; canvas.height = state.info.height; }
   state.lines = state.info.lines; state.zones = state.info.zones;
   state.selected = null; state.history = []; state.problems = []; state.dirty = false;
+  state.frameOk = false; state.live = null;
+  fillCameraForm(state.info);
   if (state.info.saving) setStatus("saving is off: " + state.info.saving, "error");
   renderItems(); draw();
+}
+
+// ---------- the camera itself: its id and source ----------
+function fillCameraForm(info) {
+  const src = info.source || {};
+  $("cam-id").value = info.camera; $("cam-source").value = src.source || "";
+  $("cam-loop").checked = !!src.loop; $("cam-transport").value = src.rtsp_transport || "";
+}
+function cameraBody() {
+  const b = { id: $("cam-id").value.trim(), source: $("cam-source").value.trim(), loop: $("cam-loop").checked,
+    by: $("by").value.trim() || null };
+  if ($("cam-transport").value) b.rtsp_transport = $("cam-transport").value;
+  return b;
+}
+function camStatus(text, cls, problems) {
+  const s = $("cam-status"); s.textContent = text; s.className = cls || "";
+  const ul = $("cam-errors"); ul.innerHTML = "";
+  for (const p of problems || []) { const li = document.createElement("li"); li.textContent = p.text; ul.appendChild(li); }
+}
+async function cameraCall(method, url, body, busy) {
+  if (!token()) { camStatus("enter the API token first (top right)", "error"); return null; }
+  camStatus(busy);
+  const r = await fetch(url, { method, headers: headers(true), body: body ? JSON.stringify(body) : undefined });
+  let res = {};
+  try { res = await r.json(); } catch (e) { /* no body */ }
+  if (r.ok) return res;
+  const why = r.status === 401 || r.status === 403 ? `refused (${res.detail || r.status}); check the API token`
+    : (res.detail || r.status);
+  camStatus("not done: " + why, "error", res.problems);
+  return null;
+}
+async function probeCamera() {
+  const res = await cameraCall("POST", "/api/calibrate/probe", cameraBody(), "opening the source…");
+  if (res) camStatus(`the source opens: ${res.width}x${res.height} frames`, "ok");
+}
+async function addCamera() {
+  const body = cameraBody();
+  const res = await cameraCall("POST", "/api/calibrate/cameras", body, "opening the source and adding the camera…");
+  if (!res) return;
+  await loadCameras(body.id);
+  camStatus(`camera ${body.id} added and started (${res.frame.width}x${res.frame.height}); draw its lines and zones, then save`, "ok");
+}
+async function changeSource() {
+  if (!state.camera) { camStatus("no camera selected: add one", "error"); return; }
+  const cam = state.camera, body = cameraBody();
+  const res = await cameraCall("PUT", `/api/calibrate/cameras/${encodeURIComponent(cam)}/source`, body,
+    "opening the new source…");
+  if (!res) return;
+  await loadCameras(cam);
+  camStatus(`camera ${cam} restarted on its new source (${res.frame.width}x${res.frame.height})`, "ok");
+}
+async function removeCamera() {
+  if (!state.camera) { camStatus("no camera selected", "error"); return; }
+  const cam = state.camera;
+  if (!confirm(`Remove camera ${cam} from the site file and stop it? (The file's backup and the change log keep it.)`)) return;
+  const by = encodeURIComponent($("by").value.trim() || "installer");
+  const res = await cameraCall("DELETE", `/api/calibrate/cameras/${encodeURIComponent(cam)}?by=${by}`, null, "removing…");
+  if (!res) return;
+  await loadCameras();
+  camStatus(`camera ${cam} removed and stopped`, "ok");
 }
 
 // ---------- live frame, tracks and counts ----------
 function refreshFrame() {
   if (!state.camera) return setTimeout(refreshFrame, 500);
-  const img = new Image();
+  const img = new Image(), cam = state.camera;
   img.onload = () => {
+    if (cam !== state.camera) return refreshFrame(); // the camera changed meanwhile
     state.frame = img; state.frameOk = true;
     if (img.naturalWidth && (canvas.width !== img.naturalWidth || canvas.height !== img.naturalHeight)) {
       canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
@@ -112,10 +183,13 @@ async function refreshLive() {
   try {
     if (state.camera) {
       const withPaths = livePolls++ % 4 === 0; // the paths and the lines' verdicts change slowly: every 2 s
-      const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(state.camera)}/live?paths=${withPaths}`);
-      if (r.ok) {
+      const cam = state.camera, minutes = $("heat-minutes").value;
+      const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(cam)}/live?paths=${withPaths}&heat_minutes=${minutes}`);
+      if (r.ok && cam === state.camera) {
         const live = await r.json();
-        if (!withPaths && state.live) { live.paths = state.live.paths; live.line_health = state.live.line_health; }
+        if (!withPaths && state.live) {
+          live.paths = state.live.paths; live.line_health = state.live.line_health; live.heatmap = state.live.heatmap;
+        }
         state.live = live; updateCounts(); draw();
       }
     }
@@ -132,6 +206,7 @@ function changed() {
   validateTimer = setTimeout(validate, 250);
 }
 async function validate() {
+  if (!state.camera) return [];
   const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(state.camera)}/validate`,
     { method: "POST", headers: headers(false), body: JSON.stringify(layoutBody()) });
   const res = await r.json();
@@ -150,6 +225,7 @@ async function sendPreview() {
 
 // ---------- saving ----------
 async function save() {
+  if (!state.camera) { setStatus("add a camera first (camera settings)", "error"); return; }
   const r = await fetch(`/api/calibrate/cameras/${encodeURIComponent(state.camera)}/layout`,
     { method: "PUT", headers: headers(true), body: JSON.stringify(layoutBody()) });
   let res = {};
@@ -177,6 +253,7 @@ function draw() {
   if (state.frameOk) ctx.drawImage(state.frame, 0, 0, canvas.width, canvas.height);
   else { ctx.fillStyle = "#111"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
   const live = state.live;
+  if (live && live.heatmap && $("heat").checked) drawHeat(live.heatmap);
   if (live && $("overlay").checked) {
     ctx.lineWidth = 1.5 * s;
     for (const p of live.paths || []) {
@@ -207,6 +284,14 @@ function draw() {
     if (state.drawing.cursor) ctx.lineTo(state.drawing.cursor[0], state.drawing.cursor[1]);
     ctx.stroke(); ctx.setLineDash([]);
     pts.forEach((q, i) => handle(q, s, i === 0 ? "#ff7043" : "#ffd54f"));
+  }
+}
+function drawHeat(h) { // under the paths, zones and lines: more tracks, hotter and less transparent
+  const c = h.cell_px;
+  for (const [col, row, n] of h.cells) {
+    const f = n / Math.max(h.max, 1);
+    ctx.fillStyle = `rgba(255,${Math.round(220 * (1 - f))},0,${(0.15 + 0.5 * f).toFixed(3)})`;
+    ctx.fillRect(col * c, row * c, c, c);
   }
 }
 function handle(p, s, colour) {
@@ -522,6 +607,7 @@ document.addEventListener("keydown", (ev) => {
   else if (k === "f" || k === "F") flipSelected();
   else if (k === "Delete" || k === "Backspace") deleteSelected();
   else if (k === "t" || k === "T") { $("overlay").checked = !$("overlay").checked; draw(); }
+  else if (k === "h" || k === "H") { $("heat").checked = !$("heat").checked; draw(); }
   else if (k === "p" || k === "P") { $("preview").checked = !$("preview").checked; sendPreview(); }
   else return;
   ev.preventDefault();
@@ -534,6 +620,12 @@ $("delete").addEventListener("click", deleteSelected);
 $("undo").addEventListener("click", undo);
 $("save").addEventListener("click", save);
 $("overlay").addEventListener("change", draw);
+$("heat").addEventListener("change", draw);
+$("heat-minutes").addEventListener("change", () => { livePolls = 0; });
+$("cam-probe").addEventListener("click", probeCamera);
+$("cam-add").addEventListener("click", addCamera);
+$("cam-change").addEventListener("click", changeSource);
+$("cam-remove").addEventListener("click", removeCamera);
 $("preview").addEventListener("change", sendPreview);
 $("camera").addEventListener("change", () => selectCamera($("camera").value));
 $("token").value = sessionStorage.getItem("roadside-token") || "";

@@ -13,6 +13,7 @@ const CLASS_KEYS = "asdfghjkl";
 const st = {
   camera: null, info: null, clip: null, meta: null, frame: 0, image: null, playing: false,
   events: [], category: null, t0: 0, f0: 0, busy: false, end: null,
+  live: null, // a live count: {started (performance.now() ms), minutes, timer}
 };
 
 function setStatus(text, cls) { const s = $("status"); s.textContent = text; s.className = cls || ""; }
@@ -33,12 +34,14 @@ async function selectCamera(cam) {
   for (const c of clips) sel.add(new Option(c, c));
   const want = new URLSearchParams(location.search).get("clip");
   if (clips.length) await selectClip(clips.includes(want) ? want : clips[0]);
-  else setStatus("no recorded clip beside this camera's video", "error");
+  else setStatus("no recorded clip beside this camera's video: count the live camera instead", "error");
   renderKeys();
 }
 async function selectClip(name) {
   pause();
+  if (st.live) return; // a live count goes on: the clip waits
   const r = await fetch(`/api/calibrate/cameras/${enc(st.camera)}/clips/${enc(name)}`);
+  if (st.live) return; // it started while the clip was being opened
   if (!r.ok) { setStatus(`cannot open ${name}: ${(await r.json()).detail}`, "error"); return; }
   st.clip = name; st.meta = await r.json(); st.events = []; st.end = st.meta.frames;
   $("clip").value = name;
@@ -53,7 +56,7 @@ function show(index) {
     if (index < 0) index = 0;
     if (st.end != null && index >= st.end) index = st.end - 1;
     const img = new Image();
-    img.onload = () => { st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
+    img.onload = () => { if (st.live) return resolve(false); st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
     img.onerror = () => { // past the end: the clip's length is known now
       if (st.end == null || index < st.end) st.end = index;
       pause(); setStatus(`end of the clip (${index} frames)`); resolve(false);
@@ -95,7 +98,8 @@ function draw() {
     ctx.fillStyle = "#fff"; ctx.fillText(text, tip[0] + 4 * s, tip[1]);
   });
   ctx.font = `bold ${16 * s}px sans-serif`; ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(0, 0, 300 * s, 24 * s);
-  ctx.fillStyle = "#fff"; ctx.fillText(`frame ${st.frame}  ${st.playing ? "playing" : "paused"}  ${$("speed").value}×  ${st.category || ""}`, 6 * s, 17 * s);
+  ctx.fillStyle = "#fff";
+  ctx.fillText(st.live ? `live  ${st.category || ""}` : `frame ${st.frame}  ${st.playing ? "playing" : "paused"}  ${$("speed").value}×  ${st.category || ""}`, 6 * s, 17 * s);
 }
 function counts(line) {
   const c = { forward: 0, backward: 0 };
@@ -117,13 +121,70 @@ function renderKeys() {
 function renderLog() {
   const ol = $("log"); ol.innerHTML = "";
   for (const e of [...st.events].reverse().slice(0, 30)) {
-    const li = document.createElement("li"); li.textContent = `frame ${e.frame}: ${e.line} ${e.direction} ${e.class}`; ol.appendChild(li);
+    const li = document.createElement("li");
+    li.textContent = `${e.t_s !== undefined ? e.t_s.toFixed(1) + " s" : "frame " + e.frame}: ${e.line} ${e.direction} ${e.class}`;
+    ol.appendChild(li);
   }
   renderKeys(); draw();
 }
 function press(line, direction) {
-  st.events.push({ line, direction, frame: st.frame, class: st.category, speed: parseFloat($("speed").value) });
+  if (st.live) st.events.push({ line, direction, t_s: (performance.now() - st.live.started) / 1000, class: st.category });
+  else st.events.push({ line, direction, frame: st.frame, class: st.category, speed: parseFloat($("speed").value) });
   renderLog();
+}
+
+// ---------- a count of the live camera ----------
+function tokenHeaders() {
+  const token = $("token").value.trim();
+  return { "Content-Type": "application/json", ...(token ? { Authorization: "Bearer " + token } : {}) };
+}
+async function startLive() {
+  pause();
+  const minutes = parseFloat($("live-minutes").value);
+  const r = await fetch(`/api/calibrate/cameras/${enc(st.camera)}/live-count`,
+    { method: "POST", headers: tokenHeaders(), body: JSON.stringify({ minutes }) });
+  const res = await r.json();
+  if (!r.ok) { setStatus(`cannot start: ${res.detail}`, "error"); return; }
+  st.events = []; st.clip = null; $("live-result").innerHTML = "";
+  st.live = { started: performance.now(), minutes, timer: setTimeout(finishLive, minutes * 60000) };
+  $("live-start").disabled = true; $("live-finish").disabled = false; $("play").disabled = true;
+  renderLog(); liveFrame(); liveClock();
+}
+function liveFrame() { // the newest processed frame, one after the other, at most ~10 a second (the box encodes each)
+  if (!st.live) return;
+  const img = new Image();
+  img.onload = () => { st.image = img; canvas.width = img.naturalWidth; canvas.height = img.naturalHeight; draw(); setTimeout(liveFrame, 100); };
+  img.onerror = () => setTimeout(liveFrame, 300);
+  img.src = `/api/calibrate/cameras/${enc(st.camera)}/frame.jpg?t=${Date.now()}`;
+}
+function liveClock() {
+  if (!st.live) return;
+  const left = st.live.minutes * 60 - (performance.now() - st.live.started) / 1000;
+  setStatus(`counting the live camera: ${Math.max(0, left).toFixed(0)} s left`);
+  setTimeout(liveClock, 500);
+}
+async function finishLive() {
+  if (!st.live) return;
+  clearTimeout(st.live.timer);
+  st.live = null;
+  $("live-start").disabled = false; $("live-finish").disabled = true; $("play").disabled = false;
+  const r = await fetch(`/api/calibrate/cameras/${enc(st.camera)}/live-count`, {
+    method: "PUT", headers: tokenHeaders(),
+    body: JSON.stringify({ events: st.events.map(({ line, direction, t_s, class: c }) => ({ line, direction, t_s, class: c })),
+      by: $("by").value.trim() || null }),
+  });
+  const res = await r.json();
+  if (!r.ok) { setStatus(`not saved: ${res.detail}`, "error"); return; }
+  const doc = res.document;
+  const t = $("live-result");
+  t.innerHTML = "<tr><th>line</th><th>direction</th><th>you</th><th>the box</th></tr>";
+  for (const ln of doc.lines) for (const d of ["forward", "backward"]) {
+    const you = ((doc.totals[ln.id] || {})[d] || {}).total || 0, box = ((doc.counted[ln.id] || {})[d] || {}).total || 0;
+    const tr = document.createElement("tr"); tr.id = `live-${ln.id}-${d}`; tr.className = you === box ? "" : "differs";
+    tr.innerHTML = `<td>${ln.id}</td><td>${d}</td><td class="you">${you}</td><td class="box">${box}</td>`;
+    t.appendChild(tr);
+  }
+  setStatus(`saved ${doc.n_events} vehicles counted live in ${doc.duration_s} s${doc.complete ? "" : " (ended early)"} to ${res.path}`, "ok");
 }
 async function save() {
   const token = $("token").value.trim();
@@ -141,23 +202,25 @@ async function save() {
 }
 
 document.addEventListener("keydown", (ev) => {
-  if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "s") { ev.preventDefault(); save(); return; }
+  if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "s") { ev.preventDefault(); st.live ? finishLive() : save(); return; }
   if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") return;
   const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
   const lines = st.info ? st.info.lines : [];
   const fi = FORWARD_KEYS.indexOf(k), bi = BACKWARD_KEYS.indexOf(k), ci = CLASS_KEYS.indexOf(k);
-  if (k === " ") { st.playing ? pause() : play(); }
+  if (k === " ") { if (!st.live) st.playing ? pause() : play(); }
   else if (fi >= 0 && fi < lines.length) press(lines[fi].id, "forward");
   else if (bi >= 0 && bi < lines.length) press(lines[bi].id, "backward");
   else if (ci >= 0 && st.info && ci < st.info.categories.length) { st.category = st.info.categories[ci]; renderKeys(); draw(); }
-  else if (k === "ArrowRight" && !st.playing) show(st.frame + (ev.shiftKey ? 10 : 1));
-  else if (k === "ArrowLeft" && !st.playing) show(st.frame - (ev.shiftKey ? 10 : 1));
+  else if (k === "ArrowRight" && !st.playing && !st.live) show(st.frame + (ev.shiftKey ? 10 : 1));
+  else if (k === "ArrowLeft" && !st.playing && !st.live) show(st.frame - (ev.shiftKey ? 10 : 1));
   else if (k === "Backspace") { st.events.pop(); renderLog(); }
   else return;
   ev.preventDefault();
 });
 $("play").addEventListener("click", () => (st.playing ? pause() : play()));
-$("save").addEventListener("click", save);
+$("save").addEventListener("click", () => (st.live ? finishLive() : save()));
+$("live-start").addEventListener("click", startLive);
+$("live-finish").addEventListener("click", finishLive);
 $("camera").addEventListener("change", () => selectCamera($("camera").value));
 $("clip").addEventListener("change", () => selectClip($("clip").value));
 $("seek").addEventListener("change", () => { pause(); show(parseInt($("seek").value, 10) || 0); });
