@@ -44,6 +44,12 @@ def _controller_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_clearances(parser) -> None:
+    parser.add_argument("--clearances", choices=("ite", "program"), default="ite",
+                        help="our controllers' change intervals: ite (default, the safe ones: ITE yellow and all-red, "
+                             "pedestrian clearance at 1.07 m/s) or program (what the junction's program already runs)")
+
+
 def _sim_run(args: argparse.Namespace) -> int:
     import json
 
@@ -121,6 +127,7 @@ def register(cli) -> None:
     srun.add_argument("--detection", choices=("perfect", "degraded", "outage"), default="perfect",
                       help="degraded: 10%% missed vehicles, 5%% phantom calls, 1 s latency; outage: 5 min with no "
                            "detector data")
+    _add_clearances(srun)
     srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
     srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
     srun.add_argument("--rings", choices=("single", "dual"), default="single",
@@ -153,6 +160,7 @@ def register(cli) -> None:
                             "net's own program")
     bench.add_argument("--seed", type=int, default=1, help="with --suite: the first junction seed (1)")
     bench.add_argument("--lefthand", action="store_true", help="with --suite: every junction left-hand traffic")
+    _add_clearances(bench)
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
     bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
 

@@ -49,6 +49,32 @@ class AdaptivePolicy(Policy):
         self._last_change_t: float | None = None
         #: phase -> last time it was green (its last service)
         self.served_at: dict[str, float] = {}
+        #: phase -> per queue zone (lane), the other phases fed by the same zone, with their zone index
+        self.lane_mates = self._lane_mates(cfg)
+
+    @staticmethod
+    def _lane_mates(cfg) -> dict[str, list[list[tuple[str, int]]]]:
+        def key(ref):
+            return (ref.device or cfg.device, ref.camera, ref.zone)
+        refs = {ph.id: [key(r) for r in ph.detectors.queue] for ph in cfg.intersection.phases}
+        return {p: [[(q, j) for q, qk in refs.items() if q != p for j, r in enumerate(qk) if r == k] for k in ks]
+                for p, ks in refs.items()}
+
+    def stuck_behind(self, view: View, pid: str, current: str) -> float:
+        """Vehicles of other phases stuck behind a vehicle of ``pid`` on a shared lane: a lane green for a
+        phase of the current stage whose stop-bar vehicle has not moved since that green began waits for
+        another phase of the lane, so serving ``pid`` frees them too."""
+        extra = 0.0
+        for mates in self.lane_mates.get(pid, []):
+            for q, j in mates:
+                if q not in self.stages[current].phases or pid in self.stages[current].phases:
+                    continue
+                inp = view.inputs[q]
+                if j >= len(inp.presence_zones) or j >= len(inp.queue_zones) or inp.queue_zones[j] is None:
+                    continue
+                if self.lane_blocked(view, q, inp.presence_zones[j], after_s=0.0):
+                    extra += inp.queue_zones[j][1]
+        return extra
 
     # -- the queue model -----------------------------------------------------------------------
     def queue(self, view: View, pid: str) -> float:
@@ -122,8 +148,8 @@ class AdaptivePolicy(Policy):
         return max(st.min_green, min(clear + self.ac.startup_lost_s, st.max_green))
 
     def score(self, view: View, current: str, sid: str) -> float:
-        return sum(self.queue(view, p) * self.weight(view, p) + (1.0 if view.inputs[p].call else 0.0)
-                   for p in self.inter.serves(current, sid))
+        return sum((self.queue(view, p) + self.stuck_behind(view, p, current)) * self.weight(view, p)
+                   + (1.0 if view.inputs[p].call else 0.0) for p in self.inter.serves(current, sid))
 
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:

@@ -147,7 +147,8 @@ def bench_from_args(args) -> int:
                     if out_dir and seed == args.first_seed and det == "perfect":
                         ts = str(out_dir / "series" / f"{sc}__{c}.csv")
                     jobs.append({"controller": c, "scenario": sc, "seed": seed, "duration_s": args.duration,
-                                 "mode": "inproc", "detection": det, "timeseries": ts})
+                                 "mode": "inproc", "detection": det, "timeseries": ts,
+                                 "clearances": args.clearances})
     t0 = time.monotonic()
     results = run_jobs(jobs, args.jobs or 2)
     med = medians(results)
@@ -175,7 +176,7 @@ SUMO_BASELINES = ("sumo-static", "sumo-actuated", "sumo-delay-based")
 
 
 def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
-               lefthand: bool | None = None) -> tuple[list[dict[str, Any]], dict[int, str]]:
+               lefthand: bool | None = None, clearances: str = "ite") -> tuple[list[dict[str, Any]], dict[int, str]]:
     """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them."""
     from roadside.controller.sim.generate import generate
 
@@ -186,7 +187,7 @@ def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_di
         for c in controllers:
             jobs.append({"controller": c, "net": info["net"], "routes": info["routes"], "seed": seed,
                          "duration_s": duration_s, "mode": "inproc", "native_baselines": True,
-                         "label": f"case{seed}"})
+                         "label": f"case{seed}", "clearances": clearances})
     return jobs, described
 
 
@@ -282,13 +283,15 @@ def suite_from_args(args) -> int:
     out_dir = Path(args.out) if args.out else None
     cases_dir = (out_dir / "cases") if out_dir else Path(tempfile.mkdtemp(prefix="roadside-suite-"))
     lefthand = True if args.lefthand else None
-    jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand)
+    clearances = args.clearances
+    jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand, clearances)
     processes = args.jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     results = run_jobs(jobs, processes)
     lines, summary = suite_summary(results, controllers)
     text = [f"# Junction suite: {args.suite} case(s) from seed {args.seed}, {duration:.0f} s each, "
-            f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall", ""]
+            f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall; our change "
+            f"intervals: {clearances}", ""]
     text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
     print("\n".join(text))
     if out_dir:

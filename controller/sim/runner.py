@@ -57,8 +57,8 @@ class SimSpec:
     native_baselines: bool = False
     #: a name for the results (default: the scenario or the network file)
     label: str | None = None
-    #: our controllers' change intervals: ``ite`` (the product's) or ``program`` (netconvert's 3 s yellow,
-    #: no all-red, 5 s pedestrian clearance; only to measure what the ITE intervals cost)
+    #: our controllers' change intervals: ``ite`` (the safe default) or ``program`` (the yellow, all-red and
+    #: pedestrian clearance the junction's own program runs, ``tls.program_intervals``)
     clearances: str = "ite"
     #: our controllers: ``single`` (the program's stages, one ring) or ``dual`` (ring-and-barrier derived
     #: from the program, sim/program_rings.py; fixed and actuated only)
@@ -391,5 +391,5 @@ def run_from_args(args) -> dict[str, Any]:
     spec = SimSpec(controller=args.controller, scenario=args.scenario, net=args.net, routes=args.routes, tls=args.tls,
                    duration_s=args.duration, seed=args.seed, mode=args.mode, broker=args.broker,
                    detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log,
-                   rings=args.rings)
+                   clearances=args.clearances, rings=args.rings)
     return run_sim(spec)

@@ -16,8 +16,9 @@ green/yellow/red program.
   each with its share of the lane's vehicles (``share`` = 1 / phases on the lane); saturation flow per lane
   is 1800 veh/h, lowered for lanes that carry a permissive-only movement (yielding to oncoming traffic or
   pedestrians): x0.5 for a lane of such movements alone, x0.75 for a lane shared with other movements.
-* Change intervals come from the ITE formulas (approach lane speed, junction size); the fixed plan is the
-  program's own green durations.
+* Change intervals come from the ITE formulas (approach lane speed, junction size), or, with
+  ``clearances="program"``, from the program itself (:func:`program_intervals`: the yellow, all-red and
+  pedestrian clearance the junction already runs); the fixed plan is the program's own green durations.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from roadside.controller.clearance import ite_clearance, pedestrian_clearance_s
+from roadside.controller.clearance import YELLOW_MIN_S, ite_clearance, pedestrian_clearance_s
 from roadside.controller.config import ControllerConfig, parse_controller_config
 from roadside.controller.intersection import Intersection
 from roadside.controller.sim.program_rings import RingDerivationError, dual_ring_section, link_foes
@@ -36,6 +37,8 @@ QUEUE_M = 100.0  # length of the queue zones the simulated camera reports (see f
 MIN_GREEN_S = 5.0
 MAX_GREEN_S = 60.0
 WALK_S = 7.0
+#: where our change intervals come from: the ITE formulas (default) or the junction's own program
+CLEARANCES = ("ite", "program")
 #: saturation flow factors of lanes with permissive-only movements (yielding to oncoming traffic or
 #: pedestrians): a lane of such movements alone, and one shared with other movements
 PERMISSIVE_ONLY_LANE = 0.5
@@ -128,11 +131,13 @@ class DerivedTLS:
 
 def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: str = "actuated",
            extra: dict | None = None, clearances: str = "ite", rings: str = "single") -> DerivedTLS:
-    """The controller model of a SUMO traffic light. ``clearances``: ``ite`` (the product's: ITE yellow and
-    all-red, pedestrian clearance at 1.07 m/s) or ``program`` (netconvert's own: 3 s yellow, no all-red,
-    5 s pedestrian clearance), the latter only to measure what the ITE intervals cost. ``rings``:
+    """The controller model of a SUMO traffic light. ``clearances``: ``ite`` (the safe default: ITE yellow
+    and all-red, pedestrian clearance at 1.07 m/s) or ``program`` (the intervals the junction's program
+    already runs, :func:`program_intervals`; never below ITE's 3 s minimum yellow). ``rings``:
     ``single`` (the program's stages) or ``dual`` (ring-and-barrier, program_rings.py; a
     :class:`NetworkError` when the program does not allow it)."""
+    if clearances not in CLEARANCES:
+        raise NetworkError(f"clearances: {clearances!r} is not one of {', '.join(CLEARANCES)}")
     import sumolib
 
     try:
@@ -232,9 +237,10 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         if phase_kind[pid] == "pedestrian":
             crossing = lks[0].crossing or ""
             phase_crossing[pid] = crossing
+            ped_clear = (pedestrian_clearance_s(max(lk.length for lk in lks)) if clearances == "ite"
+                         else program_intervals(states, idxs).ped_clearance_s)
             phases_cfg.append({"id": pid, "kind": "pedestrian", "movements": [crossing], "walk": WALK_S,
-                               "ped_clearance": (pedestrian_clearance_s(max(lk.length for lk in lks))
-                                                 if clearances == "ite" else 5.0),
+                               "ped_clearance": ped_clear,
                                "detectors": {"presence": [{"camera": ident(crossing), "zone": "waiting"}]}})
             continue
         lanes = sorted({lk.from_lane for lk in lks})
@@ -244,14 +250,19 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
         # movement's own path through the junction (the junction's size when the net has no internal lanes)
         path = max(lk.crossing_m for lk in lks)
         c = ite_clearance(min(max(speed_kmh, 10.0), 150.0), 0.0, path if path > 0 else width)
+        if clearances == "program":
+            prog = program_intervals(states, idxs)
+            yellow, red = max(prog.yellow_s, YELLOW_MIN_S), prog.red_clearance_s
+        else:
+            yellow, red = c.yellow_s, c.red_clearance_s
         cam = ident(lks[0].from_edge)
         zone_m = min(QUEUE_M, min(lk.lane_length for lk in lks) - 1.0)
         share = {ln: round(1.0 / len(lane_phases[ln]), 4) for ln in lanes}
         sat = 1800.0 * sum(lane_factor(ln) for ln in lanes) / len(lanes)
         phases_cfg.append({
             "id": pid, "movements": [f"link {i}" for i in idxs], "min_green": MIN_GREEN_S, "max_green": MAX_GREEN_S,
-            "passage": 2.0, "yellow": c.yellow_s if clearances == "ite" else 3.0,
-            "red_clearance": c.red_clearance_s if clearances == "ite" else 0.0, "lanes": len(lanes),
+            "passage": 2.0, "yellow": yellow,
+            "red_clearance": red, "lanes": len(lanes),
             "saturation_flow_vph": round(sat, 1),
             "detectors": {"presence": [{"camera": cam, "zone": f"p_{ident(ln)}"} for ln in lanes],
                           "queue": [{"camera": cam, "zone": f"q_{ident(ln)}", "share": share[ln]} for ln in lanes],
@@ -295,6 +306,51 @@ def _merge(base: dict, extra: dict) -> None:
             _merge(base[k], v)
         else:
             base[k] = v
+
+
+@dataclass(frozen=True)
+class ProgramIntervals:
+    """The change intervals of a signal group as the junction's program runs them (s)."""
+    yellow_s: float
+    red_clearance_s: float
+    ped_clearance_s: float
+
+
+def program_intervals(states: list[tuple[str, float]], idxs: list[int]) -> ProgramIntervals:
+    """The change intervals of the links ``idxs`` in the program ``states`` (state string, duration), as
+    the junction runs them today. After each end of these links' green: the yellow (the run of phases
+    showing them ``y``), then the all-red (the phases with no green at all but the continuous ones). A
+    crossing has no yellow: its clearance is the run of phases where it is red while no yellow and no new
+    green has come (netconvert's pedestrian clearance). The shortest over the cycle."""
+    n = len(states)
+    always = {i for i in range(len(states[0][0])) if all(s[i] in "Gg" for s, _ in states)}
+
+    def greens(s: str) -> set[int]:
+        return {i for i, c in enumerate(s) if c in "Gg"} - always
+
+    yellows, reds, peds = [], [], []
+    for k in range(n):
+        prev, cur = states[k - 1][0], states[k][0]
+        if not any(prev[i] in "Gg" for i in idxs) or any(cur[i] in "Gg" for i in idxs):
+            continue  # not the end of these links' green
+        j, yellow = k, 0.0
+        while j < k + n and any(states[j % n][0][i] in "yY" for i in idxs):
+            yellow += states[j % n][1]
+            j += 1
+        if yellow > 0:
+            red = 0.0
+            while j < k + n and not greens(states[j % n][0]) and not any(c in "yY" for c in states[j % n][0]):
+                red += states[j % n][1]
+                j += 1
+            yellows.append(yellow)
+            reds.append(red)
+            continue
+        clear, was_green = 0.0, greens(prev)
+        while j < k + n and greens(states[j % n][0]) <= was_green and not any(c in "yY" for c in states[j % n][0]):
+            clear += states[j % n][1]
+            j += 1
+        peds.append(clear)
+    return ProgramIntervals(min(yellows, default=0.0), min(reds, default=0.0), min(peds, default=0.0))
 
 
 def _junction_width(node) -> float:

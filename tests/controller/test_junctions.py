@@ -25,7 +25,7 @@ sumo = pytest.importorskip("libsumo", reason="SUMO is not installed (pip install
 from roadside.controller.sim.generate import LEFT_MODES, PATTERNS, draw, generate  # noqa: E402
 from roadside.controller.sim.monitor import SafetyMonitor  # noqa: E402
 from roadside.controller.sim.runner import SimSpec, run_sim  # noqa: E402
-from roadside.controller.sim.tls import derive  # noqa: E402
+from roadside.controller.sim.tls import NetworkError, derive, program_intervals  # noqa: E402
 
 
 def program(net) -> list[str]:
@@ -279,3 +279,109 @@ def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_pat
     assert summary["sumo-actuated"]["median"] == pytest.approx(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
     assert (out / "suite.png").stat().st_size > 5000
     assert not math.isnan(summary["sumo-actuated"]["worst"])
+
+
+# -- the junction's own change intervals (--clearances program) ------------------------------------------
+def test_program_intervals_are_read_from_the_program_not_assumed():
+    # a city program with 4 s yellows and all-reds of 2 s and 1 s, and a protected-permissive left whose
+    # green runs on after the through's yellow (no all-red there) and a crossing cleared for 6 s
+    states = [("GGgrG", 30.0), ("GGgrr", 6.0), ("yyGrr", 4.0), ("rryrr", 3.0), ("rrrrr", 2.0),
+              ("rrrGr", 20.0), ("rrryr", 4.0), ("rrrrr", 1.0)]
+    through, left, side, crossing = [0, 1], [2], [3], [4]
+    t = program_intervals(states, through)
+    assert (t.yellow_s, t.red_clearance_s) == (4.0, 0.0)  # the left stays green: no all-red after the through
+    assert (program_intervals(states, left).yellow_s, program_intervals(states, left).red_clearance_s) == (3.0, 2.0)
+    assert (program_intervals(states, side).yellow_s, program_intervals(states, side).red_clearance_s) == (4.0, 1.0)
+    assert program_intervals(states, crossing).ped_clearance_s == 6.0
+
+
+def test_program_clearances_are_the_generated_nets_own(tmp_path):
+    info, _ = first_case(tmp_path, lambda x: any(lg.crossing for lg in x.legs) if hasattr(x, "legs") else
+                         any(p.kind == "pedestrian" for p in x.config.intersection.phases))
+    prog = [(p.get("state"), float(p.get("duration")))
+            for p in ET.parse(info["net"]).getroot().find("tlLogic").findall("phase")]
+    ite, own = derive(info["net"]), derive(info["net"], clearances="program")
+    for p in own.config.intersection.phases:
+        links = own.phase_links[p.id]
+        if p.kind == "vehicle":
+            # the yellow that follows this group's green in the program, and no all-red (netconvert has none)
+            ys = {d for k, (s, d) in enumerate(prog) if s[links[0]] in "yY" and prog[k - 1][0][links[0]] in "Gg"}
+            assert p.yellow == max(min(ys), 3.0) and p.red_clearance == 0.0
+        else:
+            assert p.ped_clearance == 5.0  # netconvert's crossing-red tail
+    # the ITE intervals are the safe default and longer on these nets
+    by_id = {p.id: p for p in ite.config.intersection.phases}
+    assert all((by_id[p.id].red_clearance or 0) >= (p.red_clearance or 0) for p in own.config.intersection.phases)
+    with pytest.raises(NetworkError, match="clearances"):
+        derive(info["net"], clearances="city")
+
+
+def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path):
+    info = generate(6, tmp_path / "case6", duration_s=240)  # 4 legs, protected lefts, 3 crossings
+    base = [sys.executable, "-m", "roadside.core.cli", "sim", "run", "--net", info["net"], "--routes", info["routes"],
+            "--controller", "adaptive", "--mode", "inproc", "--duration", "240"]
+    audit = tmp_path / "audit.jsonl"
+    r = subprocess.run(base + ["--clearances", "program", "--audit-log", str(audit)], capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["safety_violations"] == 0  # the monitor checks the configured intervals
+    # the controller ran with the program's intervals: from each accepted change to the next stage's green
+    # there are at most a pedestrian clearance, a yellow and an all-red of the program (the ITE ones are
+    # several seconds longer on this net), and a change without pedestrians takes just the yellow
+    own = [p for p in derive(info["net"], clearances="program").config.intersection.phases]
+    most = max(p.ped_clearance or 0 for p in own) + max(p.yellow or 0 for p in own) + max(p.red_clearance or 0 for p in own)
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    changes, gaps = {}, []
+    for e in events:
+        if e["type"] == "decision":
+            changes[e["detail"]["to"]] = e["t"]
+        elif e["type"] == "stage-green" and e["detail"].get("stage") in changes:
+            gaps.append(e["t"] - changes.pop(e["detail"]["stage"]))
+    assert len(gaps) >= 5 and max(gaps) <= most + 1.0 and min(gaps) <= 3.0 + 1.0, gaps
+    ite = derive(info["net"]).config.intersection.phases
+    assert min(p.yellow + p.red_clearance for p in ite if p.kind == "vehicle") > 3.0 + 1.0
+    r = subprocess.run(base + ["--clearances", "city"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--clearances" in r.stderr
+
+
+# -- a shared lane whose stop-bar vehicle waits for another phase ----------------------------------------
+def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_stage():
+    """A through-and-left lane (its zones feed ``thru`` and ``left`` with a share each) and a protected left:
+    when the through green cannot move the lane's stop-bar vehicle (a left-turner), the vehicles behind it
+    count for the left stage, which frees them, and not only the left's own share."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies import make_policy
+    from roadside.controller.policies.base import View
+
+    def veh(pid, lanes):
+        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
+                "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
+                              "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
+        "phases": [veh("thru", [("a", 1.0), ("shared", 0.5)]), veh("left", [("shared", 0.5)]), veh("side", [("b", 1.0)])],
+        "compatible": [["thru", "left"]],
+        "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
+    inter = Intersection.of(cfg)
+    policy = make_policy(cfg, inter)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage="T")
+    t = 0.0
+    while engine.current != "T" or engine.stage_elapsed() < 15.0:
+        t += 1.0
+        engine.step(t, None)
+
+    def inputs(head_dwell):
+        def pi(call, pres, queue):
+            n = sum(q[1] for q in queue)
+            return PhaseInput(reliable=True, problems=[], call=call, gap_s=0.0, queue=n,
+                              max_wait_s=max(q[2] for q in queue), flow_vph=300.0, presence_zones=pres, queue_zones=queue)
+        shared_p, shared_q = (True, 0.5, head_dwell), (True, 4.0, 90.0)  # 8 vehicles, half each
+        return {"thru": pi(True, [(False, 0.0, 0.0), shared_p], [(False, 0.0, 0.0), shared_q]),
+                "left": pi(True, [shared_p], [shared_q]),
+                "side": pi(True, [(True, 1.0, 30.0)], [(True, 6.0, 60.0)])}
+
+    # the head has not moved since the through green began: the 4 through vehicles behind it count for L
+    nxt, why = policy.choose_next(View(t, engine, inputs(head_dwell=40.0)), "T")
+    assert nxt == "L", why
+    # the same queues with a head that just arrived (the lane moves): the side street's 6 win over the 4
+    nxt, why = policy.choose_next(View(t, engine, inputs(head_dwell=2.0)), "T")
+    assert nxt == "S", why
