@@ -80,7 +80,9 @@ def test_an_oversized_payload_is_refused_unread():
 # -- 2. a burst never stalls the decision tick -------------------------------------------------------------
 def test_the_input_queue_is_bounded_fair_and_read_within_a_budget_per_tick():
     cfg = make_config(tick_s=0.1)
-    svc = ControllerService(cfg)  # never started: the queue and the tick alone
+    # never started: the queue and the tick alone. A budget of 0.5 ms, far below what reading the 2,000 messages
+    # below takes on any machine (the default, a share of tick_s, can read them all on a fast idle one)
+    svc = ControllerService(cfg, input_budget_s=0.0005)
     for i in range(INBOX_PER_TOPIC + 500):
         svc.inbox.put(topic("counts"), raw(counts(i)), 0.0)
     assert len(svc.inbox) == INBOX_PER_TOPIC and svc.inbox.dropped == 500
