@@ -34,6 +34,8 @@ RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 #: a node that has not opened its ports after this long has failed to start
 START_TIMEOUT_S = 180.0
+#: a virtual host reported stopped on a node for this long is restarted there (s)
+VHOST_RESTART_AFTER_S = 5.0
 
 
 class ClusterError(RoadsideError):
@@ -164,24 +166,44 @@ class RabbitCluster:
         deadline = time.monotonic() + START_TIMEOUT_S
         for node in nodes:
             self.ctl("await_startup", node=node.index, timeout=max(5.0, deadline - time.monotonic()))
-        want = {n.name for n in nodes}
+        by_name = {n.name: n for n in nodes}
         state: dict = {}
+        down_since: dict[str, float] = {}
         while True:
             try:
                 rows = json.loads(self.ctl("list_vhosts", "name", "cluster_state", "--formatter", "json", node=nodes[0].index))
                 state = next((r.get("cluster_state") or {} for r in rows if r.get("name") == "/"), {})
             except (ClusterError, ValueError, subprocess.TimeoutExpired) as e:
                 state = {"error": str(e)}
-            if all(state.get(n) == "running" for n in want):
+            if all(state.get(n) == "running" for n in by_name):
                 return
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            for name, node in by_name.items():
+                if state.get(name) != "stopped":
+                    down_since.pop(name, None)
+                    continue
+                # Nodes that boot together race to import the definitions while they form the cluster; the
+                # loser's vhost can stay stopped for good ("vhost / is down" to every client). RabbitMQ's remedy
+                # for a vhost down on one node is to restart it there.
+                if now - down_since.setdefault(name, now) >= VHOST_RESTART_AFTER_S:
+                    log.warning("the virtual host / is stopped on %s: restarting it there", name)
+                    try:
+                        self.ctl("restart_vhost", "--vhost", "/", node=node.index)
+                    except (ClusterError, subprocess.TimeoutExpired) as e:
+                        log.warning("restart_vhost on %s failed: %s", name, e)
+                    down_since[name] = time.monotonic()
+            if now > deadline:
                 raise ClusterError(f"the virtual host / is not running on every node after {START_TIMEOUT_S:.0f} s: {state}")
             time.sleep(0.5)
 
     def start(self) -> "RabbitCluster":
         atexit.register(self.stop)  # the nodes run in their own sessions: never leave them behind
         try:
-            for node in self.nodes:
+            # the first node boots alone (it imports the definitions and creates the virtual host), then the
+            # others join it: booting all at once makes them wait on each other's tables and race on the import
+            self._spawn(self.nodes[0])
+            self._await(self.nodes[:1])
+            for node in self.nodes[1:]:
                 self._spawn(node)
             self._await(self.nodes)
             running = self.running_nodes()
