@@ -51,6 +51,8 @@ MAX_CLASSES = 32
 MAX_REASONS = 32
 #: the longest reason text a health message carries
 MAX_REASON_CHARS = 500
+#: the highest frame rate a health message carries (frames/s)
+MAX_FPS = 1000.0
 #: JSON numbers above this lose integer precision in many parsers
 MAX_SEQ = 2**53
 #: the largest payload a consumer reads; larger ones are refused unread (the largest valid counts message,
@@ -134,8 +136,8 @@ class HealthMessage(Payload):
     ts: datetime
     state: Literal["ok", "degraded", "offline"]
     reasons: list[Annotated[str, Field(max_length=MAX_REASON_CHARS)]] = Field(default_factory=list, max_length=MAX_REASONS)
-    fps_in: float = Field(0.0, ge=0, le=1000)
-    fps_processed: float = Field(0.0, ge=0, le=1000)
+    fps_in: float = Field(0.0, ge=0, le=MAX_FPS)
+    fps_processed: float = Field(0.0, ge=0, le=MAX_FPS)
     detector_latency_ms: float = Field(0.0, ge=0, le=600_000)
     last_frame_age_s: float | None = Field(None, ge=0, le=10 * 365 * MAX_AGE_S)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from datetime import datetime, timezone
 
 from roadside.core.payloads import CountsMessage, PresenceMessage, ZoneState
@@ -20,6 +19,7 @@ from roadside.edge.counting import IntervalBin, IntervalBins, LineCounter, ZoneM
 from roadside.edge.detector import Detector
 from roadside.edge.pipeline import CameraPipeline, config_hash
 from roadside.edge.service_config import CameraConfig, SourceSettings
+from roadside.edge.rates import RecentRate
 from roadside.edge.sinks import CountsSink, LiveSink
 from roadside.edge.sources import LiveSource, SourceStatus, capture_options
 from roadside.edge.status import CameraState, CameraStatus
@@ -33,21 +33,6 @@ _PARTIAL_TOLERANCE = 0.01
 
 def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, timezone.utc)
-
-
-class _Rate:
-    """Events per second over the last few seconds (bounded memory)."""
-
-    def __init__(self, n: int = 64):
-        self.t: deque[float] = deque(maxlen=n)
-
-    def tick(self, t: float) -> None:
-        self.t.append(t)
-
-    def rate(self, now: float, stale_s: float = 5.0) -> float:
-        if len(self.t) < 2 or now - self.t[-1] > stale_s:
-            return 0.0
-        return (len(self.t) - 1) / max(self.t[-1] - self.t[0], 1e-6)
 
 
 class Coverage:
@@ -97,7 +82,7 @@ class CameraWorker:
         self.detector_ms = 0.0
         self.last_processed: float | None = None  # monotonic
         self.bins_emitted = 0
-        self._rate = _Rate()
+        self._rate = RecentRate()
         self._snapshot: tuple | None = None
         self.heartbeat: float | None = None  # monotonic time of the worker loop's last turn
         self._jpeg: tuple | None = None  # (the snapshot it shows, when encoded (monotonic), JPEG bytes)

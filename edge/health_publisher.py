@@ -5,7 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Mapping
 
-from roadside.core.payloads import HealthMessage, clip_reasons
+from roadside.core.payloads import MAX_FPS, HealthMessage, clip_reasons
 from roadside.edge.camera_worker import utc
 from roadside.edge.sinks import LiveSink
 
@@ -42,7 +42,7 @@ class HealthPublisher:
             st = w.status(now_wall)
             self.live.publish(cid, "health", HealthMessage(
                 site=self.site, device=self.device, camera=cid, ts=utc(now_wall), state=st.state, reasons=clip_reasons(st.reasons),
-                fps_in=st.fps_in, fps_processed=st.fps_processed, detector_latency_ms=st.detector_latency_ms,
+                fps_in=min(st.fps_in, MAX_FPS), fps_processed=min(st.fps_processed, MAX_FPS), detector_latency_ms=st.detector_latency_ms,
                 last_frame_age_s=st.last_frame_age_s))
 
 

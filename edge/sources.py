@@ -19,12 +19,12 @@ import random
 import threading
 import time
 import zlib
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from roadside.models.formats import Preprocess
+from roadside.edge.rates import RecentRate
 from roadside.edge.service_config import SourceSettings, is_device, is_url
 from roadside.core.redact import redact
 from roadside.core.video import VideoError, VideoReader
@@ -131,7 +131,7 @@ class LiveSource:
         self._reconnect = threading.Event()
         self._thread: threading.Thread | None = None
         self._check = _ImageCheck(self.settings)
-        self._recent: deque[float] = deque(maxlen=64)
+        self._recent = RecentRate()  # frames delivered
         self._status = SourceStatus("starting")
         self._last_frame_mono: float | None = None
         self._number = 0
@@ -183,9 +183,7 @@ class LiveSource:
             reasons = self._check.reasons(now)
             if age is not None and age > self.settings.stall_timeout_s:
                 reasons.insert(0, f"no new frame for {age:.1f} s")
-        fps = 0.0
-        if len(self._recent) >= 2 and now - self._recent[-1] < 2 * self.settings.stall_timeout_s:
-            fps = (len(self._recent) - 1) / max(self._recent[-1] - self._recent[0], 1e-6)
+        fps = self._recent.rate(now, stale_s=2 * self.settings.stall_timeout_s)
         return SourceStatus(
             state=st.state, reasons=reasons, frames_in=st.frames_in, frames_dropped=st.frames_dropped, fps_in=fps,
             last_frame_age_s=age,
@@ -209,7 +207,7 @@ class LiveSource:
             self._latest = frame
             self._status.frames_in += 1
             self._last_frame_mono = now_mono
-            self._recent.append(now_mono)
+            self._recent.tick(now_mono)
             self._cond.notify_all()
 
     def _set_down(self, state: str, reason: str) -> None:

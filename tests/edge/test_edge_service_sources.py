@@ -52,6 +52,23 @@ def test_slow_consumer_gets_the_newest_frames_and_drops_are_counted():
     assert fr.image.shape == (480, 640, 3) and fr.tensor.shape == (1, 3, 320, 320) and fr.fps == 30
 
 
+def test_a_rate_needs_a_span_of_frames_not_two_back_to_back():
+    """Two frames processed back to back at start-up once read as 2,809 frames/s in the demo's summary, a rate
+    above what a health message can carry (which then failed to validate)."""
+    from roadside.core.payloads import MAX_FPS
+    from roadside.edge.rates import MIN_SPAN_S, RecentRate
+
+    r = RecentRate()
+    r.tick(100.0)
+    r.tick(100.001)
+    assert r.rate(100.002) == 0.0  # not yet a rate
+    for i in range(2, 31):
+        r.tick(100.0 + i / 30)
+    assert r.rate(101.0) == pytest.approx(30.0, rel=0.01) and r.rate(101.0) <= MAX_FPS
+    assert r.rate(100.0 + 1 + 5.1) == 0.0  # stale: nothing for over 5 s
+    assert MIN_SPAN_S <= 1.0
+
+
 def test_file_without_realtime_delivers_every_frame_then_ends(tmp_path):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (64, 80, 3), np.uint8) for _ in range(40)]
