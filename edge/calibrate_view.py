@@ -241,6 +241,10 @@ class CalibrationView:
         """Open a source as the camera would (the crash-isolated decoder) and read its frame size:
         ``{width, height}``; CameraRejected naming the field (a bad setting, a missing file, a source that does
         not open or sends no frame)."""
+        return self._probe(settings)[1]
+
+    def _probe(self, settings: dict):
+        """:meth:`probe`, and the checked camera (CameraConfig) it opened."""
         from roadside.edge.sources import capture_options
 
         cam, problems = check_camera(settings)
@@ -259,7 +263,7 @@ class CalibrationView:
             raise CameraRejected([camera_problem("source", f"cannot open it: {e}")]) from None
         if size is None:
             raise CameraRejected([camera_problem("source", "it delivered no frame")])
-        return {"width": size[0], "height": size[1]}
+        return cam, {"width": size[0], "height": size[1]}
 
     def add_camera(self, settings: dict, by: str, client: str | None) -> dict:
         """Probe the source, add the camera (no lines or zones yet) to the site file, start it, log."""
@@ -283,8 +287,7 @@ class CalibrationView:
         refused = self.saving_refused()
         if refused:
             raise ConfigError(refused)
-        size = self.probe(settings)
-        cam, _ = check_camera(settings)
+        cam, size = self._probe(settings)
         svc = self.service
         # what would keep the camera (and, after a restart, the service) from running: a model not installed
         problems = startup_problems(svc.config.model_copy(update={"cameras": [self._resolved(cam)]}), svc.model_override)

@@ -41,8 +41,9 @@ class HealthPublisher:
             self._last_sent[cid] = (state, time.monotonic())
             st = w.status(now_wall)
             self.live.publish(cid, "health", HealthMessage(
-                site=self.site, device=self.device, camera=cid, ts=utc(now_wall), state=st.state, reasons=clip_reasons(st.reasons),
-                fps_in=min(st.fps_in, MAX_FPS), fps_processed=min(st.fps_processed, MAX_FPS), detector_latency_ms=st.detector_latency_ms,
+                site=self.site, device=self.device, camera=cid, ts=utc(now_wall), state=st.state,
+                reasons=clip_reasons(st.reasons), fps_in=min(st.fps_in, MAX_FPS),
+                fps_processed=min(st.fps_processed, MAX_FPS), detector_latency_ms=st.detector_latency_ms,
                 last_frame_age_s=st.last_frame_age_s))
 
 

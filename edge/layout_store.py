@@ -201,8 +201,13 @@ def _cameras_of(data: Any, path: Path) -> list:
     return cams
 
 
+def _find_camera(cams: list, camera_id: str):
+    """The round-trip entry of camera ``camera_id`` in the site file's camera list, or None."""
+    return next((c for c in cams if isinstance(c, dict) and c.get("id") == camera_id), None)
+
+
 def _raw_camera(cams: list, camera_id: str, path: Path):
-    raw = next((c for c in cams if isinstance(c, dict) and c.get("id") == camera_id), None)
+    raw = _find_camera(cams, camera_id)
     if raw is None:
         raise ConfigError(f"{path}: the file on disk has no camera {camera_id!r} any more (edited by hand?); "
                           "nothing was saved")
@@ -281,7 +286,7 @@ def save_camera(path: str | Path, camera: CameraConfig, *, by: str, client: str 
 
     def edit(data) -> dict:
         cams = _cameras_of(data, path)
-        raw = next((c for c in cams if isinstance(c, dict) and c.get("id") == camera.id), None)
+        raw = _find_camera(cams, camera.id)
         if raw is None:
             cams.append(_flow_leaves({**settings, "lines": [], "zones": []}))
             return {"added": True}

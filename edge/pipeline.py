@@ -59,6 +59,7 @@ class CameraPipeline:
         self._view_reason: str | None = None
         self.last_kept: Detections | None = None  # this frame's boxes after suppression (None: the detector skipped it)
         self.last_tracks = None  # this frame's TrackerOutput
+        self.dark = False  # the view measured dark: the night path runs (edge/lowlight.py)
         self._night_path(config)
         d = config.detector
         #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
@@ -74,7 +75,7 @@ class CameraPipeline:
         self._day_tracking = config.tracker
         self._night_tracking = config.tracker.model_copy(update={
             "birth_threshold": min(config.tracker.birth_threshold, ll.score), "birth_evidence": ll.birth_evidence})
-        self.dark = ll.enabled and getattr(self, "dark", False)  # a hot reload keeps what the view measured
+        self.dark = ll.enabled and self.dark  # a hot reload keeps what the view measured
         self.tracker.config = self._night_tracking if self.dark else self._day_tracking
 
     def observe(self, scene: SceneState | None) -> None:
@@ -114,7 +115,7 @@ class CameraPipeline:
                    transform: tuple[float, float, float, float] | None = None) -> Detections:
         """The frame's candidate boxes (what a detections cache stores): the detector's, and on a dark view the
         detector's on the enhanced frame (its tensor made here, not the decoder's) and the lamps'."""
-        night = self.dark and self.headlights is not None
+        night = self.dark  # only ever set with the night path enabled (its headlight detector made)
         if night and self.config.lowlight.enhance != "none":
             tensor, transform = self.enhance.tensor(image, self.detector.preprocess)
         elif tensor is None or transform is None:

@@ -182,9 +182,10 @@ class EdgeService:
 
     def _housekeep(self, health: HealthPublisher, pruner: OutboxPruner) -> None:
         """Health and outbox pruning every ``_HOUSEKEEPING_S``. An error in one turn is logged with its
-        traceback (once per distinct error, then every ``_REPEAT_LOG_S``), counted in the liveness check,
-        and the next turn goes on: one bad reading must not silence every camera's health for good."""
-        last_logged: dict[str, float] = {}
+        traceback (once per kind of error in each task, then every ``_REPEAT_LOG_S``), counted in
+        ``housekeeping_errors``, and the next turn goes on: one bad reading must not silence every camera's
+        health for good."""
+        last_logged: dict[tuple[str, str], float] = {}  # (task, exception type) -> when last logged
         while not self._stop.wait(_HOUSEKEEPING_S):
             self._housekept = time.monotonic()
             for what, turn in (("publishing health", lambda: health.tick(self.workers, time.time())),
@@ -193,7 +194,7 @@ class EdgeService:
                     turn()
                 except Exception as e:  # noqa: BLE001 - logged, counted, and the loop goes on
                     self.housekeeping_errors += 1
-                    key = f"{what}: {type(e).__name__}: {e}"
+                    key = (what, type(e).__name__)  # bounded: the message may differ every time
                     if time.monotonic() - last_logged.get(key, -_REPEAT_LOG_S) >= _REPEAT_LOG_S:
                         last_logged[key] = time.monotonic()
                         log.exception("housekeeping error while %s (error %d; going on)", what, self.housekeeping_errors)
