@@ -115,6 +115,16 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shake(args: argparse.Namespace) -> int:
+    from roadside.calibration.shake import Sway, shake_clip
+
+    for seed in args.seed or [1]:
+        sway = Sway(args.amplitude, args.period, args.rotation, args.zoom, seed)
+        video, truth = shake_clip(args.video, args.ground_truth, args.out, sway, frames=args.frames)
+        print(f"{video}  {truth}")
+    return 0
+
+
 def _models_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -192,6 +202,24 @@ def register(cli) -> None:
     p.add_argument("--fresh", action="store_true", help="replay the clip even when --out holds a reusable replay")
     p.add_argument("--model", help="ONNX file or installed model name (default: detector.model, else the product default)")
     p.add_argument("--json", metavar="FILE", help="also write the whole audit as JSON")
+
+    p = cli.verb(
+        "calibrate", "shake", _shake,
+        help="re-render a fixed camera's clip as if its pole swayed, with its ground truth (for robustness tests)",
+        description="Write VIDEO moved by a smooth, seeded sway (shift, rotation and zoom; none at the first frame, "
+                    "where the lines were drawn) and a copy of GROUND_TRUTH naming it, into --out: the vehicles "
+                    "cross the road's lines at the same frames, so the truth stays exact. `roadside calibrate "
+                    "evaluate --gt-dir OUT` then scores counting on a moving camera.",
+    )
+    p.add_argument("video", help="the clip of a fixed camera")
+    p.add_argument("ground_truth", help="its ground-truth JSON (the shared/data/gt format)")
+    p.add_argument("--out", required=True, help="folder for the swaying clips and their truth")
+    p.add_argument("--amplitude", type=float, default=30.0, help="largest shift in x, pixels (y: 0.6 of it; default %(default)s)")
+    p.add_argument("--period", type=float, default=8.0, help="period of the slowest sway, seconds (default %(default)s)")
+    p.add_argument("--rotation", type=float, default=0.5, help="largest rotation, degrees (default %(default)s)")
+    p.add_argument("--zoom", type=float, default=0.01, help="largest zoom change, 0.01 = 1%% (default %(default)s)")
+    p.add_argument("--seed", type=int, action="append", help="seed of the sway; repeat for several clips (default 1)")
+    p.add_argument("--frames", type=int, help="only the first N frames")
 
     p = cli.verb(
         "calibrate", "check", _check,

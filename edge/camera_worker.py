@@ -307,7 +307,7 @@ class CameraWorker:
         pipe = self.pipeline
         image, tracks, wall = snap
         occ = {z: s.count for z, s in pipe.zones.status.items()}
-        img = draw(image, tracks, self.vision.lines, self.vision.zones, pipe.counter.totals_dict(), occ,
+        img = draw(image, tracks, *pipe.layout_in_view(), pipe.counter.totals_dict(), occ,
                    f"{self.cam.id}  {utc(wall).strftime('%Y-%m-%d %H:%M:%S')} UTC")
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         return buf.tobytes() if ok else None

@@ -20,7 +20,7 @@ import numpy as np
 from roadside.edge.detections import Detections
 
 #: bump when the meaning of a cached candidate changes
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 @dataclass
@@ -44,7 +44,8 @@ def _file_digest(path: Path) -> str:
 def cache_extra(config) -> dict:
     """The settings beyond the detector's own that change a frame's candidates: the view measurements (kept
     beside them) and the night path (lamp boxes are candidates too)."""
-    return {"scene": config.scene.model_dump(mode="json"), "lowlight": config.lowlight.model_dump(mode="json")}
+    return {"scene": config.scene.model_dump(mode="json", exclude={"follow_view"}),
+            "lowlight": config.lowlight.model_dump(mode="json")}
 
 
 class DetectionCache:
@@ -83,7 +84,9 @@ class DetectionCache:
         frames = [Detections(xyxy[a:b], conf[a:b], cls[a:b], cats[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
         reasons = meta["scene_reasons"]
         scenes = [None if np.isnan(r[0]) else SceneState(float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
-                                                         int(r[6]), bool(r[7]), reasons[i])
+                                                         int(r[6]), bool(r[7]), reasons[i],
+                                                         None if np.isnan(r[8]) else tuple(float(v) for v in r[8:14]),
+                                                         bool(r[14] == 1))
                   for i, r in enumerate(scene)]
         return CachedClip(meta["fps"], meta["width"], meta["height"], meta["detector_ms"], frames, scenes)
 
@@ -94,10 +97,13 @@ class DetectionCache:
         xyxy = np.concatenate([d.xyxy for d in parts]) if parts else np.zeros((0, 4), np.float32)
         conf = np.concatenate([d.confidence for d in parts]) if parts else np.zeros(0, np.float32)
         cls = np.concatenate([d.class_id for d in parts]) if parts else np.zeros(0, np.int32)
-        scene = np.full((len(clip.frames), 8), np.nan)
+        scene = np.full((len(clip.frames), 15), np.nan)
         for i, st in enumerate(clip.scenes):
             if st is not None:
-                scene[i] = [1, st.luma, st.dark, st.glare, st.shift_px, st.scale, st.inliers, st.view_ok]
+                scene[i, :8] = [1, st.luma, st.dark, st.glare, st.shift_px, st.scale, st.inliers, st.view_ok]
+                if st.view is not None:
+                    scene[i, 8:14] = st.view
+                scene[i, 14] = st.reliable
         meta = json.dumps({"fps": clip.fps, "width": clip.width, "height": clip.height, "detector_ms": clip.detector_ms,
                            "scene_reasons": [None if st is None else st.reason for st in clip.scenes]})
         p = self._path(key)

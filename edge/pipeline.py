@@ -19,8 +19,20 @@ from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.headlights import HeadlightDetector, fuse
 from roadside.edge.lowlight import Enhancer, is_dark
-from roadside.edge.scene import SceneMonitor, SceneState
+from roadside.edge.scene import SceneMonitor, SceneState, on_view, to_reference
 from roadside.edge.tracker import ByteTracker
+
+#: candidate boxes at or above this score, and at most this share of the frame, are vehicles whose features the view
+#: check leaves out (weaker or larger boxes are mostly glare and background at night)
+VEHICLE_MASK_SCORE = 0.3
+VEHICLE_MASK_MAX_AREA = 0.1
+
+
+def vehicle_boxes(cands: Detections, shape: tuple[int, ...]) -> np.ndarray:
+    """The candidate boxes the view check leaves out of its features (see VEHICLE_MASK_SCORE)."""
+    b = cands.xyxy
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return b[(cands.confidence >= VEHICLE_MASK_SCORE) & (area <= VEHICLE_MASK_MAX_AREA * shape[0] * shape[1])]
 
 
 def config_hash(config: VisionConfig) -> str:
@@ -57,6 +69,8 @@ class CameraPipeline:
         self.scene: SceneMonitor | None = None
         self.view_ok = True
         self._view_reason: str | None = None
+        self.view: tuple[float, ...] | None = None  # the view's motion since the lines were drawn (SceneState.view)
+        self._vehicles: np.ndarray | None = None  # the last detected frame's boxes: kept out of the view's features
         self.last_kept: Detections | None = None  # this frame's boxes after suppression (None: the detector skipped it)
         self.last_tracks = None  # this frame's TrackerOutput
         self.dark = False  # the view measured dark: the night path runs (edge/lowlight.py)
@@ -82,8 +96,11 @@ class CameraPipeline:
         """Take the night path or the day path from the view's latest measurement (held between measurements)."""
         if scene is None:
             return
-        self.dark = self.headlights is not None and is_dark(scene.luma, self.config.lowlight)
+        self.dark = self._is_dark(scene.luma)
         self.tracker.config = self._night_tracking if self.dark else self._day_tracking
+
+    def _is_dark(self, luma: float) -> bool:
+        return self.headlights is not None and is_dark(luma, self.config.lowlight)
 
     def relayout(self, config: VisionConfig, clock_s: float) -> list[IntervalBin]:
         """Count on ``config``'s lines and zones from now on (a hot reload): the open bins are closed (as partial
@@ -91,6 +108,9 @@ class CameraPipeline:
         closed = self.bins.close_until(clock_s, final=True)
         if config.tracker != self.config.tracker:
             self.tracker = ByteTracker(config.tracker, self.fps)
+        if (config.lines, config.zones, config.scene) != (self.config.lines, self.config.zones, self.config.scene):
+            # new lines are drawn on the view as it is now: that view becomes the reference
+            self.scene, self.view, self.view_ok, self._view_reason = None, None, True, None
         self.config = config
         self._night_path(config)
         self.counter = LineCounter(config.lines, config.counting, self.fps)
@@ -103,13 +123,17 @@ class CameraPipeline:
                 transform: tuple[float, float, float, float] | None = None, clock_s: float | None = None) -> FrameResult:
         """Process one frame. ``time_s`` is the frame's media time; ``clock_s`` (default ``time_s``) is
         the clock that interval bins follow (wall time in the live service)."""
-        scene = self.measure_scene(index, image)
+        analysed = index % self.config.scene.every_n_frames == 0
+        if analysed:  # the day or the night path for this frame, from its brightness
+            self._monitor(image)
+            self.dark = self._is_dark(self.scene.brightness(image))
         if not self.detects(index):
-            return self.process_candidates(index, time_s, None, clock_s, scene=scene)
+            return self.process_candidates(index, time_s, None, clock_s, scene=self.measure_scene(index, image))
         t0 = time.perf_counter()
         cands = self.candidates(image, tensor, transform)
         det_ms = (time.perf_counter() - t0) * 1000
-        return self.process_candidates(index, time_s, cands, clock_s, det_ms, scene)
+        self._vehicles = vehicle_boxes(cands, image.shape)  # this frame's vehicles, left out of its view features
+        return self.process_candidates(index, time_s, cands, clock_s, det_ms, self.measure_scene(index, image))
 
     def candidates(self, image: np.ndarray, tensor: np.ndarray | None = None,
                    transform: tuple[float, float, float, float] | None = None) -> Detections:
@@ -134,11 +158,30 @@ class CameraPipeline:
         so a detections cache can hold them)."""
         if index % self.config.scene.every_n_frames:
             return None
-        if self.scene is None:
-            self.scene = SceneMonitor(self.config.scene, image.shape[1])
-        state = self.scene.update(image)
+        state = self._monitor(image).update(image, self._vehicles, take_reference=self._vehicles is not None)
         self.observe(state)
         return state
+
+    def _monitor(self, image: np.ndarray) -> SceneMonitor:
+        if self.scene is None:
+            self.scene = SceneMonitor(self.config.scene, image.shape[1])
+        return self.scene
+
+    def on_reference_view(self, dets: Detections | None) -> Detections | None:
+        """``dets`` moved into the view the lines and zones were drawn on (``scene.follow_view``): a drifting
+        camera's tracks are counted where they are on the road, not where they are in the image."""
+        if dets is None or self.view is None or not self.config.scene.follow_view:
+            return dets
+        return to_reference(dets, self.view)
+
+    def layout_in_view(self) -> tuple[list, list]:
+        """The lines and zones where they lie in the view now (for drawing): moved with the view's drift when
+        ``scene.follow_view`` keeps them on the road, else as configured."""
+        lines, zones = self.config.lines, self.config.zones
+        if self.view is None or not self.config.scene.follow_view:
+            return lines, zones
+        moved = [ln.model_copy(update=dict(zip("ab", map(tuple, on_view([ln.a, ln.b], self.view))))) for ln in lines]
+        return moved, [z.model_copy(update={"polygon": [tuple(p) for p in on_view(z.polygon, self.view)]}) for z in zones]
 
     @property
     def view_problem(self) -> str | None:
@@ -162,8 +205,11 @@ class CameraPipeline:
             if scene.view_ok and not self.view_ok:
                 self.counter.forget_sides()  # positions seen in the other view say nothing about this one
             self.view_ok, self._view_reason = scene.view_ok, scene.reason
+            if scene.view is not None:
+                self.view = scene.view
+        confirmed, tentative = self.on_reference_view(out.confirmed), out.tentative
         if self.view_ok:
-            events = self.counter.update(index, out.confirmed, out.tentative)
+            events = self.counter.update(index, confirmed, self.on_reference_view(tentative))
         else:
             events = []
             self.counter.forget_sides()
@@ -171,7 +217,7 @@ class CameraPipeline:
         for ev in events:
             # a crossing belongs to the bin of the moment it happened (interpolated frame), on the bin clock
             self.bins.add(clock - (index - ev.frame) / self.fps, ev.line, ev.direction, ev.category)
-        changes = self.zones.update(time_s, out.confirmed)
+        changes = self.zones.update(time_s, confirmed)
         closed = self.bins.close_until(clock)
         self.frames += 1
         return FrameResult(index, time_s, out.confirmed, events, changes, closed, detector_ms, cands, scene,

@@ -117,7 +117,7 @@ def run_replay(video: str | Path, config: VisionConfig, out_dir: str | Path, mod
                                            count=st.count))
             if writer is not None:
                 occ = {z: s.count for z, s in pipe.zones.status.items()}
-                writer.write(draw(fr.image, res.tracks, config.lines, config.zones, pipe.counter.totals_dict(), occ,
+                writer.write(draw(fr.image, res.tracks, *pipe.layout_in_view(), pipe.counter.totals_dict(), occ,
                                   f"frame {fr.index}  t={fr.time_s:.2f}s"))
             if bar is not None:
                 bar.update(1)

@@ -6,7 +6,9 @@ view (the first analysed frame, where the installer's lines are) and fits a simi
 shift) with RANSAC (``cv2.estimateAffinePartial2D``). Vehicles are outliers to the fit; the static background
 carries it. (Chaining frame-to-frame estimates was tried and rejected: traffic receding through a dense view
 is itself a consistent "zoom out", and the error accumulates.) A frame where too few features agree (the view filled by
-vehicles) is no estimate: the state holds until a reliable one.
+vehicles) is no estimate: the state holds until a reliable one (but a view last measured out of bounds stays out
+until a reliable estimate says it is back). Features on vehicles are left out (the detector's boxes of the frame):
+a platoon of cars moving together is otherwise a consistent "motion of the view".
 A view that drifts a little (a swaying pole) stays within ``scene.max_shift`` / ``scene.max_scale_change``;
 a zoom, a pan or a knocked camera does not, or leaves too few background features in common. After
 ``scene.confirm_frames`` analysed frames out of bounds the view is *changed*: the camera is degraded in
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 
 from roadside.edge.config import SceneConfig
+from roadside.edge.detections import Detections
 
 _WIDTH = 320  # analysis width (pixels)
 
@@ -35,6 +38,10 @@ class SceneState:
     inliers: int  # background features consistent with the fit
     view_ok: bool  # the view is still the one the lines were drawn on (as far as counting is concerned)
     reason: str | None = None  # why not
+    #: the view's motion since the reference, ``(a, b, tx, c, d, ty)`` of the 2x3 similarity mapping reference
+    #: source pixels to this frame's (the latest reliable estimate); None before a reference view exists
+    view: tuple[float, float, float, float, float, float] | None = None
+    reliable: bool = False  # this frame gave a reliable estimate of the view (else the last one is held)
 
 
 class SceneMonitor:
@@ -57,18 +64,44 @@ class SceneMonitor:
             image = cv2.resize(image, (_WIDTH, max(1, round(h * _WIDTH / w))), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
-    def update(self, image: np.ndarray) -> SceneState:
+    def _background(self, shape: tuple[int, ...], vehicles: np.ndarray) -> np.ndarray:
+        """A mask (255: use) of the analysis copy without the vehicles' boxes (source pixels), each grown by a
+        tenth of its size."""
+        mask = np.full(shape[:2], 255, np.uint8)
+        for x0, y0, x1, y1 in np.asarray(vehicles, np.float64).reshape(-1, 4) / self.factor:
+            gx, gy = (x1 - x0) / 10, (y1 - y0) / 10
+            mask[max(0, int(y0 - gy)):max(0, int(np.ceil(y1 + gy))), max(0, int(x0 - gx)):max(0, int(np.ceil(x1 + gx)))] = 0
+        return mask
+
+    def brightness(self, image: np.ndarray) -> float:
+        """The frame's median grey level (as :meth:`update` measures it)."""
+        return float(np.median(self._small(image)))
+
+    def update(self, image: np.ndarray, vehicles: np.ndarray | None = None, take_reference: bool = True) -> SceneState:
+        """Measure one frame. ``vehicles``: boxes (source pixels) of the vehicles in view, left out of the view's
+        features (None: all features count). ``take_reference`` False: this frame cannot be the reference view
+        (its vehicles are not known yet)."""
         g = self._small(image)
         luma = float(np.median(g))
         dark = float((g < 50).mean())
         glare = float((g >= 240).mean())
-        shift, scale, inliers, why = float("nan"), float("nan"), 0, None
+        shift, scale, inliers, why, view, reliable = float("nan"), float("nan"), 0, None, None, False
         if self.config.view_check:
-            kp, des = self._orb.detectAndCompute(g, None)
+            # Features on vehicles move with the traffic: the reference view is taken from the background only,
+            # and a frame's features are first sought off its vehicles too (a fixed budget of features would
+            # otherwise go to the cars' strong corners); if those give no fit (many boxes, little background
+            # left: a night view's lamps and glare), once more with all of them, which rarely match the
+            # reference's background where they lie on vehicles.
+            mask = self._background(g.shape, vehicles) if vehicles is not None and len(vehicles) else None
+            kp, des = self._orb.detectAndCompute(g, mask)
             if self._ref is not None and des is not None:
                 inliers, M = self._step(kp, des)
+                if M is None and mask is not None:
+                    kp, des = self._orb.detectAndCompute(g, None)
+                    if des is not None:
+                        inliers, M = self._step(kp, des)
                 if M is not None:  # a reliable estimate of the view against the reference
-                    self._acc = M
+                    self._acc, reliable = M, True
                 scale = float(np.hypot(self._acc[0, 0], self._acc[1, 0]))
                 shift = float(np.hypot(self._acc[0, 2], self._acc[1, 2])) * self.factor
                 c = self.config
@@ -76,7 +109,10 @@ class SceneMonitor:
                     why = f"the view zoomed by {scale:.2f}x against the view the lines were drawn on"
                 elif shift > c.max_shift_px:
                     why = f"the view moved by {shift:.0f} px against the view the lines were drawn on"
-                if M is not None:  # decisions only on reliable estimates; otherwise the state holds
+                # Decisions on reliable estimates; a frame with none holds the state, except that a view last
+                # seen out of bounds which no longer matches the reference at all stays out of bounds (a zoom
+                # leaves few features in common)
+                if M is not None or why is not None:
                     bad = why is not None
                     self._bad = self._bad + 1 if bad else 0
                     self._good = 0 if bad else self._good + 1
@@ -86,9 +122,12 @@ class SceneMonitor:
                         self.view_ok, self.reason = True, None
                     elif not self.view_ok and bad:
                         self.reason = why
-            elif des is not None and len(kp) >= self.config.min_features:
+                m = self._acc[:2].copy()
+                m[:, 2] *= self.factor  # the analysis copy's pixels -> source pixels
+                view = tuple(float(v) for v in m.ravel())
+            elif take_reference and des is not None and len(kp) >= self.config.min_features:
                 self._ref = (kp, des)
-        self.last = SceneState(luma, dark, glare, shift, scale, inliers, self.view_ok, self.reason)
+        self.last = SceneState(luma, dark, glare, shift, scale, inliers, self.view_ok, self.reason, view, reliable)
         return self.last
 
     def _step(self, kp, des) -> tuple[int, np.ndarray | None]:
@@ -107,3 +146,23 @@ class SceneMonitor:
         if M is None or n < self.config.min_features or n < 0.25 * len(matches):
             return n, None
         return n, np.vstack([M, [0.0, 0.0, 1.0]])
+
+
+def to_reference(dets: Detections, view: tuple[float, ...]) -> Detections:
+    """``dets`` with each box moved into the reference view (the one the lines were drawn on): its centre mapped
+    by the inverse of ``view`` (SceneState.view), its size divided by the view's scale."""
+    if not len(dets):
+        return dets
+    inv = cv2.invertAffineTransform(np.asarray(view, np.float64).reshape(2, 3))
+    s = float(np.hypot(inv[0, 0], inv[1, 0]))
+    b = dets.xyxy.astype(np.float64)
+    c = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1) @ inv[:, :2].T + inv[:, 2]
+    half = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1) * (s / 2)
+    xyxy = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+    return Detections(xyxy, dets.confidence, dets.class_id, dets.category, dets.tracker_id)
+
+
+def on_view(points: np.ndarray, view: tuple[float, ...]) -> np.ndarray:
+    """Points of the reference view (where lines and zones were drawn), as they lie in the view now."""
+    m = np.asarray(view, np.float64).reshape(2, 3)
+    return np.asarray(points, np.float64).reshape(-1, 2) @ m[:, :2].T + m[:, 2]
