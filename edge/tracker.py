@@ -71,6 +71,10 @@ def xyah_to_xyxy(m: np.ndarray) -> np.ndarray:
     return np.stack([m[..., 0] - w / 2, m[..., 1] - h / 2, m[..., 0] + w / 2, m[..., 1] + h / 2], -1)
 
 
+#: the smallest position noise (source pixels) the motion gate assumes: box corners are no more exact than the
+#: detector's input grid (a 640-px frame seen at 416 px: 1.5 px), whatever the Kalman filter's share of the height
+GATE_FLOOR_PX = 2.0
+
 NEW, TRACKED, LOST, REMOVED = "new", "tracked", "lost", "removed"
 
 
@@ -185,7 +189,8 @@ class ByteTracker:
         def associate(tracks: list[Track], idx: np.ndarray, min_iou: float) -> tuple[list[int], np.ndarray]:
             """Match ``tracks`` (predicted boxes) to detections ``idx``; returns the unmatched of both."""
             boxes = xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])) if tracks else np.zeros((0, 4))
-            matches, rest_t, rest_d = _assign(1 - box_iou(boxes, dets.xyxy[idx]), 1 - min_iou)
+            cost = 1 - box_iou(boxes, dets.xyxy[idx])
+            matches, rest_t, rest_d = _assign(np.where(self._gated(tracks, dets.xyxy[idx]), np.inf, cost), 1 - min_iou)
             for ti, di in matches:
                 d = idx[di]
                 self._update(tracks[ti], dets.xyxy[d], conf[d], dets.category[d])
@@ -241,6 +246,21 @@ class ByteTracker:
             return Detections(sel.xyxy, sel.confidence, sel.class_id, cats, out_ids[idx])
 
         return TrackerOutput(pick(is_conf), pick(is_tent))
+
+    def _gated(self, tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
+        """(tracks, boxes) mask of associations the motion gate forbids: a confirmed track's detection whose centre
+        is beyond ``motion_gate`` (squared Mahalanobis distance of the Kalman prediction's centre, as in DeepSORT's
+        position-only gate); a match there would move the track onto a neighbour."""
+        gate = self.config.motion_gate
+        if gate <= 0 or not tracks or len(boxes) == 0:
+            return np.zeros((len(tracks), len(boxes)), bool)
+        means = np.stack([t.mean for t in tracks])
+        r = np.square(np.maximum(KalmanXYAH._std_pos * means[:, 3], GATE_FLOOR_PX))
+        S = np.stack([t.cov[:2, :2] for t in tracks]) + r[:, None, None] * np.eye(2)[None]
+        d = xyxy_to_xyah(boxes)[None, :, :2] - means[:, None, :2]  # (T, D, 2)
+        d2 = np.einsum("tdi,tij,tdj->td", d, np.linalg.inv(S), d)
+        confirmed = np.array([t.confirmed for t in tracks], bool)
+        return confirmed[:, None] & (d2 > gate)
 
     def _clear_of_tracks(self, boxes: np.ndarray, idx: np.ndarray, max_overlap: float = 0.5) -> np.ndarray:
         """The detections ``idx`` that lie less than ``max_overlap`` (share of their own area) inside any box
