@@ -181,6 +181,11 @@ class TrackerConfig(Strict):
                                                                     "is the 95% gate): a box that jumps off the "
                                                                     "track's motion is a neighbour, not this "
                                                                     "vehicle; 0: no gate (IoU only)")
+    lost_after_tracked: bool = Field(True, description="associate the tracks followed in the last detected frame "
+                                                       "first; a lost track then takes only a box that is not "
+                                                       "mostly inside a box just matched to another track (a "
+                                                       "rider's or a cab's second box); off: one joint association "
+                                                       "of tracked and lost tracks (ByteTrack)")
 
 
     @model_validator(mode="after")

@@ -197,8 +197,19 @@ class ByteTracker:
                 out_ids[d] = tracks[ti].track_id
             return rest_t, idx[rest_d]
 
-        # 1) confirmed + lost tracks with high-score detections
-        rest_t, high_left = associate(active, high, cfg.match_iou)
+        # 1) confirmed + lost tracks with high-score detections; with lost_after_tracked, the tracks followed in the
+        #    last detected frame first, then the lost ones with what is left that is not a second box of a vehicle
+        #    just matched (a lost track re-appearing on a rider's or a cab's box of its neighbour)
+        if cfg.lost_after_tracked:
+            tracked, lost = [t for t in active if t.state == TRACKED], [t for t in active if t.state == LOST]
+            rest_a, high_left = associate(tracked, high, cfg.match_iou)
+            free = self._clear_of_tracks(dets.xyxy, high_left)
+            rest_b, free_left = associate(lost, free, cfg.match_iou)
+            high_left = np.sort(np.concatenate([np.setdiff1d(high_left, free), free_left])).astype(np.int64)
+            active = tracked + lost
+            rest_t = rest_a + [len(tracked) + i for i in rest_b]
+        else:
+            rest_t, high_left = associate(active, high, cfg.match_iou)
         # 2) tracks still unmatched (only those tracked in the last frame) with low-score detections
         remain = [active[i] for i in rest_t if active[i].state == TRACKED]
         rest_r, low_left = associate(remain, low, cfg.second_match_iou)
@@ -254,13 +265,20 @@ class ByteTracker:
         gate = self.config.motion_gate
         if gate <= 0 or not tracks or len(boxes) == 0:
             return np.zeros((len(tracks), len(boxes)), bool)
-        means = np.stack([t.mean for t in tracks])
-        r = np.square(np.maximum(KalmanXYAH._std_pos * means[:, 3], GATE_FLOOR_PX))
-        S = np.stack([t.cov[:2, :2] for t in tracks]) + r[:, None, None] * np.eye(2)[None]
-        d = xyxy_to_xyah(boxes)[None, :, :2] - means[:, None, :2]  # (T, D, 2)
-        d2 = np.einsum("tdi,tij,tdj->td", d, np.linalg.inv(S), d)
         confirmed = np.array([t.confirmed for t in tracks], bool)
-        return confirmed[:, None] & (d2 > gate)
+        out = np.zeros((len(tracks), len(boxes)), bool)
+        if not confirmed.any():
+            return out
+        sel = [t for t, c in zip(tracks, confirmed) if c]
+        mean = np.array([t.mean[:4] for t in sel])
+        cov = np.array([t.cov[:2, :2] for t in sel])
+        r = np.square(np.maximum(KalmanXYAH._std_pos * mean[:, 3], GATE_FLOOR_PX))
+        sxx, sxy, syy = cov[:, 0, 0] + r, cov[:, 0, 1], cov[:, 1, 1] + r  # the innovation covariance (2x2)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        dx, dy = cx[None] - mean[:, :1], cy[None] - mean[:, 1:2]
+        d2 = (dx * dx * syy[:, None] - 2 * dx * dy * sxy[:, None] + dy * dy * sxx[:, None]) / (sxx * syy - sxy * sxy)[:, None]
+        out[confirmed] = d2 > gate
+        return out
 
     def _clear_of_tracks(self, boxes: np.ndarray, idx: np.ndarray, max_overlap: float = 0.5) -> np.ndarray:
         """The detections ``idx`` that lie less than ``max_overlap`` (share of their own area) inside any box
