@@ -74,6 +74,7 @@ def diagnose(config: VisionConfig, detector, frames: list[Detections], fps: floa
                         events=records, bins=[], zones={}, config=config)
     result = score(counts, gt)
     by_id = {e["id"]: e for e in gt["events"]}
+    false_counts = {(e.get("track_id"), e["frame"], e["line"]) for e in result["events"]["false_positives"]}
     misses = []
     for eid in result["events"]["missed"]:
         g = by_id[eid]
@@ -109,6 +110,10 @@ def diagnose(config: VisionConfig, detector, frames: list[Detections], fps: floa
             elif abs(c.frame - g["frame"]) <= tol:
                 verdict = (f"counter: track #{c.track_id} counted at frame {c.frame} but at t={c.t_along_line:.2f} along the "
                            f"line (truth t={g.get('t_along_line')}): another vehicle's position, or matched elsewhere")
+            elif c.frame < g["frame"] and (c.track_id, c.frame, c.line) not in false_counts:
+                verdict = (f"counter: track #{c.track_id} had already counted this line at frame {c.frame} (truth "
+                           f"{g['frame']}), a true crossing of another vehicle: this one had no track of its own "
+                           f"(hidden behind that vehicle, or one box for both?)")
             elif c.frame < g["frame"]:
                 verdict = (f"counter: track #{c.track_id} had already counted this line at frame {c.frame} (truth "
                            f"{g['frame']}): its one count went to another vehicle or to jitter (identity switch?)")

@@ -174,6 +174,19 @@ class TrackerConfig(Strict):
                                                       "(unconfirmed tracks never count)")
     lost_buffer_s: float = Field(1.0, ge=0.0, le=60.0, description="seconds a lost track is kept for "
                                                                    "re-association before it is removed")
+    motion_gate: float = Field(5.99, ge=0.0, le=1000.0, description="reject an association of a confirmed track "
+                                                                    "whose detection's centre lies beyond this "
+                                                                    "squared Mahalanobis distance of the track's "
+                                                                    "Kalman prediction (2 degrees of freedom: 5.99 "
+                                                                    "is the 95% gate): a box that jumps off the "
+                                                                    "track's motion is a neighbour, not this "
+                                                                    "vehicle; 0: no gate (IoU only)")
+    lost_after_tracked: bool = Field(True, description="associate the tracks followed in the last detected frame "
+                                                       "first; a lost track then takes only a box that is not "
+                                                       "mostly inside a box just matched to another track (a "
+                                                       "rider's or a cab's second box); off: one joint association "
+                                                       "of tracked and lost tracks (ByteTrack)")
+
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackerConfig":

@@ -71,6 +71,10 @@ def xyah_to_xyxy(m: np.ndarray) -> np.ndarray:
     return np.stack([m[..., 0] - w / 2, m[..., 1] - h / 2, m[..., 0] + w / 2, m[..., 1] + h / 2], -1)
 
 
+#: the smallest position noise (source pixels) the motion gate assumes: box corners are no more exact than the
+#: detector's input grid (a 640-px frame seen at 416 px: 1.5 px), whatever the Kalman filter's share of the height
+GATE_FLOOR_PX = 2.0
+
 NEW, TRACKED, LOST, REMOVED = "new", "tracked", "lost", "removed"
 
 
@@ -185,15 +189,27 @@ class ByteTracker:
         def associate(tracks: list[Track], idx: np.ndarray, min_iou: float) -> tuple[list[int], np.ndarray]:
             """Match ``tracks`` (predicted boxes) to detections ``idx``; returns the unmatched of both."""
             boxes = xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])) if tracks else np.zeros((0, 4))
-            matches, rest_t, rest_d = _assign(1 - box_iou(boxes, dets.xyxy[idx]), 1 - min_iou)
+            cost = 1 - box_iou(boxes, dets.xyxy[idx])
+            matches, rest_t, rest_d = _assign(np.where(self._gated(tracks, dets.xyxy[idx]), np.inf, cost), 1 - min_iou)
             for ti, di in matches:
                 d = idx[di]
                 self._update(tracks[ti], dets.xyxy[d], conf[d], dets.category[d])
                 out_ids[d] = tracks[ti].track_id
             return rest_t, idx[rest_d]
 
-        # 1) confirmed + lost tracks with high-score detections
-        rest_t, high_left = associate(active, high, cfg.match_iou)
+        # 1) confirmed + lost tracks with high-score detections; with lost_after_tracked, the tracks followed in the
+        #    last detected frame first, then the lost ones with what is left that is not a second box of a vehicle
+        #    just matched (a lost track re-appearing on a rider's or a cab's box of its neighbour)
+        if cfg.lost_after_tracked:
+            tracked, lost = [t for t in active if t.state == TRACKED], [t for t in active if t.state == LOST]
+            rest_a, high_left = associate(tracked, high, cfg.match_iou)
+            free = self._clear_of_tracks(dets.xyxy, high_left)
+            rest_b, free_left = associate(lost, free, cfg.match_iou)
+            high_left = np.sort(np.concatenate([np.setdiff1d(high_left, free), free_left])).astype(np.int64)
+            active = tracked + lost
+            rest_t = rest_a + [len(tracked) + i for i in rest_b]
+        else:
+            rest_t, high_left = associate(active, high, cfg.match_iou)
         # 2) tracks still unmatched (only those tracked in the last frame) with low-score detections
         remain = [active[i] for i in rest_t if active[i].state == TRACKED]
         rest_r, low_left = associate(remain, low, cfg.second_match_iou)
@@ -241,6 +257,28 @@ class ByteTracker:
             return Detections(sel.xyxy, sel.confidence, sel.class_id, cats, out_ids[idx])
 
         return TrackerOutput(pick(is_conf), pick(is_tent))
+
+    def _gated(self, tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
+        """(tracks, boxes) mask of associations the motion gate forbids: a confirmed track's detection whose centre
+        is beyond ``motion_gate`` (squared Mahalanobis distance of the Kalman prediction's centre, as in DeepSORT's
+        position-only gate); a match there would move the track onto a neighbour."""
+        gate = self.config.motion_gate
+        if gate <= 0 or not tracks or len(boxes) == 0:
+            return np.zeros((len(tracks), len(boxes)), bool)
+        confirmed = np.array([t.confirmed for t in tracks], bool)
+        out = np.zeros((len(tracks), len(boxes)), bool)
+        if not confirmed.any():
+            return out
+        sel = [t for t, c in zip(tracks, confirmed) if c]
+        mean = np.array([t.mean[:4] for t in sel])
+        cov = np.array([t.cov[:2, :2] for t in sel])
+        r = np.square(np.maximum(KalmanXYAH._std_pos * mean[:, 3], GATE_FLOOR_PX))
+        sxx, sxy, syy = cov[:, 0, 0] + r, cov[:, 0, 1], cov[:, 1, 1] + r  # the innovation covariance (2x2)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        dx, dy = cx[None] - mean[:, :1], cy[None] - mean[:, 1:2]
+        d2 = (dx * dx * syy[:, None] - 2 * dx * dy * sxy[:, None] + dy * dy * sxx[:, None]) / (sxx * syy - sxy * sxy)[:, None]
+        out[confirmed] = d2 > gate
+        return out
 
     def _clear_of_tracks(self, boxes: np.ndarray, idx: np.ndarray, max_overlap: float = 0.5) -> np.ndarray:
         """The detections ``idx`` that lie less than ``max_overlap`` (share of their own area) inside any box

@@ -4,6 +4,7 @@ detections cache, the README table, extra truth folders, and the slit-scan image
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import cv2
@@ -130,6 +131,14 @@ def test_diagnose_accounts_for_every_miss_and_false_count(evaluated):
     assert len(d["false_positives"]) == first[0]["fp"]
     stages = ("detector:", "suppression:", "tracker:", "counter:")
     assert all(m["verdict"].startswith(stages) for m in d["misses"])
+    # "had already counted": whether that earlier count was a false one (its track switched vehicles, or jitter)
+    # or another vehicle's true crossing (this one never had a track of its own) is told from the score
+    false_counts = {(f["track_id"], f["frame"]) for f in d["false_positives"]}
+    already = [m for m in d["misses"] if "had already counted" in m["verdict"]]
+    assert already, "the night clip's bus (DN005) is counted early by a track that then has no count left"
+    for m in already:
+        tid, frame = (int(x) for x in re.search(r"#(\d+) had already counted this line at frame (\d+)", m["verdict"]).groups())
+        assert ("identity switch?" in m["verdict"]) == ((tid, frame) in false_counts), m["verdict"]
     text = format_diagnosis(d)
     assert text.count("MISS") == len(d["misses"]) and text.count("FALSE") == first[0]["fp"]
 

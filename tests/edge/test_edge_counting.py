@@ -187,6 +187,29 @@ def test_tracker_reassociates_after_a_gap_within_the_lost_buffer():
     assert len(ids) == 2  # gap longer than the buffer: a new track
 
 
+def test_the_motion_gate_refuses_a_box_that_jumps_against_the_tracks_motion():
+    """A car moving right at 8 px/frame; in frame 10 its own box is missing and the only box is the car behind it,
+    20 px behind where the first is predicted (IoU 0.33 with the prediction: enough for the IoU pass). Without
+    the gate the first car's track jumps onto it; with the gate (the default) the track is lost for that frame
+    and the car behind gets a track of its own."""
+    def run(gate: float) -> tuple[int, list[int]]:
+        tr = ByteTracker(TrackerConfig(min_hits=2, motion_gate=gate), fps=10)
+        first = None
+        for f in range(10):
+            x = 10 + 8 * f
+            out = tr.update(det([[x, 50, x + 40, 80]], [0.9]))
+            if f >= 1:
+                first = int(out.confirmed.tracker_id[0])
+        x = 10 + 8 * 10
+        out = tr.update(det([[x - 20, 50, x + 20, 80]], [0.9]))
+        return first, out.confirmed.tracker_id.tolist() + out.tentative.tracker_id.tolist()
+
+    first, ids = run(0.0)
+    assert ids == [first]  # IoU alone: the track took the neighbour's box
+    first, ids = run(TrackerConfig().motion_gate)
+    assert TrackerConfig().motion_gate > 0 and len(ids) == 1 and ids[0] != first
+
+
 def test_tracker_class_is_a_score_weighted_vote():
     tr = ByteTracker(TrackerConfig(min_hits=1), fps=10)
     cats = ["truck", "car", "truck", "truck", "car"]
