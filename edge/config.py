@@ -151,7 +151,9 @@ class DetectorConfig(Strict):
                                                                    "tile's length (a vehicle on a seam must be "
                                                                    "whole in one of them)")
     roi_when_dark: bool = Field(False, description="on a dark view (the night path) crop to the region too; off: the "
-                                                   "whole frame (a crop of the night clip made glare boxes count)")
+                                                   "whole frame (a crop of the night clip lowered its event F1: "
+                                                   "one more false count and one late; "
+                                                   "edge/docs/hard_conditions.md)")
     spin_wait: bool = Field(False, description="let onnxruntime's threads busy-wait between runs; off: on a small "
                                                "box the decoder process and the tracker need those cycles (see "
                                                "`roadside edge bench`), and idle cores stay cool")
