@@ -24,6 +24,8 @@ from roadside.edge.detections import Detections, box_area, box_intersection
 EDGE_PX = 2.0
 #: a tile's part-box is dropped when at least this share of it lies inside another tile's box
 PART_INSIDE = 0.5
+#: DetectorConfig's fields that choose the regions, not the model or its session
+ROI_FIELDS = ("roi", "roi_padding", "roi_min_gain", "tiles", "tile_overlap", "roi_when_dark")
 
 
 class RoiError(RoadsideError):
@@ -88,8 +90,7 @@ def _fit(box: tuple[float, float, float, float], aspect: float, w: int, h: int) 
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     nx0 = min(max(cx - bw / 2, 0.0), w - bw)
     ny0 = min(max(cy - bh / 2, 0.0), h - bh)
-    r = Region(max(0, math.floor(nx0)), max(0, math.floor(ny0)), min(w, math.ceil(nx0 + bw)), min(h, math.ceil(ny0 + bh)))
-    return r
+    return Region(max(0, math.floor(nx0)), max(0, math.floor(ny0)), min(w, math.ceil(nx0 + bw)), min(h, math.ceil(ny0 + bh)))
 
 
 def _split(box: tuple[float, float, float, float], n: int, overlap: float) -> list[tuple[float, float, float, float]]:
@@ -190,10 +191,6 @@ def detect_regions(image: np.ndarray, regions: list[Region], run: Callable[[np.n
 def roi_settings(config: DetectorConfig) -> dict:
     """The detector settings of this module (for cache keys; not a reason for another onnxruntime session)."""
     return {k: getattr(config, k) for k in ROI_FIELDS}
-
-
-#: DetectorConfig's fields that choose the regions, not the model or its session
-ROI_FIELDS = ("roi", "roi_padding", "roi_min_gain", "tiles", "tile_overlap", "roi_when_dark")
 
 __all__ = ["ROI_FIELDS", "Region", "RoiError", "check_roi", "detect_regions", "detector_regions", "gain", "layout_box",
            "roi_settings"]
