@@ -237,7 +237,10 @@ class CameraWorker:
         from roadside.edge.layout import validate_layout
 
         layout = validate_layout(self.vision.lines, self.vision.zones, frame_size=size)
-        self.config_problems = [f"configuration: camera {self.cam.id}: {p}" for p in layout.problems]
+        from roadside.edge.roi import check_roi
+
+        roi = check_roi(self.vision.detector, size)
+        self.config_problems = [f"configuration: camera {self.cam.id}: {p}" for p in layout.problems + ([roi] if roi else [])]
         for p in self.config_problems:
             log.error("camera %s: %s", self.cam.id, p)
 

@@ -130,12 +130,49 @@ class DetectorConfig(Strict):
                                                                   "the predictions; 0: every frame")
     every_n_frames: int | None = Field(None, ge=1, le=30, description="run the detector on every Nth frame exactly "
                                                                       "(overrides detect_fps); 1: every frame")
+    roi: Literal["auto", "full"] | tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(
+        "full", description="where in the frame the detector runs (edge/roi.py): `full` (the whole frame), `auto` "
+                            "(the padded box of this camera's lines and zones, used only when it gives the model "
+                            "`roi_min_gain` times more pixels per vehicle), or `[x0, y0, x1, y1]` in source-frame "
+                            "pixels; a region is widened to the model's input aspect, boxes map back to the frame "
+                            "and boxes cut by the region's edge inside the frame are dropped (part-boxes)")
+    roi_padding: float = Field(0.5, ge=0.0, le=5.0, description="`auto`: padding of the lines' and zones' box on each "
+                                                               "side, as a share of its longer side (vehicles must "
+                                                               "be tracked for a while before they reach a line)")
+    roi_min_gain: float = Field(1.25, ge=1.0, le=10.0, description="`auto`: crop only when the region gives the model "
+                                                                  "at least this many times more pixels per vehicle "
+                                                                  "(linear: the square root of frame area over "
+                                                                  "region area); else the whole frame")
+    tiles: int = Field(1, ge=1, le=4, description="on a lit view, run the detector on this many overlapping tiles "
+                                                  "along the region's longer side (each at the model's input size: "
+                                                  "N session runs per detected frame), merged without double boxes "
+                                                  "at the seams; on a dark view (the night path) always one")
+    tile_overlap: float = Field(0.25, ge=0.0, le=0.75, description="overlap of neighbouring tiles, as a share of a "
+                                                                   "tile's length (a vehicle on a seam must be "
+                                                                   "whole in one of them)")
+    roi_when_dark: bool = Field(False, description="on a dark view (the night path) crop to the region too; off: the "
+                                                   "whole frame (a crop of the night clip lowered its event F1: "
+                                                   "one more false count and one late; "
+                                                   "edge/docs/hard_conditions.md)")
     spin_wait: bool = Field(False, description="let onnxruntime's threads busy-wait between runs; off: on a small "
                                                "box the decoder process and the tracker need those cycles (see "
                                                "`roadside edge bench`), and idle cores stay cool")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1,
                                  description="onnxruntime execution providers, in order of preference; "
                                              "unavailable ones fall back to CPU (with a warning)")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_box(cls, v):
+        if isinstance(v, tuple):
+            x0, y0, x1, y1 = v
+            if not all(math.isfinite(c) for c in v):
+                raise ValueError("coordinates must be finite numbers")
+            if x0 < 0 or y0 < 0:
+                raise ValueError(f"{list(v)}: x0 and y0 must not be negative (source-frame pixels)")
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                raise ValueError(f"{list(v)}: needs x0 < x1 and y0 < y1, at least 16 pixels apart")
+        return v
 
     @field_validator("classes")
     @classmethod

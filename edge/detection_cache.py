@@ -43,9 +43,16 @@ def _file_digest(path: Path) -> str:
 
 def cache_extra(config) -> dict:
     """The settings beyond the detector's own that change a frame's candidates: the view measurements (kept
-    beside them) and the night path (lamp boxes are candidates too)."""
-    return {"scene": config.scene.model_dump(mode="json", exclude={"follow_view"}),
-            "lowlight": config.lowlight.model_dump(mode="json")}
+    beside them), the night path (lamp boxes are candidates too) and the regions the detector runs on
+    (``detector.roi``, ``detector.tiles``: boxes of a crop are not those of the whole frame)."""
+    from roadside.edge.roi import roi_settings
+
+    extra = {"scene": config.scene.model_dump(mode="json", exclude={"follow_view"}),
+             "lowlight": config.lowlight.model_dump(mode="json")}
+    d = config.detector
+    if d.roi != "full" or d.tiles > 1:  # the regions the detector ran on (for `auto`, from the lines and zones)
+        extra["roi"] = {**roi_settings(d), "layout": [[ln.a, ln.b] for ln in config.lines] + [z.polygon for z in config.zones]}
+    return extra
 
 
 class DetectionCache:

@@ -8,6 +8,7 @@ import logging
 import threading
 
 from roadside.edge.detector import Detector
+from roadside.edge.roi import ROI_FIELDS
 from roadside.edge.service_config import CameraConfig, EdgeConfig
 
 log = logging.getLogger("roadside.edge.service")
@@ -26,7 +27,8 @@ class DetectorPool:
 
         dcfg = config.vision(cam).detector
         path = resolve_model(self.model_override or dcfg.model)
-        key = json.dumps([str(path), dcfg.model_dump(mode="json")], sort_keys=True)
+        # the regions a camera's detector runs on are the pipeline's business (edge/roi.py): one session for all
+        key = json.dumps([str(path), dcfg.model_dump(mode="json", exclude=set(ROI_FIELDS))], sort_keys=True)
         with self._lock:
             if key not in self._by_key:
                 log.info("loading model %s", path)

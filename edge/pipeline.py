@@ -19,6 +19,7 @@ from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.headlights import HeadlightDetector, fuse
 from roadside.edge.lowlight import Enhancer, is_dark
+from roadside.edge.roi import Region, detect_regions, detector_regions
 from roadside.edge.scene import SceneMonitor, SceneState, on_view, to_reference
 from roadside.edge.tracker import ByteTracker
 
@@ -74,6 +75,7 @@ class CameraPipeline:
         self.last_kept: Detections | None = None  # this frame's boxes after suppression (None: the detector skipped it)
         self.last_tracks = None  # this frame's TrackerOutput
         self.dark = False  # the view measured dark: the night path runs (edge/lowlight.py)
+        self._regions: dict[tuple[int, int, bool], list[Region] | None] = {}  # by frame size and darkness
         self._night_path(config)
         d = config.detector
         #: the detector runs on every ``stride``-th frame (detector.every_n_frames, else from detector.detect_fps)
@@ -112,6 +114,7 @@ class CameraPipeline:
             # new lines are drawn on the view as it is now: that view becomes the reference
             self.scene, self.view, self.view_ok, self._view_reason = None, None, True, None
         self.config = config
+        self._regions = {}  # the lines, zones or detector.roi may have moved
         self._night_path(config)
         self.counter = LineCounter(config.lines, config.counting, self.fps)
         self.zones = ZoneMonitor(config.zones, config.counting)
@@ -140,14 +143,40 @@ class CameraPipeline:
         """The frame's candidate boxes (what a detections cache stores): the detector's, and on a dark view the
         detector's on the enhanced frame (its tensor made here, not the decoder's) and the lamps'."""
         night = self.dark  # only ever set with the night path enabled (its headlight detector made)
-        if night and self.config.lowlight.enhance != "none":
-            tensor, transform = self.enhance.tensor(image, self.detector.preprocess)
-        elif tensor is None or transform is None:
-            tensor, transform = self.detector.preprocess(image)
-        cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
+        regions = self.regions(image.shape, night)
+        if regions is not None:
+            cands = detect_regions(image, regions, lambda region: self._detect_crop(image, region, night))
+        else:
+            if night and self.config.lowlight.enhance != "none":
+                tensor, transform = self.enhance.tensor(image, self.detector.preprocess)
+            elif tensor is None or transform is None:
+                tensor, transform = self.detector.preprocess(image)
+            cands = self.detector.candidates(self.detector.infer(tensor), transform, image.shape)
         if night:
             cands = fuse(cands, self.headlights(image), self.config.lowlight)
         return cands
+
+    def regions(self, shape: tuple[int, ...], dark: bool) -> list[Region] | None:
+        """The parts of the frame the detector runs on (edge/roi.py; ``detector.roi``, ``detector.tiles``), or None
+        for the whole frame (the decoder's tensor is used then)."""
+        key = (shape[1], shape[0], dark)
+        if key not in self._regions:
+            p = self.detector.preprocess
+            regions = detector_regions(self.config.detector, self.config.lines, self.config.zones, key[:2],
+                                       (p.width, p.height), dark)
+            whole = len(regions) == 1 and (regions[0].width, regions[0].height) == key[:2]
+            self._regions[key] = None if whole else regions
+        return self._regions[key]
+
+    def _detect_crop(self, image: np.ndarray, region: Region, night: bool) -> tuple[Detections, float]:
+        """The detector's candidates on one region of ``image`` (frame pixels) and the crop's scale."""
+        crop = region.crop(image)
+        if night and self.config.lowlight.enhance != "none":
+            tensor, transform = self.enhance.tensor(crop, self.detector.preprocess)
+        else:
+            tensor, transform = self.detector.preprocess(crop)
+        cands = self.detector.candidates(self.detector.infer(tensor), region.to_frame(transform), image.shape)
+        return cands, min(transform[0], transform[1])
 
     def detects(self, index: int) -> bool:
         """Whether the detector runs on frame ``index`` (``detector.every_n_frames``)."""

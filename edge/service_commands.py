@@ -39,6 +39,7 @@ def frame_problems(config, open_timeout_s: float = 8.0) -> list[str]:
     from roadside.core.redact import redact
     from roadside.core.video import VideoError
     from roadside.edge.layout import probe_frame_size, validate_layout
+    from roadside.edge.roi import check_roi
     from roadside.edge.sources import capture_options
 
     problems = []
@@ -54,6 +55,9 @@ def frame_problems(config, open_timeout_s: float = 8.0) -> list[str]:
             continue
         layout = validate_layout(cam.lines, cam.zones, frame_size=(w, h))
         problems += [pr.located(ci) for pr in layout.problems]
+        roi = check_roi(config.vision(cam).detector, (w, h))
+        if roi:
+            problems.append(f"cameras[{ci}] (camera {cam.id!r}): {roi}")
     return problems
 
 
