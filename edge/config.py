@@ -286,7 +286,7 @@ class SceneConfig(Strict):
                                                              "detector's stride)")
     confirm_frames: int = Field(3, ge=1, le=300, description="analysed frames in a row out of (or back within) the "
                                                              "limits before the view counts as changed (or back)")
-    follow_view: bool = Field(True, description="keep count lines and zones on the road while the view drifts within "
+    follow_view: bool = Field(False, description="keep count lines and zones on the road while the view drifts within "
                                                 "the limits: each track's anchor is mapped back into the view the "
                                                 "lines were drawn on by the latest reliable estimate of the view's "
                                                 "motion (off: lines stay at fixed image positions)")
