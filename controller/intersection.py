@@ -101,11 +101,8 @@ class Stage:
 class Intersection:
     """Phases, stages and the facts between them, derived once; read-only afterwards."""
 
-    def __init__(self, config: IntersectionConfig, fixed_greens: Mapping[str, float] | None = None,
-                 tick_s: float | None = None) -> None:
+    def __init__(self, config: IntersectionConfig, fixed_greens: Mapping[str, float] | None = None) -> None:
         self.config = config
-        #: the controller's decision tick (s): intervals are shown in whole ticks (None: as configured)
-        self.tick_s = tick_s
         stages = config.stage_list
         #: Ring-and-barrier structure (None: one ring of stages). Its rings and barriers add conflicts.
         self.rings: RingBarrier | None = ring_barrier(config.dual_ring) if config.dual_ring is not None else None
@@ -144,15 +141,14 @@ class Intersection:
     @classmethod
     def of(cls, cfg: ControllerConfig) -> "Intersection":
         """The intersection of a controller configuration, with its fixed plan."""
-        return cls(cfg.intersection, cfg.timing.fixed.greens, cfg.tick_s)
+        return cls(cfg.intersection, cfg.timing.fixed.greens)
 
     # -- lookups ----------------------------------------------------------------------------------
     def conflicts(self, a: str, b: str) -> bool:
         return b in self.phases[a].conflicts
 
     def change_time(self, from_stage: str, to_stage: str) -> float:
-        """Yellow plus red clearance of the slowest vehicle phase that ends between two stages, as the
-        signals show them: each interval ends on the first tick at or after its time."""
+        """Yellow plus red clearance of the slowest vehicle phase that ends between two stages."""
         return self._change[(from_stage, to_stage)]
 
     def new_phases(self, from_stage: str | None, to_stage: str) -> frozenset[str]:
@@ -202,11 +198,5 @@ class Intersection:
 
     def _change_time(self, from_stage: str, to_stage: str) -> float:
         ending = self.stages[from_stage].phases - self.stages[to_stage].phases
-        return max((self.shown(self.phases[p].timing.yellow) + self.shown(self.phases[p].timing.red_clearance)
+        return max((self.phases[p].timing.yellow + self.phases[p].timing.red_clearance
                     for p in ending if self.phases[p].vehicle), default=0.0)
-
-    def shown(self, interval_s: float) -> float:
-        """How long an interval of ``interval_s`` lasts on the signals: whole ticks, rounded up."""
-        if not self.tick_s:
-            return interval_s
-        return math.ceil(interval_s / self.tick_s - 1e-9) * self.tick_s
