@@ -116,30 +116,17 @@ class Policy:
         return green >= after and zone[2] >= green - 1.0
 
     def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
-        """The ``lane``-th stop-bar zone of a green phase is held by a vehicle that another stage serves: its
-        head has not moved since the green began (:meth:`head_stopped`), and the lane feeds a phase that
-        waits for another stage (:meth:`waits_elsewhere`): a vehicle for another phase of a shared lane, or
-        a left-turner green only permissively now whose protected stage comes. It must not extend the green.
-        On a lane of phases this green serves fully, the stopped head is this green's own (a permissive
-        turner with no protected stage, waiting for a gap that comes within this green or at its end), and it
-        keeps extending, as a stop-bar presence detector does."""
+        """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane
+        also feeds a phase that is not green now, and its head has not moved since the green began
+        (:meth:`head_stopped`). This green can never move it, so the lane must not extend it. A lane whose
+        phases are all green is never blocked: its stopped head is this green's own (a permissive turner
+        waiting for a gap, which comes within this green or at its end), and it still calls for the green."""
         zones = view.inputs[pid].presence_zones
         zone = zones[lane] if lane < len(zones) else None
         mates = self.presence_mates.get(pid, [])
-        lane_phases = [pid] + [q for q, _ in (mates[lane] if lane < len(mates) else [])]
-        if not any(self.waits_elsewhere(view, q) for q in lane_phases):
+        if lane >= len(mates) or all(view.engine.envelope.phases[q].signal == "green" for q, _ in mates[lane]):
             return False
         return self.head_stopped(view, pid, zone, after_s)
-
-    def waits_elsewhere(self, view: View, pid: str) -> bool:
-        """Another stage serves ``pid`` better than the current green: it is not green, or green only
-        permissively now while a stage runs it protected."""
-        e = view.engine
-        if e.envelope.phases[pid].signal != "green":
-            return True
-        cur = self.stages.get(e.current) if e.current is not None else None
-        return (cur is not None and pid in cur.permissive
-                and any(pid in st.phases and pid not in st.permissive for st in self.stages.values()))
 
     def extends(self, view: View, pid: str) -> bool:
         """A vehicle arrives within the passage time on a lane that is moving (not :meth:`lane_blocked`)."""
