@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ def build_net(sc: Scenario) -> Path:
     key = hashlib.sha1(nod.read_bytes() + edg.read_bytes() + " ".join(sc.netconvert_options).encode()).hexdigest()[:10]
     out = cache_dir() / f"{sc.net}-{key}.net.xml"
     if not out.exists():
-        tmp = out.with_suffix(".tmp.xml")
+        tmp = out.with_suffix(f".{os.getpid()}.tmp.xml")  # bench workers may build the same net at once
         r = subprocess.run([netconvert_binary(), "-n", str(nod), "-e", str(edg), "-o", str(tmp), "--no-turnarounds",
                             "--tls.default-type", "static", *sc.netconvert_options],
                            capture_output=True, text=True)
@@ -168,5 +169,7 @@ def write_routes(sc: Scenario, net_file: Path, duration_s: float) -> Path:
     key = hashlib.sha1(text.encode()).hexdigest()[:10]
     out = cache_dir() / f"{sc.name}-{int(duration_s)}-{key}.rou.xml"
     if not out.exists():
-        out.write_text(text)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp.xml")  # never read half-written by another worker
+        tmp.write_text(text)
+        tmp.replace(out)
     return out
