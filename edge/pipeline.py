@@ -20,20 +20,8 @@ from roadside.edge.detector import Detector
 from roadside.edge.headlights import HeadlightDetector, fuse
 from roadside.edge.lowlight import Enhancer, is_dark
 from roadside.edge.roi import Region, detect_regions, detector_regions
-from roadside.edge.scene import SceneMonitor, SceneState, on_view, to_reference
+from roadside.edge.scene import SceneMonitor, SceneState, on_view, to_reference, vehicle_boxes
 from roadside.edge.tracker import ByteTracker
-
-#: candidate boxes at or above this score, and at most this share of the frame, are vehicles whose features the view
-#: check leaves out (weaker or larger boxes are mostly glare and background at night)
-VEHICLE_MASK_SCORE = 0.3
-VEHICLE_MASK_MAX_AREA = 0.1
-
-
-def vehicle_boxes(cands: Detections, shape: tuple[int, ...]) -> np.ndarray:
-    """The candidate boxes the view check leaves out of its features (see VEHICLE_MASK_SCORE)."""
-    b = cands.xyxy
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return b[(cands.confidence >= VEHICLE_MASK_SCORE) & (area <= VEHICLE_MASK_MAX_AREA * shape[0] * shape[1])]
 
 
 def config_hash(config: VisionConfig) -> str:

@@ -26,6 +26,17 @@ from roadside.edge.config import SceneConfig
 from roadside.edge.detections import Detections
 
 _WIDTH = 320  # analysis width (pixels)
+#: candidate boxes at or above this score, and at most this share of the frame, are vehicles whose features the view
+#: check leaves out (weaker or larger boxes are mostly glare and background at night)
+VEHICLE_MASK_SCORE = 0.3
+VEHICLE_MASK_MAX_AREA = 0.1
+
+
+def vehicle_boxes(cands: Detections, shape: tuple[int, ...]) -> np.ndarray:
+    """The candidate boxes the view check leaves out of its features (see VEHICLE_MASK_SCORE)."""
+    b = cands.xyxy
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return b[(cands.confidence >= VEHICLE_MASK_SCORE) & (area <= VEHICLE_MASK_MAX_AREA * shape[0] * shape[1])]
 
 
 @dataclass(frozen=True)
@@ -57,12 +68,20 @@ class SceneMonitor:
         self.view_ok = True
         self.reason: str | None = None
         self.last: SceneState | None = None
+        self._small_of: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its copy) from brightness()
 
     def _small(self, image: np.ndarray) -> np.ndarray:
+        """The grey analysis copy of ``image``. :meth:`brightness` keeps it for the :meth:`update` of the same
+        frame, which takes it (a source may reuse its frame buffer for the next frame)."""
+        if self._small_of is not None and self._small_of[0] is image:
+            return self._small_of[1]
+        src = image
         h, w = image.shape[:2]
         if w > _WIDTH:
             image = cv2.resize(image, (_WIDTH, max(1, round(h * _WIDTH / w))), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        g = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        self._small_of = (src, g)
+        return g
 
     def _background(self, shape: tuple[int, ...], vehicles: np.ndarray) -> np.ndarray:
         """A mask (255: use) of the analysis copy without the vehicles' boxes (source pixels), each grown by a
@@ -82,6 +101,7 @@ class SceneMonitor:
         features (None: all features count). ``take_reference`` False: this frame cannot be the reference view
         (its vehicles are not known yet)."""
         g = self._small(image)
+        self._small_of = None
         luma = float(np.median(g))
         dark = float((g < 50).mean())
         glare = float((g >= 240).mean())
@@ -156,7 +176,7 @@ def to_reference(dets: Detections, view: tuple[float, ...]) -> Detections:
     inv = cv2.invertAffineTransform(np.asarray(view, np.float64).reshape(2, 3))
     s = float(np.hypot(inv[0, 0], inv[1, 0]))
     b = dets.xyxy.astype(np.float64)
-    c = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1) @ inv[:, :2].T + inv[:, 2]
+    c = on_view(np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1), inv.ravel())
     half = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1) * (s / 2)
     xyxy = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
     return Detections(xyxy, dets.confidence, dets.class_id, dets.category, dets.tracker_id)
