@@ -6,8 +6,9 @@ guarantees:
 
 * a phase turns green only when every conflicting phase is red and has completed its red clearance;
 * a green lasts at least its min green (WALK at least ``walk``); its max green is timed while a
-  conflicting phase is called (as a NEMA max timer: from the first conflicting call, reset when the calls
-  go away), so a phase that conflicts with nothing never maxes out. It holds provided ticks are never
+  conflicting phase is called (as a NEMA max timer, from the first conflicting call; it keeps running when
+  that call drops for a while, as a presence zone's does between vehicles passing through it, and ends the
+  green only while a conflicting call stands), so a phase that conflicts with nothing never maxes out. It holds provided ticks are never
   further apart than its ``horizon_s`` (it ends a green on the last tick that cannot overshoot). The
   horizon is ``tick_s``; a service whose ticks arrive late (a stalled machine) widens it to the gaps it has
   lately seen, so that greens end early rather than late. Without call information (:meth:`note_calls`
@@ -39,8 +40,8 @@ class PhaseSignal:
     since: float
     #: Maxed out: held off until the demand for the phase is dropped once (or the next stage boundary).
     latched: bool = False
-    #: While green: since when its max green is being timed (a conflicting call), None while no
-    #: conflicting phase is called.
+    #: While green: since when its max green is being timed (the first conflicting call of this green),
+    #: None until a conflicting phase is called.
     max_from: float | None = None
 
 
@@ -78,20 +79,25 @@ class SafetyEnvelope:
         return any(q in self.calls for q in conflicts)
 
     def max_elapsed(self, pid: str) -> float:
-        """How long the phase's max green has been timing (0 when it is not green or nothing conflicting is
-        called)."""
+        """How long the phase's max green has been timing (0 when it is not green or nothing conflicting has
+        been called during this green)."""
         s = self.phases[pid]
         return self.now - s.max_from if s.signal == GREEN and s.max_from is not None else 0.0
 
     def will_max_out(self, pid: str) -> bool:
-        """True when the phase is green and must end on this tick to respect its max green."""
+        """True when the phase is green and must end on this tick to respect its max green: its max timer
+        runs out and a conflicting phase is called now."""
         s = self.phases[pid]
-        return (s.signal == GREEN and s.max_from is not None
+        return (s.signal == GREEN and s.max_from is not None and self.conflicting_call(pid)
                 and self.now - s.max_from + self.horizon_s > self.timing[pid].max_green + 1e-9)
 
     def note_calls(self, calls: Iterable[object] | None) -> None:
-        """The phases called now (detector calls, recalls, fail-safe): start or reset each green phase's
-        max timer. ``None`` means unknown: every phase counts as called."""
+        """The phases called now (detector calls, recalls, fail-safe): start each green phase's max timer at
+        the first conflicting call of its green. The timer is not reset when that call drops: a presence
+        zone that vehicles pass through (or a queue that creeps out of the zone) drops its call between
+        vehicles, and a timer that restarted on every drop would let the green run on without limit (a
+        non-locking call; what locking detector memory prevents in a cabinet controller). ``None`` means
+        unknown: every phase counts as called."""
         if calls is None:
             self.calls = None
         else:
@@ -102,9 +108,7 @@ class SafetyEnvelope:
         for pid, s in self.phases.items():
             if s.signal != GREEN:
                 continue
-            if not self.conflicting_call(pid):
-                s.max_from = None
-            elif s.max_from is None:
+            if s.max_from is None and self.conflicting_call(pid):
                 s.max_from = self.now if self.calls is not None else s.since
 
     def clear_latches(self) -> None:
@@ -156,7 +160,7 @@ class SafetyEnvelope:
                 continue
             timing = self.timing[pid]
             elapsed = t - s.since
-            timed = t - s.max_from if s.max_from is not None else -math.inf
+            timed = t - s.max_from if s.max_from is not None and self.conflicting_call(pid) else -math.inf
             at_max = timed + self.horizon_s > timing.max_green + 1e-9 or timed >= timing.max_green
             if elapsed >= timing.min_green - 1e-9 and (at_max or pid not in want or s.latched):
                 if at_max and pid in want:

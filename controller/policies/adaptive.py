@@ -50,29 +50,21 @@ class AdaptivePolicy(Policy):
         #: phase -> last time it was green (its last service)
         self.served_at: dict[str, float] = {}
         #: phase -> per queue zone (lane), the other phases fed by the same zone, with their zone index
-        self.lane_mates = self._lane_mates(cfg)
-
-    @staticmethod
-    def _lane_mates(cfg) -> dict[str, list[list[tuple[str, int]]]]:
-        def key(ref):
-            return (ref.device or cfg.device, ref.camera, ref.zone)
-        refs = {ph.id: [key(r) for r in ph.detectors.queue] for ph in cfg.intersection.phases}
-        return {p: [[(q, j) for q, qk in refs.items() if q != p for j, r in enumerate(qk) if r == k] for k in ks]
-                for p, ks in refs.items()}
+        self.queue_mates = self.lane_mates(cfg, "queue")
 
     def stuck_behind(self, view: View, pid: str, current: str) -> float:
         """Vehicles of other phases stuck behind a vehicle of ``pid`` on a shared lane: a lane green for a
         phase of the current stage whose stop-bar vehicle has not moved since that green began waits for
         another phase of the lane, so serving ``pid`` frees them too."""
         extra = 0.0
-        for mates in self.lane_mates.get(pid, []):
+        for mates in self.queue_mates.get(pid, []):
             for q, j in mates:
                 if q not in self.stages[current].phases or pid in self.stages[current].phases:
                     continue
                 inp = view.inputs[q]
                 if j >= len(inp.presence_zones) or j >= len(inp.queue_zones) or inp.queue_zones[j] is None:
                     continue
-                if self.lane_blocked(view, q, inp.presence_zones[j], after_s=0.0):
+                if self.lane_blocked(view, q, j, after_s=0.0):
                     extra += inp.queue_zones[j][1]
         return extra
 
@@ -103,12 +95,10 @@ class AdaptivePolicy(Policy):
             lanes = [(None, (bool(inp.queue), int(inp.queue), inp.max_wait_s))]
             lane_sat = self.sat[pid]
         lam = self.arrival_rate(view, pid) / max(1, len(lanes))
-        green = view.engine.envelope.green_elapsed(pid)
         rate = 0.0
         for pz, qz in lanes:
-            if (pz is not None and pz[0] and green >= self.ac.startup_lost_s + self.ac.blocked_after_s
-                    and pz[2] >= green - 1.0):
-                continue  # the vehicle at the stop bar has not moved since the green began: lane blocked
+            if self.head_stopped(view, pid, pz):
+                continue  # the vehicle at the stop bar has not moved since the green began: serves nothing now
             n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
             if n >= 1 and dwell > travel + margin:
                 rate += min(lane_sat, n / self.ac.step_s)

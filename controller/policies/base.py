@@ -29,6 +29,18 @@ class Policy:
         self.inter = inter
         self.stage_ids = inter.sequence
         self.stages = inter.stages
+        #: phase -> per stop-bar zone (lane), the other phases fed by the same zone, with their zone index
+        self.presence_mates = self.lane_mates(cfg, "presence")
+
+    @staticmethod
+    def lane_mates(cfg: ControllerConfig, kind: str) -> dict[str, list[list[tuple[str, int]]]]:
+        """phase -> per zone of its ``kind`` detectors (``presence`` or ``queue``: one per lane), the other
+        phases fed by the same zone, with their index of it."""
+        def key(ref):
+            return (ref.device or cfg.device, ref.camera, ref.zone)
+        refs = {ph.id: [key(r) for r in getattr(ph.detectors, kind)] for ph in cfg.intersection.phases}
+        return {p: [[(q, j) for q, qk in refs.items() if q != p for j, r in enumerate(qk) if r == k] for k in ks]
+                for p, ks in refs.items()}
 
     def decide(self, view: View) -> Decision:
         """The decision of a demand-responsive policy: WALKs, the next stage, max-out and fail-safe here;
@@ -92,17 +104,29 @@ class Policy:
                 return sid
         return None
 
-    def lane_blocked(self, view: View, pid: str, zone: tuple[bool, float, float] | None,
+    def head_stopped(self, view: View, pid: str, zone: tuple[bool, float, float] | None,
                      after_s: float | None = None) -> bool:
         """A stop-bar zone of a green phase whose oldest vehicle has not moved since the green began (well
-        past start-up): a vehicle for another phase on a shared lane, or a turner waiting for a gap. It
-        serves nothing and must not extend the green."""
+        past start-up, ``blocked_after_s`` unless ``after_s``): the lane serves nothing now."""
         if zone is None or not zone[0]:
             return False
         green = view.engine.envelope.green_elapsed(pid)
         ac = self.cfg.timing.adaptive
         after = ac.startup_lost_s + (ac.blocked_after_s if after_s is None else after_s)
         return green >= after and zone[2] >= green - 1.0
+
+    def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
+        """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane
+        also feeds a phase that is not green now, and its head has not moved since the green began
+        (:meth:`head_stopped`). This green can never move it, so the lane must not extend it. A lane whose
+        phases are all green is never blocked: its stopped head is this green's own (a permissive turner
+        waiting for a gap, which comes within this green or at its end), and it still calls for the green."""
+        zones = view.inputs[pid].presence_zones
+        zone = zones[lane] if lane < len(zones) else None
+        mates = self.presence_mates.get(pid, [])
+        if lane >= len(mates) or all(view.engine.envelope.phases[q].signal == "green" for q, _ in mates[lane]):
+            return False
+        return self.head_stopped(view, pid, zone, after_s)
 
     def extends(self, view: View, pid: str) -> bool:
         """A vehicle arrives within the passage time on a lane that is moving (not :meth:`lane_blocked`)."""
@@ -111,7 +135,7 @@ class Policy:
         zones = inp.presence_zones
         if not zones or not inp.reliable:
             return inp.gap_s < passage
-        moving = [z for z in zones if z is not None and z[0] and not self.lane_blocked(view, pid, z)]
+        moving = [z for k, z in enumerate(zones) if z is not None and z[0] and not self.lane_blocked(view, pid, k)]
         if moving:
             return True
         if any(z is not None and z[0] for z in zones):

@@ -165,6 +165,36 @@ def test_max_green_forces_the_change_even_if_the_policy_never_asks():
     assert stages[1][0] - stages[0][0] == pytest.approx(40.0 + ns.yellow + ns.red_clearance, abs=1e-9)
 
 
+def test_a_conflicting_call_that_comes_and_goes_still_ends_the_green_at_its_max():
+    """A presence zone that vehicles pass through calls only while one is in it: the max timer runs from
+    the first conflicting call and is not restarted by each drop between vehicles (the demo's NS green
+    rested 90 s and more with EW called that way, its max 40 s). While nothing conflicting is called at
+    the max, the green goes on; the next call ends it."""
+    inter = make_intersection()
+    env = SafetyEnvelope(inter, TICK, 0.0)
+    ns = inter.phases["ns"].timing
+    t, first_call, ended = 0.0, None, None
+    while t < 300 and ended is None:
+        t += TICK
+        green = env.phases["ns"].signal == "green"
+        # EW called for 1 s in every 6 s once ns has been green 10 s
+        called = green and env.green_elapsed("ns") >= 10 and (t % 6.0) < 1.0
+        if called and first_call is None:
+            first_call = t
+        sig = env.apply(t, {"ns"}, {"ns", "ew"} if called else {"ns"})
+        if first_call is not None and sig["ns"] != "green":
+            ended = t
+    assert first_call is not None and ended is not None
+    # ends on a tick with EW called, within one call period past its max
+    assert ns.max_green - TICK <= ended - first_call <= ns.max_green + 6.0
+    assert (ended % 6.0) < 1.0
+    # without any conflicting call the same green never maxes out
+    env = SafetyEnvelope(inter, TICK, 0.0)
+    for k in range(1, int(300 / TICK)):
+        sig = env.apply(k * TICK, {"ns"}, {"ns"})
+    assert sig["ns"] == "green" and env.green_elapsed("ns") > 250
+
+
 def test_the_checker_catches_a_broken_envelope(monkeypatch):
     """The same properties fail when the envelope's interlock is sabotaged: the tests can fail."""
     inter = make_intersection()

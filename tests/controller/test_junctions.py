@@ -387,3 +387,51 @@ def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_st
     assert nxt == "S", why
 
 
+# -- issue 10 on the shipped city scenario: a permissive turner's lane --------------------------------------
+def _lane_policy(policy: str):
+    """``thru`` with a lane of its own (``own``: a through-and-permissive-left lane as on a one-lane side
+    street) and a lane shared with a protected ``left`` (``shared``); ``side`` crosses both. Engine in stage
+    T, 20 s into its green."""
+    from roadside.controller.policies import make_policy
+
+    def veh(pid, lanes):
+        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
+                "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
+                              "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy}, "intersection": {
+        "phases": [veh("thru", [("own", 1.0), ("shared", 0.5)]), veh("left", [("shared", 0.5)]),
+                   veh("side", [("b", 1.0)])],
+        "compatible": [["thru", "left"]],
+        "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
+    inter = Intersection.of(cfg)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage="T")
+    t = 0.0
+    while engine.current != "T" or engine.stage_elapsed() < 20.0:
+        t += 1.0
+        engine.step(t, None)
+    return make_policy(cfg, inter), engine, t
+
+
+@pytest.mark.parametrize("policy", ["actuated", "adaptive"])
+def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
+    """A stop-bar vehicle that has not moved since the green began holds its lane for another phase only
+    when the lane also feeds a phase that is not green (the left-turner on ``shared``, waiting for L): that
+    lane must not extend T. On a lane whose phases are all green (``own``) the stopped head is T's own, a
+    permissive turner waiting for a gap that comes within T or at its end: it keeps calling and extends T,
+    as a stop-bar presence detector does (city: actuated lost 21.4 -> 23.6 s when such lanes stopped
+    extending)."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies.base import View
+
+    policy, engine, t = _lane_policy(policy)
+    stopped, empty = (True, 1.0, 40.0), (False, 0.0, 0.0)  # head in the zone since before the green
+
+    def view(own, shared):
+        def pi(pres):
+            return PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=2.0, max_wait_s=40.0,
+                              flow_vph=300.0, presence_zones=pres, queue_zones=[(True, 2.0, 40.0)] * len(pres))
+        return View(t, engine, {"thru": pi([own, shared]), "left": pi([shared]), "side": pi([(True, 1.0, 10.0)])})
+    assert not policy.extends(view(empty, stopped), "thru")
+    assert policy.extends(view(stopped, empty), "thru")
+    assert policy.lane_blocked(view(empty, stopped), "thru", 1) and not policy.lane_blocked(view(stopped, empty), "thru", 0)
+

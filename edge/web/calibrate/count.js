@@ -51,13 +51,18 @@ async function selectClip(name) {
   setStatus(`${name}: ${st.meta.width}x${st.meta.height} at ${st.meta.fps.toFixed(2)} fps`);
 }
 
+// Frames load asynchronously and may arrive out of order (a seek while a played frame is still loading):
+// only the latest request is shown, so a late older frame never overwrites the one asked for last.
+let showSeq = 0;
 function show(index) {
+  const seq = ++showSeq;
   return new Promise((resolve) => {
     if (index < 0) index = 0;
     if (st.end != null && index >= st.end) index = st.end - 1;
     const img = new Image();
-    img.onload = () => { if (st.live) return resolve(false); st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
+    img.onload = () => { if (st.live || seq !== showSeq) return resolve(false); st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
     img.onerror = () => { // past the end: the clip's length is known now
+      if (seq !== showSeq) return resolve(false);
       if (st.end == null || index < st.end) st.end = index;
       pause(); setStatus(`end of the clip (${index} frames)`); resolve(false);
     };
