@@ -50,6 +50,13 @@ def _add_clearances(parser) -> None:
                              "pedestrian clearance at 1.07 m/s) or program (what the junction's program already runs)")
 
 
+def _add_settings(parser) -> None:
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of our controllers' configuration, by its key path, e.g. "
+                             "timing.adaptive.wait_weight=0.02 (repeatable; the value is read as YAML); checked "
+                             "before any simulation starts")
+
+
 def _sim_run(args: argparse.Namespace) -> int:
     import json
 
@@ -128,6 +135,7 @@ def register(cli) -> None:
                       help="degraded: 10%% missed vehicles, 5%% phantom calls, 1 s latency; outage: 5 min with no "
                            "detector data")
     _add_clearances(srun)
+    _add_settings(srun)
     srun.add_argument("--timeseries", help="write queue and delay over time (CSV) to this file")
     srun.add_argument("--audit-log", help="write the controller's audit events (JSON lines) to this file")
     srun.add_argument("--rings", choices=("single", "dual"), default="single",
@@ -161,6 +169,7 @@ def register(cli) -> None:
     bench.add_argument("--seed", type=int, default=1, help="with --suite: the first junction seed (1)")
     bench.add_argument("--lefthand", action="store_true", help="with --suite: every junction left-hand traffic")
     _add_clearances(bench)
+    _add_settings(bench)
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
     bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
 

@@ -136,6 +136,9 @@ def bench_from_args(args) -> int:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "series").mkdir(exist_ok=True)
+    from roadside.controller.sim.runner import parse_settings
+
+    settings = parse_settings(args.settings)
     jobs = []
     for det in args.detection:
         for sc in scenarios:
@@ -148,12 +151,12 @@ def bench_from_args(args) -> int:
                         ts = str(out_dir / "series" / f"{sc}__{c}.csv")
                     jobs.append({"controller": c, "scenario": sc, "seed": seed, "duration_s": args.duration,
                                  "mode": "inproc", "detection": det, "timeseries": ts,
-                                 "clearances": args.clearances})
+                                 "clearances": args.clearances, "overrides": settings})
     t0 = time.monotonic()
     results = run_jobs(jobs, args.jobs or 2)
     med = medians(results)
     text = [f"# Benchmark: median over {args.seeds} seed(s) from {args.first_seed}, {len(results)} simulations, "
-            f"{time.monotonic() - t0:.0f}s wall", ""]
+            f"{time.monotonic() - t0:.0f}s wall" + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
     for det in args.detection:
         text += [f"## detection: {det}", "", table(med, scenarios, controllers, det), ""]
     text += ["## target", ""] + [f"- {line}" for line in target_check(med, scenarios)]
@@ -176,7 +179,8 @@ SUMO_BASELINES = ("sumo-static", "sumo-actuated", "sumo-delay-based")
 
 
 def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
-               lefthand: bool | None = None, clearances: str = "ite") -> tuple[list[dict[str, Any]], dict[int, str]]:
+               lefthand: bool | None = None, clearances: str = "ite",
+               overrides: dict | None = None) -> tuple[list[dict[str, Any]], dict[int, str]]:
     """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them."""
     from roadside.controller.sim.generate import generate
 
@@ -187,7 +191,7 @@ def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_di
         for c in controllers:
             jobs.append({"controller": c, "net": info["net"], "routes": info["routes"], "seed": seed,
                          "duration_s": duration_s, "mode": "inproc", "native_baselines": True,
-                         "label": f"case{seed}", "clearances": clearances})
+                         "label": f"case{seed}", "clearances": clearances, "overrides": overrides})
     return jobs, described
 
 
@@ -284,14 +288,18 @@ def suite_from_args(args) -> int:
     cases_dir = (out_dir / "cases") if out_dir else Path(tempfile.mkdtemp(prefix="roadside-suite-"))
     lefthand = True if args.lefthand else None
     clearances = args.clearances
-    jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand, clearances)
+    from roadside.controller.sim.runner import parse_settings
+
+    settings = parse_settings(args.settings)
+    jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand, clearances,
+                                 settings)
     processes = args.jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     results = run_jobs(jobs, processes)
     lines, summary = suite_summary(results, controllers)
     text = [f"# Junction suite: {args.suite} case(s) from seed {args.seed}, {duration:.0f} s each, "
             f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall; our change "
-            f"intervals: {clearances}", ""]
+            f"intervals: {clearances}" + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
     text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
     print("\n".join(text))
     if out_dir:

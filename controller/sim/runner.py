@@ -25,7 +25,7 @@ from roadside.controller.sim.feed import EPOCH, DetectorFeed, SensorDegradation,
 from roadside.controller.sim.monitor import SafetyMonitor
 from roadside.controller.sim.programs import KINDS, program_id, program_xml
 from roadside.controller.sim.scenarios import Scenario, build_net, get_scenario, write_routes
-from roadside.controller.sim.tls import DerivedTLS, derive
+from roadside.controller.sim.tls import DerivedTLS, derive, merge_settings
 from roadside.core.errors import RoadsideError
 
 OURS = POLICY_NAMES + ("webster-true",)
@@ -387,9 +387,38 @@ def _write_timeseries(path: str, trips, queue_series, duration: float) -> None:
             f.write(f"{(k + 1) * TIMESERIES_BIN_S:.0f},{q:.2f},{dl if dl == '' else round(dl, 2)}\n")
 
 
+def parse_settings(items: list[str] | None) -> dict | None:
+    """``--set`` items (KEY=VALUE) as one nested dict (None when there are none), checked against the controller
+    configuration's model: an unknown key or a bad value is a ConfigError naming it, before anything runs."""
+    import yaml
+
+    from roadside.controller.config import load_controller_config, parse_controller_config
+    from roadside.core.errors import ConfigError
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key path, e.g. "
+                              "timing.adaptive.wait_weight=0.02")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is set to a value by another --set")
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+    if not out:
+        return None
+    example = load_controller_config(Path(__file__).parents[1] / "examples" / "ctrl.yaml").model_dump(mode="json")
+    merge_settings(example, out)
+    parse_controller_config(example, "--set")
+    return out
+
+
 def run_from_args(args) -> dict[str, Any]:
     spec = SimSpec(controller=args.controller, scenario=args.scenario, net=args.net, routes=args.routes, tls=args.tls,
                    duration_s=args.duration, seed=args.seed, mode=args.mode, broker=args.broker,
                    detection=args.detection, timeseries=args.timeseries, audit_log=args.audit_log,
-                   clearances=args.clearances, rings=args.rings)
+                   clearances=args.clearances, rings=args.rings, overrides=parse_settings(args.settings))
     return run_sim(spec)

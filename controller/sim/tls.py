@@ -294,16 +294,17 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
             raise NetworkError(f"{net_file}: {e}") from None
         data["intersection"] = {"phases": phases_cfg, "compatible": compatible, "dual_ring": section}
         data["timing"]["fixed"]["greens"] = greens
-    _merge(data, extra or {})
+    merge_settings(data, extra or {})
     cfg = parse_controller_config(data, f"derived from traffic light {tls_id!r}")
     return DerivedTLS(tls_id, prog_id, n, links, stages, phase_links, phase_kind, link_phase, states, cfg,
                       phase_lanes, phase_crossing, continuous, foes)
 
 
-def _merge(base: dict, extra: dict) -> None:
+def merge_settings(base: dict, extra: dict) -> None:
+    """``extra`` (nested settings) into ``base``, key by key."""
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
+            merge_settings(base[k], v)
         else:
             base[k] = v
 

@@ -79,3 +79,29 @@ def test_cli_run_and_bench(tmp_path):
                         "--out", str(out), "--plots"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "| balanced | ours: adaptive |" in r.stdout and (out / "balanced.png").stat().st_size > 10000
+
+
+def test_set_reaches_our_controller_and_a_bad_setting_stops_before_any_simulation(tmp_path):
+    """`--set KEY=VALUE` (sim run and sim bench) puts a setting into the derived configuration of our
+    controllers: the audit log shows the setting at work. A misspelt key or a bad value is named, exit 2."""
+    log = tmp_path / "audit.jsonl"
+    base = [sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "unbalanced", "--controller",
+            "adaptive", "--duration", "300", "--mode", "inproc"]
+    reasons = {}
+    for wait in (None, 15):
+        log = tmp_path / f"{wait}.jsonl"
+        extra = ["--set", f"timing.adaptive.max_wait_s={wait}"] if wait else []
+        r = subprocess.run(base + ["--audit-log", str(log)] + extra, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        reasons[wait] = [e["detail"]["reason"] for e in events if e["type"] == "decision"]
+    assert any("waited over 15s" in r for r in reasons[15])
+    assert not any("waited over 15s" in r for r in reasons[None])
+    for bad, said in (("timing.adaptive.wait_weigh=0.02", "timing.adaptive.wait_weigh: unknown key"),
+                      ("timing.adaptive.wait_weight=abc", "timing.adaptive.wait_weight: Input should be a valid number"),
+                      ("wait_weight", "expected KEY=VALUE")):
+        for verb in (base, [sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "1", "--out",
+                            str(tmp_path / "never")]):
+            r = subprocess.run(verb + ["--set", bad], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 2 and said in r.stderr, (bad, r.stderr)
+    assert not (tmp_path / "never").exists()  # nothing was generated or run
