@@ -68,7 +68,9 @@ def test_unreachable_broker_at_start_then_a_20_second_outage_loses_nothing(tmp_p
     delivery = check_delivery(rec, tmp_path / "state" / "outbox.sqlite")
     assert delivery["ok"], delivery
     cam = delivery["cameras"]["cam1"]
-    assert cam["dropped"] == 0 and cam["produced"] >= 25
+    # at least the 3 stored before the broker first came up, those stored during the outage, and one sent while
+    # connected (a fixed total failed once when two test processes shared the 2 cores: 24 bins for 25)
+    assert cam["dropped"] == 0 and cam["produced"] >= 3 + during + 1, cam
     # messages produced while the broker was away arrive flagged late; those produced while connected do not
     assert cam["late"] >= 3 + during - 2
     assert any(not m["late"] for m in counts)
