@@ -200,6 +200,7 @@ class CameraWorker:
                 if self.pipeline is None:
                     self.pipeline = CameraPipeline(self.vision, self.detector, fr.fps, bin_clock_start=fr.wall_s)
                     self.pipeline.bins = self._bins
+                    self.pipeline.whole_frame_on_bad_roi = True  # reported in config_problems; counting goes on
                 self.coverage.frame(fr.wall_s)
                 res = self.pipeline.process(idx, fr.mono_s - self._t0, fr.image, fr.tensor, fr.transform, clock_s=fr.wall_s)
                 idx += 1
@@ -240,6 +241,8 @@ class CameraWorker:
         from roadside.edge.roi import check_roi
 
         roi = check_roi(self.vision.detector, size)
+        if roi:
+            roi += ": the detector runs on the whole frame until it is fixed"
         self.config_problems = [f"configuration: camera {self.cam.id}: {p}" for p in layout.problems + ([roi] if roi else [])]
         for p in self.config_problems:
             log.error("camera %s: %s", self.cam.id, p)

@@ -19,7 +19,7 @@ from roadside.edge.detections import Detections
 from roadside.edge.detector import Detector
 from roadside.edge.headlights import HeadlightDetector, fuse
 from roadside.edge.lowlight import Enhancer, is_dark
-from roadside.edge.roi import Region, detect_regions, detector_regions
+from roadside.edge.roi import Region, RoiError, detect_regions, detector_regions
 from roadside.edge.scene import SceneMonitor, SceneState, on_view, to_reference, vehicle_boxes
 from roadside.edge.tracker import ByteTracker
 
@@ -55,6 +55,9 @@ class CameraPipeline:
         self.bins = IntervalBins(config.counting.bins_s, [ln.id for ln in config.lines])
         self.bins.start(bin_clock_start)
         self.frames = 0
+        #: a ``detector.roi`` that does not fit the frame: False (replay) raises RoiError; True (a running camera,
+        #: whose health reports the problem) runs the detector on the whole frame instead, so counting goes on
+        self.whole_frame_on_bad_roi = False
         self.scene: SceneMonitor | None = None
         self.view_ok = True
         self._view_reason: str | None = None
@@ -150,8 +153,13 @@ class CameraPipeline:
         key = (shape[1], shape[0], dark)
         if key not in self._regions:
             p = self.detector.preprocess
-            regions = detector_regions(self.config.detector, self.config.lines, self.config.zones, key[:2],
-                                       (p.width, p.height), dark)
+            try:
+                regions = detector_regions(self.config.detector, self.config.lines, self.config.zones, key[:2],
+                                           (p.width, p.height), dark)
+            except RoiError:
+                if not self.whole_frame_on_bad_roi:
+                    raise
+                regions = [Region(0, 0, key[0], key[1])]
             whole = len(regions) == 1 and (regions[0].width, regions[0].height) == key[:2]
             self._regions[key] = None if whole else regions
         return self._regions[key]

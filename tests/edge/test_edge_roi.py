@@ -109,6 +109,11 @@ def test_a_region_outside_the_frame_is_an_error_naming_the_camera_and_the_settin
     pipe = CameraPipeline(VisionConfig(detector=DetectorConfig(roi=(0, 0, 700, 360))), detector, 30.0)
     with pytest.raises(RoiError, match=r"detector.roi \[0.0, 0.0, 700.0, 360.0\] is outside the 640x360 frame"):
         pipe.candidates(image)
+    # a running camera (whose health names the problem) runs the detector on the whole frame instead
+    pipe.whole_frame_on_bad_roi = True
+    whole = CameraPipeline(VisionConfig(), detector, 30.0).candidates(image)
+    got = pipe.candidates(image)
+    assert len(whole) > 0 and np.allclose(got.xyxy, whole.xyxy) and np.array_equal(got.class_id, whole.class_id)
     site = EdgeConfig.model_validate({"site": "s", "device": "d", "cameras": [
         {"id": "north", "source": str(FREEWAY), "detector": {"roi": [0, 0, 700, 360]}}]})
     (problem,) = frame_problems(site)
