@@ -88,8 +88,10 @@ class SafetyEnvelope:
         """True when the phase is green and must end on this tick to respect its max green: its max timer
         runs out and a conflicting phase is called now."""
         s = self.phases[pid]
-        return (s.signal == GREEN and s.max_from is not None and self.conflicting_call(pid)
-                and self.now - s.max_from + self.horizon_s > self.timing[pid].max_green + 1e-9)
+        if s.signal != GREEN or s.max_from is None or not self.conflicting_call(pid):
+            return False
+        timed, max_green = self.now - s.max_from, self.timing[pid].max_green
+        return timed + self.horizon_s > max_green + 1e-9 or timed >= max_green
 
     def note_calls(self, calls: Iterable[object] | None) -> None:
         """The phases called now (detector calls, recalls, fail-safe): start each green phase's max timer at
@@ -160,8 +162,7 @@ class SafetyEnvelope:
                 continue
             timing = self.timing[pid]
             elapsed = t - s.since
-            timed = t - s.max_from if s.max_from is not None and self.conflicting_call(pid) else -math.inf
-            at_max = timed + self.horizon_s > timing.max_green + 1e-9 or timed >= timing.max_green
+            at_max = self.will_max_out(pid)
             if elapsed >= timing.min_green - 1e-9 and (at_max or pid not in want or s.latched):
                 if at_max and pid in want:
                     s.latched = True
