@@ -234,15 +234,20 @@ def calibrate_router(view: CalibrationService, token: SecretStr | None) -> APIRo
 
     @router.get("/api/calibrate/cameras/{camera_id}/clips/{name}/frames/{index}.jpg", response_class=Response,
                 summary="Frame INDEX (0-based, as decoded sequentially) of a clip",
-                responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+                responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "past the clip's end (X-Frames: "
+                                                                                   "its length)"},
+                           422: {"description": "the clip cannot be decoded there (why)"}})
     def clip_frame(camera_id: str, name: str, index: int) -> Response:
-        from roadside.edge.clip_frames import ClipError
+        from roadside.edge.clip_frames import ClipError, PastEnd
 
         frames = open_clip(camera_id, name)
         try:
             jpeg = frames.jpeg(index)
-        except ClipError as e:
-            raise HTTPException(404, str(e)) from None
+        except PastEnd as e:  # the page learns the clip's length from this
+            return JSONResponse({"detail": str(e), "frames": e.frames}, status_code=404,
+                                headers={"X-Frames": str(e.frames)})
+        except ClipError as e:  # a decoder failure: not the end of the clip
+            raise HTTPException(422, str(e)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600",
                                                                 "X-Frames": str(frames.frames or "")})
 

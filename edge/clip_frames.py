@@ -15,7 +15,15 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".ts")
 
 
 class ClipError(RoadsideError):
-    pass
+    """The clip cannot be opened or decoded (or a frame index below 0)."""
+
+
+class PastEnd(ClipError):
+    """The frame asked for is past the clip's last frame; ``frames`` is the clip's length."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
 
 
 def clips_beside(source: str) -> dict[str, Path]:
@@ -46,6 +54,7 @@ class ClipFrames:
     def _open(self) -> VideoReader:
         if self._reader is not None:
             self._reader.close()
+            self._reader = None
         self._reader = VideoReader(self.path, slots=2)
         self._next = 0
         return self._reader
@@ -63,12 +72,11 @@ class ClipFrames:
             if self._last is not None and self._last[0] == index:
                 return self._last[1]
             if self.frames is not None and index >= self.frames:
-                raise ClipError(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)")
-            if index < self._next:
-                self._open()
-            reader = self._reader
+                raise PastEnd(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)", self.frames)
             try:
-                for fr in reader:
+                if index < self._next or self._reader is None:
+                    self._open()  # a step back (or after a failure) reads from the start again
+                for fr in self._reader:
                     self._next = fr.index + 1
                     if fr.index == index:
                         ok, buf = cv2.imencode(".jpg", fr.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -77,9 +85,12 @@ class ClipFrames:
                         self._last = (index, buf.tobytes())
                         return self._last[1]
             except VideoError as e:
+                if self._reader is not None:  # the next request starts from a fresh decoder
+                    self._reader.close()
+                    self._reader = None
                 raise ClipError(str(e)) from None
             self.frames = self._next
-            raise ClipError(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)")
+            raise PastEnd(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)", self.frames)
 
     def close(self) -> None:
         with self._lock:
@@ -88,4 +99,4 @@ class ClipFrames:
                 self._reader = None
 
 
-__all__ = ["ClipError", "ClipFrames", "VIDEO_SUFFIXES", "clips_beside"]
+__all__ = ["ClipError", "ClipFrames", "PastEnd", "VIDEO_SUFFIXES", "clips_beside"]

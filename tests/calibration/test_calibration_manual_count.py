@@ -25,6 +25,23 @@ CLIP = "dual_carriageway.mp4"
 SHOTS = Path(os.environ.get("ROADSIDE_TEST_OUT", ROOT / "out")) / "calibrate"
 
 
+def seek(page, frame: int, shown: bool = True) -> None:
+    """Type a frame number into the frame box and wait until the page shows that frame (a timeout says what
+    the page showed instead)."""
+    page.locator("#seek").fill(str(frame))
+    page.locator("#seek").press("Enter")
+    if not shown:
+        return
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"document.getElementById('view').dataset.frame == '{frame}'")
+    except PlaywrightTimeout:
+        raise AssertionError(f"frame {frame} was not shown: the page shows frame "
+                             f"{page.locator('#view').get_attribute('data-frame')}, status "
+                             f"{page.locator('#status').inner_text()!r}") from None
+
+
 def test_a_manual_count_made_in_the_page_audits_against_the_pipeline(tmp_path):
     truth = json.loads((GT / "dual_carriageway_cars.json").read_text())
     line = truth["lines"][0]
@@ -54,11 +71,15 @@ def test_a_manual_count_made_in_the_page_audits_against_the_pipeline(tmp_path):
             # frame), is left out
             pressed = [e["frame"] + 2 for e in truth["events"] if not e.get("ambiguous")]
             for f in pressed:
-                page.locator("#seek").fill(str(f))
-                page.locator("#seek").press("Enter")
-                page.wait_for_function(f"document.getElementById('view').dataset.frame == '{f}'")  # shown
+                seek(page, f)
                 page.locator("#view").click()  # the keys go to the page, not the frame box
                 page.keyboard.press("1")
+            # past the end: the page learns the clip's length from the box, and a frame before it still shows
+            seek(page, 100000, shown=False)
+            page.wait_for_function("document.getElementById('status').textContent.includes('end of the clip')")
+            assert page.locator("#status").inner_text() == f"end of the clip ({truth['decoded_frame_count']} frames)"
+            seek(page, pressed[-1])
+            page.locator("#view").click()
             page.keyboard.press("ArrowRight")
             page.keyboard.press("1")  # a slip ...
             page.keyboard.press("Backspace")  # ... undone

@@ -52,22 +52,36 @@ async function selectClip(name) {
 }
 
 // Frames load asynchronously and may arrive out of order (a seek while a played frame is still loading):
-// only the latest request is shown, so a late older frame never overwrites the one asked for last.
+// only the latest request is shown, so a late older frame never overwrites the one asked for last. Only the
+// box's "past the end" (404, with the clip's length) ends the clip; any other failure is shown as one.
 let showSeq = 0;
-function show(index) {
+async function show(index) {
   const seq = ++showSeq;
-  return new Promise((resolve) => {
-    if (index < 0) index = 0;
-    if (st.end != null && index >= st.end) index = st.end - 1;
-    const img = new Image();
-    img.onload = () => { if (st.live || seq !== showSeq) return resolve(false); st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw(); resolve(true); };
-    img.onerror = () => { // past the end: the clip's length is known now
-      if (seq !== showSeq) return resolve(false);
-      if (st.end == null || index < st.end) st.end = index;
-      pause(); setStatus(`end of the clip (${index} frames)`); resolve(false);
-    };
-    img.src = `/api/calibrate/cameras/${enc(st.camera)}/clips/${enc(st.clip)}/frames/${index}.jpg`;
-  });
+  if (index < 0) index = 0;
+  if (st.end != null && index >= st.end) index = st.end - 1;
+  const url = `/api/calibrate/cameras/${enc(st.camera)}/clips/${enc(st.clip)}/frames/${index}.jpg`;
+  let r, img;
+  try {
+    r = await fetch(url);
+    if (r.ok) { img = new Image(); img.src = URL.createObjectURL(await r.blob()); await img.decode(); }
+  } catch (e) {
+    if (seq === showSeq) { pause(); setStatus(`frame ${index} could not be loaded: ${e.message || e}`, "error"); }
+    return false;
+  }
+  if (st.live || seq !== showSeq) { if (img) URL.revokeObjectURL(img.src); return false; }
+  if (!r.ok) {
+    let detail = `HTTP ${r.status}`;
+    try { detail = (await r.json()).detail || detail; } catch (e) { /* not JSON: the status says it */ }
+    pause();
+    const frames = parseInt(r.headers.get("X-Frames"), 10);
+    if (r.status === 404 && frames >= 0) { // past the end: the clip's length is known now
+      st.end = frames; setStatus(`end of the clip (${frames} frames)`);
+    } else setStatus(`frame ${index} cannot be shown: ${detail}`, "error");
+    return false;
+  }
+  if (st.image && st.image.src.startsWith("blob:")) URL.revokeObjectURL(st.image.src);
+  st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw();
+  return true;
 }
 
 function play() {
