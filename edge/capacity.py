@@ -71,8 +71,7 @@ class _Reading:
 
 def _cpu_seconds() -> float:
     """CPU time of this process and its children (the decoders run in child processes)."""
-    from roadside.edge.soak import child_pids
-    from roadside.edge.system_metrics import process_cpu_seconds
+    from roadside.edge.system_metrics import child_pids, process_cpu_seconds
 
     return sum(process_cpu_seconds(p) or 0.0 for p in [os.getpid(), *child_pids(os.getpid())])
 

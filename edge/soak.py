@@ -27,7 +27,7 @@ import yaml
 
 from roadside.core.errors import RoadsideError
 from roadside.core.testing import PrivateBroker, Recorder, free_port
-from roadside.edge.system_metrics import process_stats
+from roadside.edge.system_metrics import child_pids, process_stats
 
 #: where ``--videos`` points by default: the development checkout's shared clips (relative to the
 #: current directory, as in the built-in configuration)
@@ -91,21 +91,6 @@ def check_delivery(recorder: Recorder, db: Path) -> dict:
         }
     ok = all(not c["missing"] and not c["unexpected"] and c["in_order"] for c in per_cam.values()) and pending == 0
     return {"ok": ok, "pending_in_outbox": pending, "cameras": per_cam}
-
-
-def child_pids(pid: int) -> list[int]:
-    """Direct child processes (the decoders) of ``pid``."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-                out.append(int(d.name))
-        except (OSError, ValueError):
-            continue
-    return out
 
 
 def _api(port: int, path: str) -> dict | None:

@@ -37,14 +37,34 @@ def process_stats(pid: int | None = None) -> dict[str, int | None]:
     return out
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): field 3,
+    the state, comes first. OSError when the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def process_cpu_seconds(pid: int | None = None) -> float | None:
     """User + system CPU time a process has used (s), from /proc; None where /proc does not say."""
     try:
-        stat = Path(f"/proc/{pid or 'self'}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = _stat_fields(pid or "self")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
     except (OSError, ValueError, IndexError):
         return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (e.g. the service's decoders), from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int(_stat_fields(d.name)[1]) == pid:  # field 4, the parent
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def process_rss_bytes(pid: int | None = None) -> int | None:

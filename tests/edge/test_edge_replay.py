@@ -17,7 +17,7 @@ from roadside.calibration.score import score
 from roadside.edge.config import VisionConfig
 from roadside.edge.counts_file import CountsFile
 from roadside.edge.replay import run_replay
-from roadside.edge.soak import child_pids
+from roadside.edge.system_metrics import child_pids
 
 DEFAULT_MODEL = MODELS / "picodet_s_416_coco.onnx"
 
