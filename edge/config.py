@@ -132,7 +132,8 @@ class DetectorConfig(Strict):
                                                                       "(overrides detect_fps); 1: every frame")
     roi: Literal["auto", "full"] | tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(
         "full", description="where in the frame the detector runs (edge/roi.py): `full` (the whole frame), `auto` "
-                            "(the padded box of this camera's lines and zones, used only when it gives the model "
+                            "(the padded box of this camera's lines and zones, where they lie now with "
+                            "`scene.follow_view`; used only when it gives the model "
                             "`roi_min_gain` times more pixels per vehicle), or `[x0, y0, x1, y1]` in source-frame "
                             "pixels; a region is widened to the model's input aspect, boxes map back to the frame "
                             "and boxes cut by the region's edge inside the frame are dropped (part-boxes)")

@@ -52,6 +52,8 @@ def cache_extra(config) -> dict:
     d = config.detector
     if d.roi != "full" or d.tiles > 1:  # the regions the detector ran on (for `auto`, from the lines and zones)
         extra["roi"] = {**roi_settings(d), "layout": [[ln.a, ln.b] for ln in config.lines] + [z.polygon for z in config.zones]}
+        if d.roi == "auto" and config.scene.follow_view:
+            extra["roi"]["follows_view"] = True  # the region moves with the view's drift
     return extra
 
 

@@ -151,16 +151,20 @@ class CameraPipeline:
         """The parts of the frame the detector runs on (edge/roi.py; ``detector.roi``, ``detector.tiles``), or None
         for the whole frame (the decoder's tensor is used then)."""
         key = (shape[1], shape[0], dark)
-        if key not in self._regions:
+        # `auto` follows the lines and zones where they lie now when they follow the view (so not cached)
+        follows = self.config.detector.roi == "auto" and self.config.scene.follow_view and self.view is not None
+        if follows or key not in self._regions:
+            lines, zones = self.layout_in_view() if follows else (self.config.lines, self.config.zones)
             p = self.detector.preprocess
             try:
-                regions = detector_regions(self.config.detector, self.config.lines, self.config.zones, key[:2],
-                                           (p.width, p.height), dark)
+                regions = detector_regions(self.config.detector, lines, zones, key[:2], (p.width, p.height), dark)
             except RoiError:
                 if not self.whole_frame_on_bad_roi:
                     raise
                 regions = [Region(0, 0, key[0], key[1])]
             whole = len(regions) == 1 and (regions[0].width, regions[0].height) == key[:2]
+            if follows:
+                return None if whole else regions
             self._regions[key] = None if whole else regions
         return self._regions[key]
 

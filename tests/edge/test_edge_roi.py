@@ -10,7 +10,7 @@ import pytest
 from helpers.data import MODELS, VIDEOS
 from pydantic import ValidationError
 
-from roadside.edge.config import DetectorConfig, LineConfig, VisionConfig, ZoneConfig
+from roadside.edge.config import DetectorConfig, LineConfig, SceneConfig, VisionConfig, ZoneConfig
 from roadside.edge.detection_cache import DetectionCache, cache_extra
 from roadside.edge.detections import box_intersection, box_area
 from roadside.edge.detector import Detector
@@ -129,11 +129,14 @@ def test_the_detections_cache_key_differs_for_a_crop_tiles_and_moved_lines(detec
     moved = LineConfig(id="L1", a=(300, 100), b=(600, 100))
     cache = DetectionCache("unused")
 
-    def key(**kw) -> str:
+    def key(follow: bool = False, **kw) -> str:
         lines = kw.pop("lines", [line])
-        return cache.key(detector, FREEWAY, cache_extra(VisionConfig(lines=lines, detector=DetectorConfig(**kw))))
+        return cache.key(detector, FREEWAY, cache_extra(VisionConfig(
+            lines=lines, detector=DetectorConfig(**kw), scene=SceneConfig(follow_view=follow))))
 
     full = key()
     assert key(lines=[moved]) == full  # the whole frame: the lines do not change the boxes
-    keys = {full, key(roi="auto"), key(tiles=2), key(roi=(0, 0, 360, 360)), key(roi="auto", lines=[moved])}
-    assert len(keys) == 5
+    assert key(follow=True) == full and key(follow=True, tiles=2) == key(tiles=2)  # the regions stay put
+    keys = {full, key(roi="auto"), key(tiles=2), key(roi=(0, 0, 360, 360)), key(roi="auto", lines=[moved]),
+            key(roi="auto", follow=True)}  # an `auto` region that follows the view's drift
+    assert len(keys) == 6

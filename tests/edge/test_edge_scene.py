@@ -122,3 +122,24 @@ def test_a_generated_sway_is_measured_and_lines_follow_it(tmp_path):
     line = pipe.layout_in_view()[0][0]  # drawn where the road is now
     true_a = sway_matrix(motion[last], 640, 360) @ np.array([600.0, 200.0, 1.0])
     assert np.abs(np.array(line.a) - true_a).max() < 4.0, (line.a, true_a)
+
+    # detector.roi auto crops to the layout where it lies now: a short line's region moves with the view
+    from roadside.edge.config import DetectorConfig
+
+    short = LineConfig(id="S", a=(300, 120), b=(400, 120))
+    auto = VisionConfig(lines=[short], scene=SceneConfig(follow_view=True), detector=DetectorConfig(roi="auto"))
+    moved = CameraPipeline(auto, det, 29.97)
+    drawn = moved.regions((360, 640, 3), False)
+    assert drawn is not None  # a crop, from the line as drawn (no view measured yet)
+    # the clip's own motion where it moved the line most (the estimate matches it within 4 px, above)
+    views = [tuple(sway_matrix(m, 640, 360).ravel()) for m in motion]
+    view = max(views, key=lambda v: np.hypot(*(on_view([(350.0, 120.0)], v)[0] - (350.0, 120.0))))
+    moved.view = view
+    (now,) = moved.regions((360, 640, 3), False)
+    a, b = on_view([short.a, short.b], view)
+    shift = (a + b) / 2 - np.array([350.0, 120.0])
+    assert np.hypot(*shift) > 15, shift  # the view did move
+    assert now.x0 <= min(a[0], b[0]) and max(a[0], b[0]) <= now.x1 and now.y0 <= a[1] <= now.y1, (now, a, b)
+    centre = np.array([(now.x0 + now.x1) / 2, (now.y0 + now.y1) / 2]) - [(drawn[0].x0 + drawn[0].x1) / 2,
+                                                                          (drawn[0].y0 + drawn[0].y1) / 2]
+    assert np.abs(centre - shift).max() < 6, (centre, shift)  # moved with the line, unless held by the frame edge
