@@ -13,7 +13,9 @@ A view that drifts a little (a swaying pole) stays within ``scene.max_shift`` / 
 a zoom, a pan or a knocked camera does not, or leaves too few background features in common. After
 ``scene.confirm_frames`` analysed frames out of bounds the view is *changed*: the camera is degraded in
 health and counting pauses (rather than counting on lines that no longer lie on the road); it resumes when
-the view is back within bounds.
+the view is back within bounds. Not covered: a view that jumps (a knocked camera, a cut) to one sharing too few
+features with the reference gives no estimate at all, so the last state ("within bounds") holds and counting
+goes on; a walking camera likewise (measured in edge/docs/hard_conditions.md).
 """
 from __future__ import annotations
 
