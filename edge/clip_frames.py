@@ -51,10 +51,16 @@ class ClipFrames:
         except VideoError as e:
             raise ClipError(str(e)) from None
 
-    def _open(self) -> VideoReader:
+    def _drop_reader(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+    def _past_end(self, index: int) -> PastEnd:
+        return PastEnd(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)", self.frames)
+
+    def _open(self) -> VideoReader:
+        self._drop_reader()
         self._reader = VideoReader(self.path, slots=2)
         self._next = 0
         return self._reader
@@ -72,7 +78,7 @@ class ClipFrames:
             if self._last is not None and self._last[0] == index:
                 return self._last[1]
             if self.frames is not None and index >= self.frames:
-                raise PastEnd(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)", self.frames)
+                raise self._past_end(index)
             try:
                 if index < self._next or self._reader is None:
                     self._open()  # a step back (or after a failure) reads from the start again
@@ -85,18 +91,14 @@ class ClipFrames:
                         self._last = (index, buf.tobytes())
                         return self._last[1]
             except VideoError as e:
-                if self._reader is not None:  # the next request starts from a fresh decoder
-                    self._reader.close()
-                    self._reader = None
+                self._drop_reader()  # the next request starts from a fresh decoder
                 raise ClipError(str(e)) from None
             self.frames = self._next
-            raise PastEnd(f"{self.path.name}: frame {index} is past the end ({self.frames} frames)", self.frames)
+            raise self._past_end(index)
 
     def close(self) -> None:
         with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+            self._drop_reader()
 
 
 __all__ = ["ClipError", "ClipFrames", "PastEnd", "VIDEO_SUFFIXES", "clips_beside"]
