@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,52 @@ from roadside.core.mqtt import MqttConfig
 T = TypeVar("T")
 
 
+_PORT_LOCK = threading.Lock()
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed out before.
+
+    Drawn at random below the kernel's ephemeral range (``ip_local_port_range``) when there is room there:
+    a port the kernel hands to ``bind(0)`` can be handed out again at the next call (two RabbitMQ nodes of
+    one cluster once got the same distribution port), and any outgoing connection may take it as its local
+    port before the caller's server binds it."""
+    low, _ = _ephemeral_range()
+    with _PORT_LOCK:
+        if low - _LOWEST_PORT > 1000:
+            rng = random.SystemRandom()
+            for _ in range(200):
+                port = rng.randrange(_LOWEST_PORT, low)
+                if port not in _HANDED_OUT and _bindable(port):
+                    _HANDED_OUT.add(port)
+                    return port
+        for _ in range(200):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 found in 400 tries")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
