@@ -64,6 +64,8 @@ class SignalEngine:
         self.stages = inter.stages
         # power-up behaves like a change from nothing to the first stage
         self.current: str | None = None
+        #: the stage before ``current`` (None until the first change after power-up)
+        self.previous: str | None = None
         self.target: str | None = first_stage if first_stage in self.stages else inter.sequence[0]
         self.stage_green_since: float = start
         self.walk_pending: set[str] = set()
@@ -212,7 +214,7 @@ class SignalEngine:
         veh = [p for p in self.stages[self.target].vehicles if not self.envelope.latched(p)]
         if not all(sig[p].signal == GREEN for p in veh):
             return None
-        self.current, self.target = self.target, None
+        self.previous, self.current, self.target = self.current, self.target, None
         self.stage_green_since = self.now
         self.envelope.clear_latches()  # max-out latches last to the next stage boundary
         self.walked = set()

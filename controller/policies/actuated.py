@@ -43,7 +43,7 @@ class ActuatedPolicy(Policy):
         return True, "gap-out"
 
     def extend_or_end(self, view, cur, nxt, why_next, walk, used) -> Decision:
-        ending = [p for p in self.stages[cur].vehicles - self.stages[nxt].phases]
+        ending = self.losing(cur, nxt)
         phases = self.inter.phases
         extending = [p for p in ending if self.extends(view, p) or phases[p].config.recall == "max"]
         if extending:

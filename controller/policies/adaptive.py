@@ -198,7 +198,7 @@ class AdaptivePolicy(Policy):
         e = view.engine
         if not e.can_change_to(nxt):
             return Decision(walk=walk)
-        ending = [p for p in self.stages[cur].vehicles - self.stages[nxt].phases]
+        ending = self.losing(cur, nxt)
         rate = sum(self.discharge_rate(view, p) for p in ending)
         if self.ac.model == "rate":
             veh, secs, alt = self.service_rate(view, cur, nxt)

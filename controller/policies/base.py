@@ -104,13 +104,32 @@ class Policy:
                 return sid
         return None
 
+    def losing(self, cur: str, nxt: str) -> list[str]:
+        """Vehicle phases of stage ``cur`` that a change to ``nxt`` ends, or leaves green only permissively
+        (yielding) where ``cur`` protects them: both lose the service they have now."""
+        a, b = self.stages[cur], self.stages[nxt]
+        return sorted(p for p in a.vehicles if p not in b.phases or (p in b.permissive and p not in a.permissive))
+
+    def green_as_now(self, view: View, pid: str) -> float:
+        """How long the phase has been green as it is green now: a phase protected in this stage that only
+        yielded (green permissively) in the one before is protected only since this stage began, and a
+        turner that waited for a gap through that green moves now."""
+        green = view.engine.envelope.green_elapsed(pid)
+        e = view.engine
+        if e.current is None or e.previous is None or e.changing:
+            return green
+        cur, prev = self.stages[e.current], self.stages[e.previous]
+        if pid in cur.phases and pid not in cur.permissive and pid in prev.permissive:
+            return min(green, e.stage_elapsed())
+        return green
+
     def head_stopped(self, view: View, pid: str, zone: tuple[bool, float, float] | None,
                      after_s: float | None = None) -> bool:
         """A stop-bar zone of a green phase whose oldest vehicle has not moved since the green began (well
         past start-up, ``blocked_after_s`` unless ``after_s``): the lane serves nothing now."""
         if zone is None or not zone[0]:
             return False
-        green = view.engine.envelope.green_elapsed(pid)
+        green = self.green_as_now(view, pid)
         ac = self.cfg.timing.adaptive
         after = ac.startup_lost_s + (ac.blocked_after_s if after_s is None else after_s)
         return green >= after and zone[2] >= green - 1.0

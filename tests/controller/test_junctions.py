@@ -435,3 +435,75 @@ def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
     assert policy.extends(view(stopped, empty), "thru")
     assert policy.lane_blocked(view(empty, stopped), "thru", 1) and not policy.lane_blocked(view(stopped, empty), "thru", 0)
 
+
+
+# -- a protected-permissive left: the two services of one phase ---------------------------------------------
+def _left_policy(policy: str, **adaptive):
+    """``ns`` with a protected-permissive left ``nsl`` (green yielding in NS, protected in NSL) and ``ew``
+    crossing both; one lane each. The engine ran NS for 30 s, then changed to NSL."""
+    from roadside.controller.policies import make_policy
+
+    def veh(pid):
+        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": 1,
+                "detectors": {"presence": [{"camera": "c", "zone": f"p_{pid}"}], "queue": [{"camera": "c", "zone": f"q_{pid}"}]}}
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy, "adaptive": adaptive},
+                                   "intersection": {
+        "phases": [veh("ns"), veh("nsl"), veh("ew")], "compatible": [["ns", "nsl"]],
+        "stages": [{"id": "NS", "phases": ["ns", "nsl"], "permissive": ["nsl"]}, {"id": "NSL", "phases": ["nsl"]},
+                   {"id": "EW", "phases": ["ew"]}]}})
+    inter = Intersection.of(cfg)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage="NS")
+    t = 0.0
+    while engine.current != "NS" or engine.stage_elapsed() < 30.0:
+        t += 1.0
+        engine.step(t, None)
+    return make_policy(cfg, inter), engine, t
+
+
+def _left_view(t, engine, left_head_dwell, left_queue=(True, 8.0, 60.0), ns_queue=(True, 2.0, 20.0)):
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies.base import View
+
+    def pi(pres, queue):
+        return PhaseInput(reliable=True, problems=[], call=pres[0] or queue[0], gap_s=0.0, queue=queue[1],
+                          max_wait_s=queue[2], flow_vph=300.0, presence_zones=[pres], queue_zones=[queue])
+    return View(t, engine, {"ns": pi((True, 1.0, 5.0), ns_queue), "nsl": pi((True, 1.0, left_head_dwell), left_queue),
+                            "ew": pi((True, 1.0, 10.0), (True, 3.0, 25.0))})
+
+
+@pytest.mark.parametrize("policy", ["actuated", "adaptive"])
+def test_a_left_turner_that_yielded_through_the_permissive_green_moves_when_its_protected_stage_begins(policy):
+    """The head of the left lane waited through NS for a gap (it has not moved since NS began): in NS that is
+    a stopped head. When NSL begins, the same vehicle goes: NSL's green is counted from its own start, not
+    from NS's (before, the lane "served nothing" and adaptive ended NSL at once: seed 2's main-road lefts
+    waited up to 290 s)."""
+    pol, engine, t = _left_policy(policy)
+    head = (True, 1.0, 40.0)  # in the zone since before NS began
+    assert pol.head_stopped(_left_view(t, engine, 40.0), "nsl", head)
+    engine.step(t + 1.0, Decision("NSL", "test"))
+    t += 1.0
+    while engine.current != "NSL":
+        t += 1.0
+        engine.step(t, None)
+    t += 1.0
+    engine.step(t, None)
+    assert engine.envelope.green_elapsed("nsl") > 30.0  # one green throughout
+    assert not pol.head_stopped(_left_view(t, engine, 42.0), "nsl", head)
+    if policy == "adaptive":
+        assert pol.discharge_rate(_left_view(t, engine, 42.0), "nsl") > 0.3
+
+
+@pytest.mark.parametrize("policy", ["actuated", "adaptive"])
+def test_ending_a_protected_left_for_its_permissive_stage_weighs_what_the_left_loses(policy):
+    """NSL -> NS keeps ``nsl`` green, but only yielding: the change takes its protection away, so its
+    standing queue keeps NSL (before, nothing 'ended', and the protected green ended at its minimum)."""
+    pol, engine, t = _left_policy(policy)
+    assert pol.losing("NSL", "NS") == ["nsl"] and pol.losing("NS", "NSL") == ["ns"] and pol.losing("NSL", "EW") == ["nsl"]
+    engine.step(t + 1.0, Decision("NSL", "test"))
+    t += 1.0
+    while engine.current != "NSL" or engine.stage_elapsed() < 6.0:
+        t += 1.0
+        engine.step(t, None)
+    view = _left_view(t, engine, 3.0, left_queue=(True, 8.0, 60.0), ns_queue=(True, 1.0, 8.0))
+    d = pol.extend_or_end(view, "NSL", "NS", "NS called", frozenset(), {})
+    assert d.target is None, d.reason  # keeps the protected green for its queue
