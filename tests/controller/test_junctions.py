@@ -345,6 +345,13 @@ def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path
 
 
 # -- a shared lane whose stop-bar vehicle waits for another phase ----------------------------------------
+def _lane_phase(pid, lanes):
+    """A vehicle phase with one presence and one queue zone per lane, ``lanes`` = [(lane, share), ...]."""
+    return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
+            "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
+                          "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
+
+
 def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_stage():
     """A through-and-left lane (its zones feed ``thru`` and ``left`` with a share each) and a protected left:
     when the through green cannot move the lane's stop-bar vehicle (a left-turner), the vehicles behind it
@@ -353,12 +360,8 @@ def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_st
     from roadside.controller.policies import make_policy
     from roadside.controller.policies.base import View
 
-    def veh(pid, lanes):
-        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
-                "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
-                              "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
-        "phases": [veh("thru", [("a", 1.0), ("shared", 0.5)]), veh("left", [("shared", 0.5)]), veh("side", [("b", 1.0)])],
+        "phases": [_lane_phase("thru", [("a", 1.0), ("shared", 0.5)]), _lane_phase("left", [("shared", 0.5)]), _lane_phase("side", [("b", 1.0)])],
         "compatible": [["thru", "left"]],
         "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
     inter = Intersection.of(cfg)
@@ -394,13 +397,9 @@ def _lane_policy(policy: str):
     T, 20 s into its green."""
     from roadside.controller.policies import make_policy
 
-    def veh(pid, lanes):
-        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": len(lanes),
-                "detectors": {"presence": [{"camera": "c", "zone": f"p_{ln}", "share": s} for ln, s in lanes],
-                              "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy}, "intersection": {
-        "phases": [veh("thru", [("own", 1.0), ("shared", 0.5)]), veh("left", [("shared", 0.5)]),
-                   veh("side", [("b", 1.0)])],
+        "phases": [_lane_phase("thru", [("own", 1.0), ("shared", 0.5)]), _lane_phase("left", [("shared", 0.5)]),
+                   _lane_phase("side", [("b", 1.0)])],
         "compatible": [["thru", "left"]],
         "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
     inter = Intersection.of(cfg)
@@ -443,12 +442,9 @@ def _left_policy(policy: str, **adaptive):
     crossing both; one lane each. The engine ran NS for 30 s, then changed to NSL."""
     from roadside.controller.policies import make_policy
 
-    def veh(pid):
-        return {"id": pid, "min_green": 5, "max_green": 60, "yellow": 3, "red_clearance": 1, "lanes": 1,
-                "detectors": {"presence": [{"camera": "c", "zone": f"p_{pid}"}], "queue": [{"camera": "c", "zone": f"q_{pid}"}]}}
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy, "adaptive": adaptive},
                                    "intersection": {
-        "phases": [veh("ns"), veh("nsl"), veh("ew")], "compatible": [["ns", "nsl"]],
+        "phases": [_lane_phase(p, [(p, 1.0)]) for p in ("ns", "nsl", "ew")], "compatible": [["ns", "nsl"]],
         "stages": [{"id": "NS", "phases": ["ns", "nsl"], "permissive": ["nsl"]}, {"id": "NSL", "phases": ["nsl"]},
                    {"id": "EW", "phases": ["ew"]}]}})
     inter = Intersection.of(cfg)
