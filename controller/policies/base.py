@@ -114,8 +114,8 @@ class Policy:
         """How long the phase has been green as it is green now: a phase protected in this stage that only
         yielded (green permissively) in the one before is protected only since this stage began, and a
         turner that waited for a gap through that green moves now."""
-        green = view.engine.envelope.green_elapsed(pid)
         e = view.engine
+        green = e.envelope.green_elapsed(pid)
         if e.current is None or e.previous is None or e.changing:
             return green
         cur, prev = self.stages[e.current], self.stages[e.previous]

@@ -352,25 +352,36 @@ def _lane_phase(pid, lanes):
                           "queue": [{"camera": "c", "zone": f"q_{ln}", "share": s} for ln, s in lanes]}}
 
 
+def _run_until(engine, t, stage, elapsed_s=0.0):
+    """Step the engine (1 s ticks, no policy) until ``stage`` has been green ``elapsed_s``; the time reached."""
+    while engine.current != stage or engine.stage_elapsed() < elapsed_s:
+        t += 1.0
+        engine.step(t, None)
+    return t
+
+
+def _policy_in_stage(cfg, stage, elapsed_s):
+    """The configured policy, and an engine that has run from power-up until ``stage`` is ``elapsed_s`` old;
+    the time then."""
+    from roadside.controller.policies import make_policy
+
+    inter = Intersection.of(cfg)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage=stage)
+    return make_policy(cfg, inter), engine, _run_until(engine, 0.0, stage, elapsed_s)
+
+
 def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_stage():
     """A through-and-left lane (its zones feed ``thru`` and ``left`` with a share each) and a protected left:
     when the through green cannot move the lane's stop-bar vehicle (a left-turner), the vehicles behind it
     count for the left stage, which frees them, and not only the left's own share."""
     from roadside.controller.inputs import PhaseInput
-    from roadside.controller.policies import make_policy
     from roadside.controller.policies.base import View
 
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
         "phases": [_lane_phase("thru", [("a", 1.0), ("shared", 0.5)]), _lane_phase("left", [("shared", 0.5)]), _lane_phase("side", [("b", 1.0)])],
         "compatible": [["thru", "left"]],
         "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
-    inter = Intersection.of(cfg)
-    policy = make_policy(cfg, inter)
-    engine = SignalEngine(inter, 1.0, 0.0, first_stage="T")
-    t = 0.0
-    while engine.current != "T" or engine.stage_elapsed() < 15.0:
-        t += 1.0
-        engine.step(t, None)
+    policy, engine, t = _policy_in_stage(cfg, "T", 15.0)
 
     def inputs(head_dwell):
         def pi(call, pres, queue):
@@ -395,20 +406,12 @@ def _lane_policy(policy: str):
     """``thru`` with a lane of its own (``own``: a through-and-permissive-left lane as on a one-lane side
     street) and a lane shared with a protected ``left`` (``shared``); ``side`` crosses both. Engine in stage
     T, 20 s into its green."""
-    from roadside.controller.policies import make_policy
-
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy}, "intersection": {
         "phases": [_lane_phase("thru", [("own", 1.0), ("shared", 0.5)]), _lane_phase("left", [("shared", 0.5)]),
                    _lane_phase("side", [("b", 1.0)])],
         "compatible": [["thru", "left"]],
         "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
-    inter = Intersection.of(cfg)
-    engine = SignalEngine(inter, 1.0, 0.0, first_stage="T")
-    t = 0.0
-    while engine.current != "T" or engine.stage_elapsed() < 20.0:
-        t += 1.0
-        engine.step(t, None)
-    return make_policy(cfg, inter), engine, t
+    return _policy_in_stage(cfg, "T", 20.0)
 
 
 @pytest.mark.parametrize("policy", ["actuated", "adaptive"])
@@ -435,25 +438,16 @@ def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
     assert policy.lane_blocked(view(empty, stopped), "thru", 1) and not policy.lane_blocked(view(stopped, empty), "thru", 0)
 
 
-
 # -- a protected-permissive left: the two services of one phase ---------------------------------------------
 def _left_policy(policy: str, **adaptive):
     """``ns`` with a protected-permissive left ``nsl`` (green yielding in NS, protected in NSL) and ``ew``
-    crossing both; one lane each. The engine ran NS for 30 s, then changed to NSL."""
-    from roadside.controller.policies import make_policy
-
+    crossing both; one lane each. The engine is 30 s into NS."""
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy, "adaptive": adaptive},
                                    "intersection": {
         "phases": [_lane_phase(p, [(p, 1.0)]) for p in ("ns", "nsl", "ew")], "compatible": [["ns", "nsl"]],
         "stages": [{"id": "NS", "phases": ["ns", "nsl"], "permissive": ["nsl"]}, {"id": "NSL", "phases": ["nsl"]},
                    {"id": "EW", "phases": ["ew"]}]}})
-    inter = Intersection.of(cfg)
-    engine = SignalEngine(inter, 1.0, 0.0, first_stage="NS")
-    t = 0.0
-    while engine.current != "NS" or engine.stage_elapsed() < 30.0:
-        t += 1.0
-        engine.step(t, None)
-    return make_policy(cfg, inter), engine, t
+    return _policy_in_stage(cfg, "NS", 30.0)
 
 
 def _left_view(t, engine, left_head_dwell, left_queue=(True, 8.0, 60.0), ns_queue=(True, 2.0, 20.0)):
@@ -477,12 +471,7 @@ def test_a_left_turner_that_yielded_through_the_permissive_green_moves_when_its_
     head = (True, 1.0, 40.0)  # in the zone since before NS began
     assert pol.head_stopped(_left_view(t, engine, 40.0), "nsl", head)
     engine.step(t + 1.0, Decision("NSL", "test"))
-    t += 1.0
-    while engine.current != "NSL":
-        t += 1.0
-        engine.step(t, None)
-    t += 1.0
-    engine.step(t, None)
+    t = _run_until(engine, t + 1.0, "NSL", 1.0)
     assert engine.envelope.green_elapsed("nsl") > 30.0  # one green throughout
     assert not pol.head_stopped(_left_view(t, engine, 42.0), "nsl", head)
     if policy == "adaptive":
@@ -496,10 +485,7 @@ def test_ending_a_protected_left_for_its_permissive_stage_weighs_what_the_left_l
     pol, engine, t = _left_policy(policy)
     assert pol.losing("NSL", "NS") == ["nsl"] and pol.losing("NS", "NSL") == ["ns"] and pol.losing("NSL", "EW") == ["nsl"]
     engine.step(t + 1.0, Decision("NSL", "test"))
-    t += 1.0
-    while engine.current != "NSL" or engine.stage_elapsed() < 6.0:
-        t += 1.0
-        engine.step(t, None)
+    t = _run_until(engine, t + 1.0, "NSL", 6.0)
     view = _left_view(t, engine, 3.0, left_queue=(True, 8.0, 60.0), ns_queue=(True, 1.0, 8.0))
     d = pol.extend_or_end(view, "NSL", "NS", "NS called", frozenset(), {})
     assert d.target is None, d.reason  # keeps the protected green for its queue
