@@ -141,6 +141,17 @@ class AdaptivePolicy(Policy):
         return sum((self.queue(view, p) + self.stuck_behind(view, p, current)) * self.weight(view, p)
                    + (1.0 if view.inputs[p].call else 0.0) for p in self.inter.serves(current, sid))
 
+    def yielding_stuck(self, view: View, cur: str) -> float:
+        """Vehicles of the current stage's permissive (yielding) phases whose every occupied stop-bar lane
+        stands (:meth:`head_stopped`): they find no gap in this green and wait for their protected stage,
+        so holding this green delays them like the vehicles waiting at a red."""
+        total = 0.0
+        for p in self.stages[cur].permissive:
+            zones = [z for z in view.inputs[p].presence_zones if z is not None and z[0]]
+            if zones and all(self.head_stopped(view, p, z) for z in zones):
+                total += self.queue(view, p) * self.weight(view, p)
+        return total
+
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
         cands = [s for s in self.stage_ids if s != current and self.demanded(view, current, s)]
@@ -211,7 +222,7 @@ class AdaptivePolicy(Policy):
                                  f"of changing (switch and service {secs:.0f}s); next {why_next}", walk, inputs)
         ret = self.return_time(view, cur, nxt)
         others = sum(self.queue(view, p) * self.weight(view, p)
-                     for p in self.inter.phases if p not in self.stages[cur].phases)
+                     for p in self.inter.phases if p not in self.stages[cur].phases) + self.yielding_stuck(view, cur)
         gain, cost = self.ac.hold_bias * rate * ret, others
         if gain > cost:
             return Decision(walk=walk)

@@ -19,6 +19,8 @@ class View:
 
 #: A WALK asked for after the stage started is still given if the stage is this young (s).
 LATE_WALK_S = 2.0
+#: A stop-bar vehicle that stood this long in its zone during a green (past start-up) is not moving (s).
+STANDING_S = 5.0
 
 
 class Policy:
@@ -125,14 +127,20 @@ class Policy:
 
     def head_stopped(self, view: View, pid: str, zone: tuple[bool, float, float] | None,
                      after_s: float | None = None) -> bool:
-        """A stop-bar zone of a green phase whose oldest vehicle has not moved since the green began (well
-        past start-up, ``blocked_after_s`` unless ``after_s``): the lane serves nothing now."""
+        """A stop-bar zone of a green phase whose oldest vehicle stands (well past start-up,
+        ``blocked_after_s`` unless ``after_s``): the lane serves nothing now. It stands when it has not moved
+        since the green began, or when it has stood in the zone for ``blocked_after_s`` (at least
+        :data:`STANDING_S`) of this green: a vehicle that reached the stop bar during the green and stopped
+        there (a left-turner arriving at a through green on a shared lane) holds the lane as surely as one
+        that was there before, and a moving vehicle crosses the zone in a few seconds."""
         if zone is None or not zone[0]:
             return False
         green = self.green_as_now(view, pid)
         ac = self.cfg.timing.adaptive
-        after = ac.startup_lost_s + (ac.blocked_after_s if after_s is None else after_s)
-        return green >= after and zone[2] >= green - 1.0
+        stand = ac.blocked_after_s if after_s is None else after_s
+        if green < ac.startup_lost_s + stand:
+            return False
+        return zone[2] >= min(green - 1.0, max(stand, STANDING_S))
 
     def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
         """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane

@@ -436,6 +436,11 @@ def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
     assert not policy.extends(view(empty, stopped), "thru")
     assert policy.extends(view(stopped, empty), "thru")
     assert policy.lane_blocked(view(empty, stopped), "thru", 1) and not policy.lane_blocked(view(stopped, empty), "thru", 0)
+    # a left-turner that reached the stop bar during this green (T is 20 s old) and has stood there 12 s
+    # holds the shared lane too; one that arrived 3 s ago is still crossing the zone
+    assert policy.lane_blocked(view(empty, (True, 1.0, 12.0)), "thru", 1)
+    assert not policy.lane_blocked(view(empty, (True, 1.0, 3.0)), "thru", 1)
+    assert not policy.extends(view(empty, (True, 1.0, 12.0)), "thru") and policy.extends(view(empty, (True, 1.0, 3.0)), "thru")
 
 
 # -- a protected-permissive left: the two services of one phase ---------------------------------------------
@@ -489,3 +494,21 @@ def test_ending_a_protected_left_for_its_permissive_stage_weighs_what_the_left_l
     view = _left_view(t, engine, 3.0, left_queue=(True, 8.0, 60.0), ns_queue=(True, 1.0, 8.0))
     d = pol.extend_or_end(view, "NSL", "NS", "NS called", frozenset(), {})
     assert d.target is None, d.reason  # keeps the protected green for its queue
+
+
+def test_adaptive_counts_a_yielding_left_that_finds_no_gap_as_delayed_by_the_green():
+    """NS runs with its left ``nsl`` yielding. While the left lane's head stands (no gap in the opposing
+    flow), holding NS serves none of the left's queue: its vehicles wait for NSL like the vehicles at a red,
+    and count among the vehicles a hold delays (before, only phases red in NS counted, so NS held on for a
+    thin through stream while 8 left-turners stood: tuning seed 2, 62 -> 22 s with ITE intervals)."""
+    pol, engine, t = _left_policy("adaptive")
+    light_through = (True, 1.0, 8.0)  # a thin stream: one vehicle, not yet a standing queue
+
+    def decide(left_head_dwell):
+        view = _left_view(t, engine, left_head_dwell, left_queue=(True, 8.0, 60.0), ns_queue=light_through)
+        return pol.extend_or_end(view, "NS", "EW", "EW called", frozenset(), {})
+    moving, standing = decide(3.0), decide(25.0)
+    assert moving.target is None, moving.reason  # the left finds gaps: NS serves it, and holds
+    assert standing.target == "EW", standing.reason
+    assert standing.inputs["model"]["waiting_elsewhere"] >= 8.0 + 3.0
+
