@@ -19,8 +19,10 @@ bound it as always.
 * ``r``, lane by lane from the zones: a standing queue (the queue zone's oldest vehicle dwelt longer than
   free travel through it) discharges at saturation flow; free-flowing vehicles reach the stop line within
   the travel time and count with ``free_flow_weight`` (below 1: serve queues exhaustively rather than
-  hold the green for a thin stream, which keeps cycles short); a lane whose stop-bar vehicle has not
-  moved since the green began (a turning vehicle waiting for a gap) serves nothing.
+  hold the green for a thin stream, which keeps cycles short); a lane whose stop-bar vehicle stands
+  (not moved since the green began, or stopped there during it: a turning vehicle waiting for a gap or for
+  its own stage) serves nothing; a yielding left whose stop-bar vehicle stands counts among the vehicles
+  waiting elsewhere.
 * ``R``: the time until this stage comes back: the greens the other stages' queues need, capped by what
   those stages have really been getting lately, plus the change intervals.
 
@@ -82,7 +84,7 @@ class AdaptivePolicy(Policy):
     def discharge_rate(self, view: View, pid: str) -> float:
         """Vehicles per second the phase would serve if kept green one more step, lane by lane: a standing
         queue discharges at saturation, free-flowing vehicles in the zone reach the line within the travel
-        time, and a lane whose stop-bar vehicle has not moved since the green began (a turning vehicle
+        time, and a lane whose stop-bar vehicle stands (:meth:`head_stopped`; a turning vehicle
         waiting for a gap) serves nothing."""
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
@@ -98,7 +100,7 @@ class AdaptivePolicy(Policy):
         rate = 0.0
         for pz, qz in lanes:
             if self.head_stopped(view, pid, pz):
-                continue  # the vehicle at the stop bar has not moved since the green began: serves nothing now
+                continue  # the vehicle at the stop bar stands: the lane serves nothing now
             n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
             if n >= 1 and dwell > travel + margin:
                 rate += min(lane_sat, n / self.ac.step_s)
