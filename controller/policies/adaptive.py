@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from roadside.controller.engine import Decision
 from roadside.controller.policies.base import Policy, View
+from roadside.controller.policies.webster import webster_plan
 
 
 class AdaptivePolicy(Policy):
@@ -82,14 +83,21 @@ class AdaptivePolicy(Policy):
         return (f or 0.0) / 3600.0
 
     def discharge_rate(self, view: View, pid: str) -> float:
-        """Vehicles per second the phase would serve if kept green one more step, lane by lane: a standing
-        queue discharges at saturation, free-flowing vehicles in the zone reach the line within the travel
-        time, and a lane whose stop-bar vehicle stands (:meth:`head_stopped`; a turning vehicle
-        waiting for a gap) serves nothing."""
+        """Vehicles per second the phase would serve if kept green one more step (:meth:`lane_service`)."""
+        return self.lane_service(view, pid)[0]
+
+    def lane_service(self, view: View, pid: str) -> tuple[float, float, float]:
+        """(rate, used, capacity) in vehicles per second if the phase is kept green one more step, lane by
+        lane: a standing queue discharges at saturation, free-flowing vehicles in the zone reach the line
+        within the travel time (``rate`` weighs them by ``free_flow_weight``, ``used`` does not), and a lane
+        whose stop-bar vehicle stands (:meth:`head_stopped`; a turning vehicle waiting for a gap or for its
+        own stage) serves nothing. ``capacity``: the saturation flow of the lanes that hold a vehicle, so
+        that ``used / capacity`` is the share of this green's capacity that is being used."""
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
             busy = inp.gap_s < self.inter.phases[pid].config.passage
-            return self.sat[pid] if busy else self.arrival_rate(view, pid)
+            r = self.sat[pid] if busy else self.arrival_rate(view, pid)
+            return r, r, self.sat[pid] if busy or inp.call else 0.0
         travel, margin = self.travel[pid], self.ac.queued_margin_s
         lane_sat = self.sat[pid] / self.lanes[pid]
         lanes = list(zip(inp.presence_zones, inp.queue_zones))
@@ -97,16 +105,38 @@ class AdaptivePolicy(Policy):
             lanes = [(None, (bool(inp.queue), int(inp.queue), inp.max_wait_s))]
             lane_sat = self.sat[pid]
         lam = self.arrival_rate(view, pid) / max(1, len(lanes))
-        rate = 0.0
+        rate = used = cap = 0.0
         for pz, qz in lanes:
+            n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
+            if n >= 1 or (pz is not None and pz[0]):
+                cap += lane_sat
             if self.head_stopped(view, pid, pz):
                 continue  # the vehicle at the stop bar stands: the lane serves nothing now
-            n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
             if n >= 1 and dwell > travel + margin:
-                rate += min(lane_sat, n / self.ac.step_s)
+                r = min(lane_sat, n / self.ac.step_s)
+                rate += r
             else:
-                rate += self.ac.free_flow_weight * min(lane_sat, max(n / travel, lam))
-        return rate
+                r = min(lane_sat, max(n / travel, lam))
+                rate += self.ac.free_flow_weight * r
+            used += r if n >= 1 else 0.0
+        return rate, used, cap
+
+    def webster_green(self, view: View, sid: str) -> float:
+        """The green Webster's formula gives stage ``sid`` for the measured flows and this junction's lost
+        time (:func:`~roadside.controller.policies.webster.webster_plan`)."""
+        flows = {p: view.inputs[p].flow_vph or 0.0 for p, ph in self.inter.phases.items() if ph.vehicle}
+        return webster_plan(self.inter, flows, self.cfg.timing.webster).greens[sid]
+
+    def deferred_share(self, view: View, cur: str, service: list[tuple[float, float, float]]) -> float:
+        """The share of the vehicles waiting elsewhere that ending now would delay anyway: the vehicles the
+        green would still serve (``used`` of its ``capacity``, :meth:`lane_service`) need that green later,
+        while everybody else waits again. Counted up to the stage's Webster green: a standing queue at
+        saturation flow is worth keeping until the cycle that the flows and the lost time call for, and no
+        longer (0 beyond it, or when nothing is served)."""
+        cap = sum(c for _, _, c in service)
+        if cap <= 0 or view.engine.stage_elapsed() >= self.webster_green(view, cur):
+            return 0.0
+        return min(1.0, sum(u for _, u, _ in service) / cap)
 
     def wait(self, view: View, pid: str) -> float:
         """How long the phase's traffic has waited: since its last service (while called), or the longest
@@ -212,7 +242,8 @@ class AdaptivePolicy(Policy):
         if not e.can_change_to(nxt):
             return Decision(walk=walk)
         ending = self.losing(cur, nxt)
-        rate = sum(self.discharge_rate(view, p) for p in ending)
+        service = [self.lane_service(view, p) for p in ending]
+        rate = sum(r for r, _, _ in service)
         if self.ac.model == "rate":
             veh, secs, alt = self.service_rate(view, cur, nxt)
             if self.ac.hold_bias * rate > alt:
@@ -225,14 +256,16 @@ class AdaptivePolicy(Policy):
         ret = self.return_time(view, cur, nxt)
         others = sum(self.queue(view, p) * self.weight(view, p)
                      for p in self.inter.phases if p not in self.stages[cur].phases) + self.yielding_stuck(view, cur)
-        gain, cost = self.ac.hold_bias * rate * ret, others
+        deferred = self.deferred_share(view, cur, service)
+        gain, cost = self.ac.hold_bias * rate * ret + deferred * others, others
         if gain > cost:
             return Decision(walk=walk)
         inputs = dict(used)
         inputs["model"] = {"discharge_veh_s": round(rate, 3), "return_time_s": round(ret, 1),
-                           "waiting_elsewhere": round(others, 1)}
+                           "waiting_elsewhere": round(others, 1), "deferred_share": round(deferred, 2)}
         return Decision(nxt, f"look-ahead: keeping {cur} serves {rate:.2f} veh/s that would wait {ret:.0f}s, "
-                             f"less than the {others:.1f} weighted vehicles it delays; next {why_next}", walk, inputs)
+                             f"less than the {others:.1f} weighted vehicles it delays ({deferred:.0%} of them "
+                             f"delayed anyway); next {why_next}", walk, inputs)
 
     def plan(self):
         return {"policy": self.name,

@@ -512,3 +512,32 @@ def test_adaptive_counts_a_yielding_left_that_finds_no_gap_as_delayed_by_the_gre
     assert standing.target == "EW", standing.reason
     assert standing.inputs["model"]["waiting_elsewhere"] >= 8.0 + 3.0
 
+
+
+def test_adaptive_keeps_a_saturated_green_up_to_its_webster_green():
+    """A standing queue discharging at saturation flow on NS, 42 vehicles waiting on EW's three lanes.
+    Ending NS now would serve them sooner, but NS's vehicles would then need that green later, with EW's
+    next queue waiting: the hold rule counts those as delayed anyway, up to NS's Webster green for the
+    measured flows (about 43 s here). Before, the one-step rule ended such greens after 10-15 s with the
+    queue still moving, paying a change every 30-40 s (tuning case245: cycles of 37 s in its
+    oversaturated ten minutes)."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies.base import View
+
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
+        "phases": [_lane_phase("ns", [("n", 1.0)]), _lane_phase("ew", [("e1", 1.0), ("e2", 1.0), ("e3", 1.0)])],
+        "stages": [{"id": "NS", "phases": ["ns"]}, {"id": "EW", "phases": ["ew"]}]}})
+
+    def decide(elapsed_s):
+        pol, engine, t = _policy_in_stage(cfg, "NS", elapsed_s)
+        ns = PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=10.0, max_wait_s=60.0,
+                        flow_vph=900.0, presence_zones=[(True, 1.0, 1.0)], queue_zones=[(True, 10.0, 60.0)])
+        ew = PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=42.0, max_wait_s=40.0,
+                        flow_vph=900.0, presence_zones=[(True, 1.0, 40.0)] * 3, queue_zones=[(True, 14.0, 40.0)] * 3)
+        view = View(t, engine, {"ns": ns, "ew": ew})
+        assert 40.0 < pol.webster_green(view, "NS") < 46.0
+        return pol.extend_or_end(view, "NS", "EW", "EW called", frozenset(), {})
+    early, late = decide(15.0), decide(50.0)
+    assert early.target is None, early.reason  # a saturated green well short of its Webster green holds
+    assert late.target == "EW", late.reason
+    assert late.inputs["model"]["deferred_share"] == 0.0 and "0% of them delayed anyway" in late.reason
