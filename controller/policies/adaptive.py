@@ -12,9 +12,12 @@ greens.
 The ``delay`` model (the default), with waits from each phase's last service and a return time that is
 not capped by the policy's own recent greens:
 Keeping the green ``h`` more seconds lets the ending phases serve ``r x h`` more vehicles, each of which
-would otherwise wait ``R``; it delays every vehicle waiting elsewhere by ``h``. The green is kept while
-``hold_bias x r x R`` exceeds the (wait-weighted) number of vehicles waiting elsewhere; min/max greens
-bound it as always.
+would otherwise wait ``R``; it delays every vehicle waiting elsewhere by ``h``. But ending now is no gift
+to them either when the green is still in use: the vehicles it would still serve need that green later,
+while the next vehicles elsewhere wait again. So a share ``u`` of the vehicles waiting elsewhere (the share
+of the green's capacity in use, up to the stage's Webster green for the measured flows, 0 beyond it) counts
+as delayed either way. The green is kept while ``hold_bias x r x R + u x N`` exceeds ``N``, the
+(wait-weighted) number of vehicles waiting elsewhere; min/max greens bound it as always.
 
 * ``r``, lane by lane from the zones: a standing queue (the queue zone's oldest vehicle dwelt longer than
   free travel through it) discharges at saturation flow; free-flowing vehicles reach the stop line within
@@ -23,8 +26,8 @@ bound it as always.
   (not moved since the green began, or stopped there during it: a turning vehicle waiting for a gap or for
   its own stage) serves nothing; a yielding left whose stop-bar vehicle stands counts among the vehicles
   waiting elsewhere.
-* ``R``: the time until this stage comes back: the greens the other stages' queues need, capped by what
-  those stages have really been getting lately, plus the change intervals.
+* ``R``: the time until this stage comes back: the greens the other stages' queues need plus the change
+  intervals (``return_from_history: true`` caps them by what those stages have really been getting lately).
 
 The next stage is the one with the most weighted waiting vehicles (weight grows with the longest wait),
 and a stage whose oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called with a
