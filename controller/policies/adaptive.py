@@ -36,7 +36,7 @@ default queue, and their stage runs its fixed-plan green.
 from __future__ import annotations
 
 from roadside.controller.engine import Decision
-from roadside.controller.policies.base import Policy, View
+from roadside.controller.policies.base import STANDING_S, Policy, View
 from roadside.controller.policies.webster import webster_plan
 
 
@@ -147,9 +147,32 @@ class AdaptivePolicy(Policy):
         inp = view.inputs[pid]
         if self.ac.wait_from == "zone":
             return inp.max_wait_s
-        if not inp.call or view.engine.envelope.phases[pid].signal == "green":
+        if not inp.call or self.being_served(view, pid):
             return 0.0
         return max(0.0, view.now - self.served_at.get(pid, view.now))
+
+    def being_served(self, view: View, pid: str) -> bool:
+        """The phase is green and its vehicles move: a yielding (permissive) green serves its lanes only
+        while their stop-bar vehicles change, i.e. a lane's head has been there less than :data:`STANDING_S`
+        of this green (the one before it went) or no lane holds anyone. A permissive left that finds no gap,
+        or whose lane is held in a standing queue, is not served by the green, and its wait goes on."""
+        e = view.engine
+        if e.envelope.phases[pid].signal != "green":
+            return False
+        if e.current is None or e.changing or pid not in self.stages[e.current].permissive:
+            return True
+        zones = [z for z in view.inputs[pid].presence_zones if z is not None and z[0]]
+        green = self.green_as_now(view, pid)
+        return not zones or any(z[2] < min(green, STANDING_S) for z in zones)
+
+    def yielding_stands(self, view: View, pid: str) -> bool:
+        """``pid`` is green only permissively (yielding) in the current stage and every occupied stop-bar lane
+        of it stands (:meth:`head_stopped`): it finds no gap in this green."""
+        e = view.engine
+        if e.current is None or e.changing or pid not in self.stages[e.current].permissive:
+            return False
+        zones = [z for z in view.inputs[pid].presence_zones if z is not None and z[0]]
+        return bool(zones) and all(self.head_stopped(view, pid, z) for z in zones)
 
     def weight(self, view: View, pid: str) -> float:
         return 1.0 + self.ac.wait_weight * self.wait(view, pid)
@@ -177,15 +200,11 @@ class AdaptivePolicy(Policy):
                    + (1.0 if view.inputs[p].call else 0.0) for p in self.inter.serves(current, sid))
 
     def yielding_stuck(self, view: View, cur: str) -> float:
-        """Vehicles of the current stage's permissive (yielding) phases whose every occupied stop-bar lane
-        stands (:meth:`head_stopped`): they find no gap in this green and wait for their protected stage,
-        so holding this green delays them like the vehicles waiting at a red."""
-        total = 0.0
-        for p in self.stages[cur].permissive:
-            zones = [z for z in view.inputs[p].presence_zones if z is not None and z[0]]
-            if zones and all(self.head_stopped(view, p, z) for z in zones):
-                total += self.queue(view, p) * self.weight(view, p)
-        return total
+        """Vehicles of the current stage's permissive (yielding) phases that find no gap
+        (:meth:`yielding_stands`): they wait for their protected stage, so holding this green delays them
+        like the vehicles waiting at a red."""
+        return sum(self.queue(view, p) * self.weight(view, p) for p in self.stages[cur].permissive
+                   if self.yielding_stands(view, p))
 
     # -- the decision --------------------------------------------------------------------------
     def choose_next(self, view: View, current: str) -> tuple[str | None, str]:
@@ -235,8 +254,8 @@ class AdaptivePolicy(Policy):
 
     def decide(self, view: View) -> Decision:
         self._learn(view)
-        for pid, sig in view.engine.envelope.phases.items():
-            if sig.signal == "green" or pid not in self.served_at:
+        for pid in view.engine.envelope.phases:
+            if self.being_served(view, pid) or pid not in self.served_at:
                 self.served_at[pid] = view.now
         return super().decide(view)
 

@@ -541,3 +541,24 @@ def test_adaptive_keeps_a_saturated_green_up_to_its_webster_green():
     assert early.target is None, early.reason  # a saturated green well short of its Webster green holds
     assert late.target == "EW", late.reason
     assert late.inputs["model"]["deferred_share"] == 0.0 and "0% of them delayed anyway" in late.reason
+
+
+def test_a_yielding_left_that_finds_no_gap_is_not_served_by_the_green_and_its_wait_goes_on():
+    """The wait that weighs a phase (and starts its stage at ``max_wait_s``) runs from its last service.
+    A permissive left whose stop-bar vehicle stands through the whole through green was served by nothing:
+    before, every such green reset its wait, so its protected stage never won the next-stage choice while
+    the left lane filled and spilled back over the through lanes (with the deferred share holding greens
+    longer, a held-out case went from 17 to 88 s with 11 teleports). A left whose head changes (the one
+    before it turned) is served, and so is an empty lane."""
+    pol, engine, t = _left_policy("adaptive")
+    pol.served_at["nsl"] = t - 50.0
+    standing, moving, empty = (True, 1.0, 40.0), (True, 1.0, 2.0), (False, 0.0, 0.0)
+    for head, served in ((standing, False), (moving, True), (empty, True)):
+        view = _left_view(t, engine, head[2], left_queue=(True, 8.0, 60.0))
+        view.inputs["nsl"].presence_zones[0] = head
+        assert pol.being_served(view, "nsl") is served, head
+        assert pol.wait(view, "nsl") == (0.0 if served else 50.0)
+    # the same standing head in its protected stage is that stage's own (it goes at the green's start)
+    engine.step(t + 1.0, Decision("NSL", "test"))
+    t = _run_until(engine, t + 1.0, "NSL", 1.0)
+    assert pol.being_served(_left_view(t, engine, 42.0), "nsl")
