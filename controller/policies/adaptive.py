@@ -29,8 +29,9 @@ as delayed either way. The green is kept while ``hold_bias x r x R + u x N`` exc
 * ``R``: the time until this stage comes back: the greens the other stages' queues need plus the change
   intervals (``return_from_history: true`` caps them by what those stages have really been getting lately).
 
-The next stage is the one with the most weighted waiting vehicles (weight grows with the longest wait),
-and a stage whose oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called with a
+The next stage is the one with the most weighted waiting vehicles (weight grows with the wait since the
+phase's last service; a yielding green whose stop-bar vehicles stand is no service), and a stage whose
+oldest call waited ``max_wait_s`` goes first. Phases on fail-safe count as called with a
 default queue, and their stage runs its fixed-plan green.
 """
 from __future__ import annotations
