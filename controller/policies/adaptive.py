@@ -157,23 +157,27 @@ class AdaptivePolicy(Policy):
         while their stop-bar vehicles change, i.e. a lane's head has been there less than :data:`STANDING_S`
         of this green (the one before it went) or no lane holds anyone. A permissive left that finds no gap,
         or whose lane is held in a standing queue, is not served by the green, and its wait goes on."""
-        e = view.engine
-        if e.envelope.phases[pid].signal != "green":
+        if view.engine.envelope.phases[pid].signal != "green":
             return False
-        if e.current is None or e.changing or pid not in self.stages[e.current].permissive:
+        zones = self.yielding_zones(view, pid)
+        if zones is None:
             return True
-        zones = [z for z in view.inputs[pid].presence_zones if z is not None and z[0]]
         green = self.green_as_now(view, pid)
         return not zones or any(z[2] < min(green, STANDING_S) for z in zones)
 
     def yielding_stands(self, view: View, pid: str) -> bool:
         """``pid`` is green only permissively (yielding) in the current stage and every occupied stop-bar lane
         of it stands (:meth:`head_stopped`): it finds no gap in this green."""
+        zones = self.yielding_zones(view, pid)
+        return bool(zones) and all(self.head_stopped(view, pid, z) for z in zones)
+
+    def yielding_zones(self, view: View, pid: str) -> list[tuple[bool, float, float]] | None:
+        """The occupied stop-bar zones of ``pid`` when it is green only permissively (yielding) in the
+        current stage; None when it is not yielding now."""
         e = view.engine
         if e.current is None or e.changing or pid not in self.stages[e.current].permissive:
-            return False
-        zones = [z for z in view.inputs[pid].presence_zones if z is not None and z[0]]
-        return bool(zones) and all(self.head_stopped(view, pid, z) for z in zones)
+            return None
+        return [z for z in view.inputs[pid].presence_zones if z is not None and z[0]]
 
     def weight(self, view: View, pid: str) -> float:
         return 1.0 + self.ac.wait_weight * self.wait(view, pid)

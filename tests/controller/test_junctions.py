@@ -513,7 +513,6 @@ def test_adaptive_counts_a_yielding_left_that_finds_no_gap_as_delayed_by_the_gre
     assert standing.inputs["model"]["waiting_elsewhere"] >= 8.0 + 3.0
 
 
-
 def test_adaptive_keeps_a_saturated_green_up_to_its_webster_green():
     """A standing queue discharging at saturation flow on NS, 42 vehicles waiting on EW's three lanes.
     Ending NS now would serve them sooner, but NS's vehicles would then need that green later, with EW's
