@@ -1,11 +1,11 @@
-"""Fully actuated control: stages in ring order, skipping those nobody calls; a stage runs at least its
-min green, is extended while a vehicle keeps arriving within the passage (gap) time on a phase that would
-end, and ends on gap-out or at max green. A lane that also feeds a phase that is not green, whose stop-bar
-vehicle stands (it has not moved since the green began, or stopped there during it: a vehicle for that
-other phase), does not extend it; a stopped vehicle on a lane whose phases are all green (a permissive
-turner waiting for a gap) does, as a stop-bar presence detector would. Pedestrians get WALK when called. Phases on fail-safe are
-called every cycle and their stage runs its fixed-plan green. With ``dual_ring`` the same rules run per
-ring (policies/rings.py): each ring's phase gaps out or maxes out on its own."""
+"""Fully actuated control: stages in ring order, skipping those nobody calls; a stage runs at least its min
+green, is extended while a vehicle keeps arriving within the passage (gap) time on a phase that would end,
+and ends on gap-out or at max green. A lane that also feeds a phase that is not green, whose stop-bar
+vehicle stands (it has not moved since the green began, or stopped there during it: a vehicle for that other
+phase), does not extend it; a stopped vehicle on a lane whose phases are all green (a permissive turner
+waiting for a gap) does, as a stop-bar presence detector would. Pedestrians get WALK when called. Phases on
+fail-safe are called every cycle and their stage runs its fixed-plan green. With ``dual_ring`` the same
+rules run per ring (policies/rings.py): each ring's phase gaps out or maxes out on its own."""
 from __future__ import annotations
 
 from roadside.controller.engine import Decision

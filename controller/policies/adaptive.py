@@ -1,13 +1,13 @@
 """Adaptive control: a queue-estimating look-ahead that weighs, every step, ending the current green now
 against keeping it one more step.
 
-The ``rate`` model (experimental; ``model: rate``, worse than ``delay`` so far): keep the green while the ending phases serve more (wait-weighted)
-vehicles per second than the next stage would, counting that stage's whole service: its change interval
-and start-up lost time (the cost of the switch) plus the green its queue needs. A standing queue
-discharges at saturation flow, so it is served until it is gone or max green; a thin stream loses to any
-real queue elsewhere. Waits are measured from each phase's last service (not dwell in a queue zone, which
-is large for every approach of a standing queue), and nothing is derived from the policy's own recent
-greens.
+The ``rate`` model (experimental; ``model: rate``, worse than ``delay`` so far): keep the green while the
+ending phases serve more (wait-weighted) vehicles per second than the next stage would, counting that
+stage's whole service: its change interval and start-up lost time (the cost of the switch) plus the green
+its queue needs. A standing queue discharges at saturation flow, so it is served until it is gone or max
+green; a thin stream loses to any real queue elsewhere. Waits are measured from each phase's last service
+(not dwell in a queue zone, which is large for every approach of a standing queue), and nothing is derived
+from the policy's own recent greens.
 
 The ``delay`` model (the default), with waits from each phase's last service and a return time that is
 not capped by the policy's own recent greens:
