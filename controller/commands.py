@@ -168,6 +168,10 @@ def register(cli) -> None:
                             "net's own program")
     bench.add_argument("--seed", type=int, default=1, help="with --suite: the first junction seed (1)")
     bench.add_argument("--lefthand", action="store_true", help="with --suite: every junction left-hand traffic")
+    bench.add_argument("--baseline-intervals", choices=("program", "ours"), default="program",
+                       help="with --suite: SUMO's programs keep the change intervals netconvert wrote (program, the "
+                            "default: a city's existing timing) or get our controllers' (ours: with the ITE "
+                            "intervals, a like-for-like comparison of the timing logic)")
     _add_clearances(bench)
     _add_settings(bench)
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")

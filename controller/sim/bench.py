@@ -180,8 +180,12 @@ SUMO_BASELINES = ("sumo-static", "sumo-actuated", "sumo-delay-based")
 
 def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
                lefthand: bool | None = None, clearances: str = "ite",
-               overrides: dict | None = None) -> tuple[list[dict[str, Any]], dict[int, str]]:
-    """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them."""
+               overrides: dict | None = None, baseline_intervals: str = "program"
+               ) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them.
+    ``baseline_intervals``: ``program``, SUMO's programs keep the yellow and red netconvert wrote (a city's
+    existing timing, issue 10's comparison); ``ours``, they get our controllers' change intervals (with the ITE
+    ones, what SUMO's logic would do at the same intervals: a like-for-like comparison of the timing logic)."""
     from roadside.controller.sim.generate import generate
 
     jobs, described = [], {}
@@ -190,7 +194,8 @@ def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_di
         described[seed] = info["description"]
         for c in controllers:
             jobs.append({"controller": c, "net": info["net"], "routes": info["routes"], "seed": seed,
-                         "duration_s": duration_s, "mode": "inproc", "native_baselines": True,
+                         "duration_s": duration_s, "mode": "inproc",
+                         "native_baselines": baseline_intervals == "program" or clearances == "program",
                          "label": f"case{seed}", "clearances": clearances, "overrides": overrides})
     return jobs, described
 
@@ -291,15 +296,18 @@ def suite_from_args(args) -> int:
     from roadside.controller.sim.runner import parse_settings
 
     settings = parse_settings(args.settings)
+    baselines = args.baseline_intervals
     jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand, clearances,
-                                 settings)
+                                 settings, baselines)
     processes = args.jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     results = run_jobs(jobs, processes)
     lines, summary = suite_summary(results, controllers)
     text = [f"# Junction suite: {args.suite} case(s) from seed {args.seed}, {duration:.0f} s each, "
             f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall; our change "
-            f"intervals: {clearances}" + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
+            f"intervals: {clearances}; SUMO's programs' intervals: "
+            + ("the program's" if baselines == "program" or clearances == "program" else "ours (ITE)")
+            + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
     text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
     print("\n".join(text))
     if out_dir:

@@ -281,6 +281,29 @@ def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_pat
     assert not math.isnan(summary["sumo-actuated"]["worst"])
 
 
+def test_suite_bench_can_give_sumos_programs_our_change_intervals_for_a_like_for_like_comparison(tmp_path):
+    """--baseline-intervals ours: SUMO's program runs with our ITE yellow/all-red/pedestrian clearance (as in
+    the shipped scenarios), the same as run_sim with native_baselines off, and not as netconvert wrote it."""
+    from roadside.controller.sim.runner import SimSpec, run_sim
+
+    runs = {}
+    for mode in ("program", "ours"):
+        out = tmp_path / mode
+        r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "1", "--seed", "6",
+                            "--duration", "300", "--controllers", "sumo-static", "--baseline-intervals", mode,
+                            "--jobs", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert ("ours (ITE)" in r.stdout) == (mode == "ours")
+        runs[mode] = json.loads((out / "results.json").read_text())[0]
+    case = tmp_path / "ours" / "cases" / "case6"
+    direct = {native: run_sim(SimSpec(controller="sumo-static", net=str(case / "net.net.xml"), duration_s=300,
+                                      routes=str(case / "routes.rou.xml"), seed=6, native_baselines=native))
+              for native in (True, False)}
+    assert direct[True]["mean_time_loss_s"] != direct[False]["mean_time_loss_s"]
+    assert runs["ours"]["mean_time_loss_s"] == direct[False]["mean_time_loss_s"]
+    assert runs["program"]["mean_time_loss_s"] == direct[True]["mean_time_loss_s"]
+
+
 # -- the junction's own change intervals (--clearances program) ------------------------------------------
 def test_program_intervals_are_read_from_the_program_not_assumed():
     # a city program with 4 s yellows and all-reds of 2 s and 1 s, and a protected-permissive left whose
