@@ -342,6 +342,10 @@ class AdaptiveConfig(Strict):
     free_flow_weight: float = Field(0.45, ge=0, le=1)
     #: A lane whose stop-bar vehicle has not moved this long into the green (after start-up) is blocked (s).
     blocked_after_s: float = Field(10.0, ge=1, le=120)
+    #: A protected green's lane that also feeds a red phase is held by its stop-bar vehicle (it waits for that
+    #: phase's stage) once the same vehicle has been the zone's oldest for start-up plus this long (s): a
+    #: vehicle free to go leaves the zone well within it, and with the green protected it yields to nobody.
+    held_head_s: float = Field(2.0, ge=0, le=120)
     #: Weight of the delay saved by keeping the green against the delay it causes elsewhere.
     hold_bias: float = Field(1.0, gt=0, le=10)
     #: Start-up lost time of a stage (s) in the queue model.

@@ -110,11 +110,11 @@ class AdaptivePolicy(Policy):
             lane_sat = self.sat[pid]
         lam = self.arrival_rate(view, pid) / max(1, len(lanes))
         rate = used = cap = 0.0
-        for pz, qz in lanes:
+        for k, (pz, qz) in enumerate(lanes):
             n, dwell = (qz[1], qz[2]) if qz is not None else (0, 0.0)
             if n >= 1 or (pz is not None and pz[0]):
                 cap += lane_sat
-            if self.head_stopped(view, pid, pz):
+            if self.head_stopped(view, pid, pz) or (pz is not None and self.held_for_red(view, pid, k)):
                 continue  # the vehicle at the stop bar stands: the lane serves nothing now
             if n >= 1 and dwell > travel + margin:
                 r = min(lane_sat, n / self.ac.step_s)

@@ -33,6 +33,10 @@ class Policy:
         self.stages = inter.stages
         #: phase -> per stop-bar zone (lane), the other phases fed by the same zone, with their zone index
         self.presence_mates = self.lane_mates(cfg, "presence")
+        #: (phase, zone index) -> (start of the phase's green, time seen, the zone's longest dwell or None)
+        self._head_seen: dict[tuple[str, int], tuple[float, float, float | None]] = {}
+        #: (phase, zone index) -> since when the zone's oldest vehicle is the same (this green), None if empty
+        self.head_since: dict[tuple[str, int], float | None] = {}
 
     @staticmethod
     def lane_mates(cfg: ControllerConfig, kind: str) -> dict[str, list[list[tuple[str, int]]]]:
@@ -48,6 +52,7 @@ class Policy:
         """The decision of a demand-responsive policy: WALKs, the next stage, max-out and fail-safe here;
         whether to keep the green in :meth:`extend_or_end`."""
         e = view.engine
+        self.track_heads(view)
         if e.changing or e.current is None:
             return Decision(walk=self.walks(view, e.target or self.stage_ids[0]))
         cur = e.current
@@ -141,6 +146,42 @@ class Policy:
         if green < ac.startup_lost_s + stand:
             return False
         return zone[2] >= min(green - 1.0, max(stand, STANDING_S))
+
+    def track_heads(self, view: View) -> None:
+        """For each green phase's stop-bar zones: since when the zone's oldest vehicle (the one at the stop bar)
+        is the same. While it stays, the zone's longest dwell grows with the clock; when it leaves, the next
+        vehicle's dwell is shorter. A green's start, an empty zone and a vehicle entering an empty zone
+        restart the clock."""
+        for pid, ph in view.engine.envelope.phases.items():
+            if ph.signal != "green" or pid not in view.inputs:
+                continue
+            start = view.now - view.engine.envelope.green_elapsed(pid)
+            for k, z in enumerate(view.inputs[pid].presence_zones):
+                key = (pid, k)
+                seen = self._head_seen.get(key)
+                dwell = z[2] if z is not None and z[0] else None
+                if dwell is None:
+                    self.head_since[key] = None
+                elif seen is None or seen[0] != start:
+                    self.head_since[key] = start  # there when the green began
+                elif seen[2] is None or dwell < seen[2] + (view.now - seen[1]) - 0.6:
+                    self.head_since[key] = view.now  # a vehicle entered the empty zone, or the head left
+                self._head_seen[key] = (start, view.now, dwell)
+
+    def held_for_red(self, view: View, pid: str, lane: int) -> bool:
+        """The ``lane``-th stop-bar zone of ``pid``, protected in the current stage, also feeds a phase that is
+        red, and the same vehicle has stood at its stop bar for start-up plus ``held_head_s``
+        (:meth:`track_heads`): it is that phase's vehicle, and this green cannot move it (a protected green
+        yields to nobody, so nothing else holds it)."""
+        e = view.engine
+        if e.current is None or e.changing or pid in self.stages[e.current].permissive:
+            return False
+        mates = self.presence_mates.get(pid, [])
+        if lane >= len(mates) or all(e.envelope.phases[q].signal == "green" for q, _ in mates[lane]):
+            return False
+        since = self.head_since.get((pid, lane))
+        ac = self.cfg.timing.adaptive
+        return since is not None and view.now - since >= ac.startup_lost_s + ac.held_head_s
 
     def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
         """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane

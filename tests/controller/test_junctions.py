@@ -425,16 +425,16 @@ def test_adaptive_counts_the_vehicles_stuck_behind_a_left_turner_for_the_left_st
 
 
 # -- issue 10 on the shipped city scenario: a permissive turner's lane --------------------------------------
-def _lane_policy(policy: str):
+def _lane_policy(policy: str, elapsed_s: float = 20.0):
     """``thru`` with a lane of its own (``own``: a through-and-permissive-left lane as on a one-lane side
     street) and a lane shared with a protected ``left`` (``shared``); ``side`` crosses both. Engine in stage
-    T, 20 s into its green."""
+    T, ``elapsed_s`` into its green."""
     cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": policy}, "intersection": {
         "phases": [_lane_phase("thru", [("own", 1.0), ("shared", 0.5)]), _lane_phase("left", [("shared", 0.5)]),
                    _lane_phase("side", [("b", 1.0)])],
         "compatible": [["thru", "left"]],
         "stages": [{"id": "T", "phases": ["thru"]}, {"id": "L", "phases": ["left"]}, {"id": "S", "phases": ["side"]}]}})
-    return _policy_in_stage(cfg, "T", 20.0)
+    return _policy_in_stage(cfg, "T", elapsed_s)
 
 
 @pytest.mark.parametrize("policy", ["actuated", "adaptive"])
@@ -464,6 +464,52 @@ def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
     assert policy.lane_blocked(view(empty, (True, 1.0, 12.0)), "thru", 1)
     assert not policy.lane_blocked(view(empty, (True, 1.0, 3.0)), "thru", 1)
     assert not policy.extends(view(empty, (True, 1.0, 12.0)), "thru") and policy.extends(view(empty, (True, 1.0, 3.0)), "thru")
+
+
+def test_a_protected_greens_stop_bar_vehicle_that_waits_for_another_phase_holds_its_lane_within_seconds():
+    """On a protected green (T), a lane shared with a red phase (``left``): once the same vehicle has stood
+    at the stop bar for start-up plus ``held_head_s`` (2 + 2 s), it is the red phase's vehicle and the lane
+    serves nothing in the hold rule, well before the 12 s after which any stopped head counts (case260, five
+    single-lane legs with protected lefts: 88.4 -> 52.9 s with the program's intervals; SUMO actuated 49.5).
+    The clock restarts whenever the head leaves (the zone's longest dwell drops), so a discharging queue is
+    never held, and a lane whose phases are all green (``own``) is never held: its head may be yielding."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies.base import View
+
+    def run(shared_dwells, own_dwells=None):
+        """Tick T's first seconds with these longest dwells of the shared (and own) stop-bar zone; per tick,
+        (held, the shared lane's rate in the hold rule, the old stopped-head rule)."""
+        policy, engine, t = _lane_policy("adaptive", elapsed_s=0.0)
+        out = []
+        for k, dwell in enumerate(shared_dwells):
+            if k:
+                t += 1.0
+                engine.step(t, None)
+            own = (False, 0.0, 0.0) if own_dwells is None else (True, 1.0, own_dwells[k])
+            shared = (True, 1.5, dwell)
+            queue = [(own[0], own[1], own[2]), (True, 3.0, 60.0)]
+            def pi(pres, q):
+                return PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=3.0, max_wait_s=60.0,
+                                  flow_vph=300.0, presence_zones=pres, queue_zones=q)
+            view = View(t, engine, {"thru": pi([own, shared], queue), "left": pi([shared], queue[1:]),
+                                    "side": pi([(True, 1.0, 10.0)], [(True, 4.0, 40.0)])})
+            policy.track_heads(view)
+            rate = policy.lane_service(view, "thru")[0] if own_dwells is None else None
+            out.append((policy.held_for_red(view, "thru", 1 if own_dwells is None else 0), rate,
+                        policy.head_stopped(view, "thru", shared)))
+        return out
+
+    # a standing queue since before T: its first vehicle (a through) goes at 3 s, then a left-turner stands
+    standing = run([30.0, 31.0, 32.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0])
+    assert [h for h, _, _ in standing] == [False] * 7 + [True] * 2  # held 4 s after the new head came up
+    assert standing[6][1] > 0.3 > 0.05 > standing[7][1]  # it discharged; now only the empty own lane's arrivals
+    assert not any(old for _, _, old in standing)  # the old rule would wait until 12 s into the green
+    # a queue that discharges (a new head every 2 s) is never held
+    moving = run([30.0, 31.0, 25.0, 26.0, 20.0, 21.0, 15.0, 16.0, 10.0, 11.0, 5.0])
+    assert not any(h for h, _, _ in moving)
+    # the head of the lane that feeds only T stands as long, but may be yielding: never held
+    own = run([30.0 + k for k in range(9)], own_dwells=[30.0 + k for k in range(9)])
+    assert not any(h for h, _, _ in own)
 
 
 # -- a protected-permissive left: the two services of one phase ---------------------------------------------
