@@ -468,18 +468,18 @@ def test_a_stopped_head_blocks_only_a_lane_that_waits_for_another_phase(policy):
 
 def test_a_protected_greens_stop_bar_vehicle_that_waits_for_another_phase_holds_its_lane_within_seconds():
     """On a protected green (T), a lane shared with a red phase (``left``): once the same vehicle has stood
-    at the stop bar for start-up plus ``held_head_s`` (2 + 2 s), it is the red phase's vehicle and the lane
-    serves nothing in the hold rule, well before the 12 s after which any stopped head counts (case260, five
+    at the stop bar for start-up plus ``held_head_s`` (2 + 2 s), it is the red phase's vehicle: the lane
+    serves nothing in adaptive's hold rule and no longer extends actuated's green, well before the 12 s after which any stopped head counts (case260, five
     single-lane legs with protected lefts: 88.4 -> 52.9 s with the program's intervals; SUMO actuated 49.5).
     The clock restarts whenever the head leaves (the zone's longest dwell drops), so a discharging queue is
     never held, and a lane whose phases are all green (``own``) is never held: its head may be yielding."""
     from roadside.controller.inputs import PhaseInput
     from roadside.controller.policies.base import View
 
-    def run(shared_dwells, own_dwells=None):
+    def run(shared_dwells, own_dwells=None, kind="adaptive"):
         """Tick T's first seconds with these longest dwells of the shared (and own) stop-bar zone; per tick,
-        (held, the shared lane's rate in the hold rule, the old stopped-head rule)."""
-        policy, engine, t = _lane_policy("adaptive", elapsed_s=0.0)
+        (held, the shared lane's rate in the hold rule, the old stopped-head rule, T extended by the lane)."""
+        policy, engine, t = _lane_policy(kind, elapsed_s=0.0)
         out = []
         for k, dwell in enumerate(shared_dwells):
             if k:
@@ -494,22 +494,25 @@ def test_a_protected_greens_stop_bar_vehicle_that_waits_for_another_phase_holds_
             view = View(t, engine, {"thru": pi([own, shared], queue), "left": pi([shared], queue[1:]),
                                     "side": pi([(True, 1.0, 10.0)], [(True, 4.0, 40.0)])})
             policy.track_heads(view)
-            rate = policy.lane_service(view, "thru")[0] if own_dwells is None else None
+            rate = policy.lane_service(view, "thru")[0] if own_dwells is None and kind == "adaptive" else None
             out.append((policy.held_for_red(view, "thru", 1 if own_dwells is None else 0), rate,
-                        policy.head_stopped(view, "thru", shared)))
+                        policy.head_stopped(view, "thru", shared), policy.extends(view, "thru")))
         return out
 
     # a standing queue since before T: its first vehicle (a through) goes at 3 s, then a left-turner stands
     standing = run([30.0, 31.0, 32.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0])
-    assert [h for h, _, _ in standing] == [False] * 7 + [True] * 2  # held 4 s after the new head came up
+    assert [h for h, *_ in standing] == [False] * 7 + [True] * 2  # held 4 s after the new head came up
     assert standing[6][1] > 0.3 > 0.05 > standing[7][1]  # it discharged; now only the empty own lane's arrivals
-    assert not any(old for _, _, old in standing)  # the old rule would wait until 12 s into the green
+    assert not any(old for _, _, old, _ in standing)  # the old rule would wait until 12 s into the green
+    # actuated: the held lane stops extending T (the own lane is empty, so nothing extends it then)
+    actuated = run([30.0, 31.0, 32.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0], kind="actuated")
+    assert [x for *_, x in actuated] == [True] * 7 + [False] * 2
     # a queue that discharges (a new head every 2 s) is never held
     moving = run([30.0, 31.0, 25.0, 26.0, 20.0, 21.0, 15.0, 16.0, 10.0, 11.0, 5.0])
-    assert not any(h for h, _, _ in moving)
+    assert not any(h for h, *_ in moving) and all(x for *_, x in moving)
     # the head of the lane that feeds only T stands as long, but may be yielding: never held
     own = run([30.0 + k for k in range(9)], own_dwells=[30.0 + k for k in range(9)])
-    assert not any(h for h, _, _ in own)
+    assert not any(h for h, *_ in own)
 
 
 # -- a protected-permissive left: the two services of one phase ---------------------------------------------
