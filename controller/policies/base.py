@@ -186,9 +186,10 @@ class Policy:
     def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
         """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane
         also feeds a phase that is not green now, and its head stands (:meth:`head_stopped`; on a protected
-        green, within seconds: :meth:`held_for_red`). This green can never move it, so the lane must not extend it. A lane whose
-        phases are all green is never blocked: its stopped head is this green's own (a permissive turner
-        waiting for a gap, which comes within this green or at its end), and it still calls for the green."""
+        green, within seconds: :meth:`held_for_red`). This green can never move it, so the lane must not
+        extend it. A lane whose phases are all green is never blocked: its stopped head is this green's own (a
+        permissive turner waiting for a gap, which comes within this green or at its end), and it still calls
+        for the green."""
         zones = view.inputs[pid].presence_zones
         zone = zones[lane] if lane < len(zones) else None
         mates = self.presence_mates.get(pid, [])
