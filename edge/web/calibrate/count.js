@@ -80,7 +80,8 @@ async function show(index) {
     return false;
   }
   if (st.image && st.image.src.startsWith("blob:")) URL.revokeObjectURL(st.image.src);
-  st.image = img; st.frame = index; $("seek").value = index; canvas.dataset.frame = index; draw();
+  st.image = img; st.frame = index; canvas.dataset.frame = index; draw();
+  if (document.activeElement !== $("seek")) $("seek").value = index; // never under a frame number being typed
   return true;
 }
 
@@ -89,7 +90,9 @@ function play() {
   st.playing = true; st.t0 = performance.now(); st.f0 = st.frame;
   $("play").textContent = "Pause"; tick();
 }
-function pause() { st.playing = false; $("play").textContent = "Play"; }
+// Pausing drops a played frame still loading (showSeq), so the frame on screen is the one paused at, and a
+// seek typed right after never races a late played frame for the frame box.
+function pause() { st.playing = false; showSeq++; $("play").textContent = "Play"; }
 async function tick() {
   if (!st.playing) return;
   if (!st.busy) {
