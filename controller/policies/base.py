@@ -155,7 +155,7 @@ class Policy:
         for pid, ph in view.engine.envelope.phases.items():
             if ph.signal != "green" or pid not in view.inputs:
                 continue
-            start = view.now - view.engine.envelope.green_elapsed(pid)
+            start = ph.since  # this green's start
             for k, z in enumerate(view.inputs[pid].presence_zones):
                 key = (pid, k)
                 seen = self._head_seen.get(key)
@@ -176,12 +176,16 @@ class Policy:
         e = view.engine
         if e.current is None or e.changing or pid in self.stages[e.current].permissive:
             return False
-        mates = self.presence_mates.get(pid, [])
-        if lane >= len(mates) or all(e.envelope.phases[q].signal == "green" for q, _ in mates[lane]):
+        if not self.feeds_a_red_phase(view, pid, lane):
             return False
         since = self.head_since.get((pid, lane))
         ac = self.cfg.timing.adaptive
         return since is not None and view.now - since >= ac.startup_lost_s + ac.held_head_s
+
+    def feeds_a_red_phase(self, view: View, pid: str, lane: int) -> bool:
+        """The ``lane``-th stop-bar zone of ``pid`` also feeds a phase that is not green now."""
+        mates = self.presence_mates.get(pid, [])
+        return lane < len(mates) and any(view.engine.envelope.phases[q].signal != "green" for q, _ in mates[lane])
 
     def lane_blocked(self, view: View, pid: str, lane: int, after_s: float | None = None) -> bool:
         """The ``lane``-th stop-bar zone of a green phase is held by a vehicle for another phase: the lane
@@ -190,11 +194,10 @@ class Policy:
         extend it. A lane whose phases are all green is never blocked: its stopped head is this green's own (a
         permissive turner waiting for a gap, which comes within this green or at its end), and it still calls
         for the green."""
+        if not self.feeds_a_red_phase(view, pid, lane):
+            return False
         zones = view.inputs[pid].presence_zones
         zone = zones[lane] if lane < len(zones) else None
-        mates = self.presence_mates.get(pid, [])
-        if lane >= len(mates) or all(view.engine.envelope.phases[q].signal == "green" for q, _ in mates[lane]):
-            return False
         return self.head_stopped(view, pid, zone, after_s) or self.held_for_red(view, pid, lane)
 
     def extends(self, view: View, pid: str) -> bool:

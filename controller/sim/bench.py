@@ -178,6 +178,11 @@ SUITE_CONTROLLERS = ("sumo-static", "sumo-actuated", "sumo-delay-based") + OUR_P
 SUMO_BASELINES = ("sumo-static", "sumo-actuated", "sumo-delay-based")
 
 
+def native_baselines(baseline_intervals: str, clearances: str) -> bool:
+    """SUMO's programs keep netconvert's change intervals: asked for, or ours are the program's anyway."""
+    return baseline_intervals == "program" or clearances == "program"
+
+
 def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
                lefthand: bool | None = None, clearances: str = "ite",
                overrides: dict | None = None, baseline_intervals: str = "program"
@@ -195,7 +200,7 @@ def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_di
         for c in controllers:
             jobs.append({"controller": c, "net": info["net"], "routes": info["routes"], "seed": seed,
                          "duration_s": duration_s, "mode": "inproc",
-                         "native_baselines": baseline_intervals == "program" or clearances == "program",
+                         "native_baselines": native_baselines(baseline_intervals, clearances),
                          "label": f"case{seed}", "clearances": clearances, "overrides": overrides})
     return jobs, described
 
@@ -306,7 +311,7 @@ def suite_from_args(args) -> int:
     text = [f"# Junction suite: {args.suite} case(s) from seed {args.seed}, {duration:.0f} s each, "
             f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall; our change "
             f"intervals: {clearances}; SUMO's programs' intervals: "
-            + ("the program's" if baselines == "program" or clearances == "program" else "ours (ITE)")
+            + ("the program's" if native_baselines(baselines, clearances) else "ours (ITE)")
             + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
     text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
     print("\n".join(text))

@@ -471,8 +471,9 @@ def test_a_protected_greens_stop_bar_vehicle_that_waits_for_another_phase_holds_
     at the stop bar for start-up plus ``held_head_s`` (2 + 2 s), it is the red phase's vehicle: the lane
     serves nothing in adaptive's hold rule and no longer extends actuated's green, well before the 12 s
     after which any stopped head counts (case260, five single-lane legs with protected lefts: adaptive
-    88.4 -> 56.1 s with the program's intervals; SUMO actuated 49.5). The clock restarts whenever the head leaves (the zone's longest dwell drops), so a discharging queue is
-    never held, and a lane whose phases are all green (``own``) is never held: its head may be yielding."""
+    88.4 -> 56.1 s with the program's intervals; SUMO actuated 49.5). The clock restarts whenever the head
+    leaves (the zone's longest dwell drops), so a discharging queue is never held, and a lane whose phases
+    are all green (``own``) is never held: its head may be yielding."""
     from roadside.controller.inputs import PhaseInput
     from roadside.controller.policies.base import View
 
