@@ -71,3 +71,14 @@ def test_adaptive_beats_fixed_time_on_unbalanced_demand():
     fixed = [run("fixed", UNBALANCED, seed=s)[0].mean_delay_s for s in (1, 2)]
     adaptive = [run("adaptive", UNBALANCED, seed=s)[0].mean_delay_s for s in (1, 2)]
     assert sum(adaptive) < 0.8 * sum(fixed), (adaptive, fixed)
+
+
+@pytest.mark.parametrize("policy", ["actuated", "adaptive"])
+def test_a_max_out_says_so_once_and_names_the_next_stage(policy):
+    """Oversaturated approaches keep their calls to max green; the audited reason says "max-out" once (the
+    policy and the engine both used to prefix it), followed by why that stage is next."""
+    _, checker, sim = run(policy, {"ns": 2400, "nsl": 200, "ew": 2400, "ped_ew": 0}, duration=900)
+    assert checker.violations == []
+    maxouts = [d["reason"] for d in (e.detail for e in sim.events if e.type == "decision") if d["forced"]]
+    assert maxouts
+    assert all(r.startswith("max-out; next ") and r.count("max-out") == 1 for r in maxouts), maxouts[:3]
