@@ -129,6 +129,14 @@ class Strict(NumbersNotBooleans):
 M = TypeVar("M", bound=BaseModel)
 
 
+def check_ordered(model: BaseModel, *pairs: tuple[str, str]) -> None:
+    """For a model validator: each ``(low, high)`` pair of fields must have low <= high, or a ValueError
+    names the first pair that does not."""
+    for low, high in pairs:
+        if getattr(model, low) > getattr(model, high):
+            raise ValueError(f"{low} must not exceed {high}")
+
+
 def format_location(loc: tuple[Any, ...]) -> str:
     """``("cameras", 0, "lines", 1, "a")`` -> ``cameras[0].lines[1].a``."""
     out = ""

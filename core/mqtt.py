@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.core.config import Strict
+from roadside.core.config import Strict, check_ordered
 from roadside.core.topics import check_prefix
 
 
@@ -85,8 +85,7 @@ class MqttConfig(Strict):
     def _backoff(self) -> "MqttConfig":
         if self.brokers and {"host", "port"} & self.model_fields_set:
             raise ValueError("give either host and port (one broker) or brokers (the nodes of a cluster), not both")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        check_ordered(self, ("reconnect_min_s", "reconnect_max_s"))
         if self.password is not None and self.username is None:
             raise ValueError("a password needs a username")
         return self

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from roadside.core.config import Identifier, Strict
+from roadside.core.config import Identifier, Strict, check_ordered
 
 #: the largest coordinate (pixels) a line or zone may name; beyond any video frame (the frame size of a
 #: source is checked once it is known)
@@ -228,8 +228,7 @@ class TrackerConfig(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackerConfig":
-        if self.low_threshold > self.high_threshold:
-            raise ValueError("low_threshold must not exceed high_threshold")
+        check_ordered(self, ("low_threshold", "high_threshold"))
         return self
 
 
@@ -340,10 +339,7 @@ class LowLightConfig(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> "LowLightConfig":
-        if self.min_lamp_area > self.max_lamp_area:
-            raise ValueError("min_lamp_area must not exceed max_lamp_area")
-        if self.min_spacing > self.max_spacing:
-            raise ValueError("min_spacing must not exceed max_spacing")
+        check_ordered(self, ("min_lamp_area", "max_lamp_area"), ("min_spacing", "max_spacing"))
         return self
 
 

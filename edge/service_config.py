@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from roadside.core.config import Identifier, Strict, parse_config, parse_yaml, read_yaml
+from roadside.core.config import Identifier, Strict, check_ordered, parse_config, parse_yaml, read_yaml
 from roadside.core.mqtt import MqttConfig
 from roadside.core.paths import edge_state_dir
 from roadside.core.redact import redact
@@ -78,8 +78,7 @@ class SourceSettings(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> "SourceSettings":
-        if self.backoff_min_s > self.backoff_max_s:
-            raise ValueError("backoff_min_s must not exceed backoff_max_s")
+        check_ordered(self, ("backoff_min_s", "backoff_max_s"))
         if self.dark_level >= self.bright_level:
             raise ValueError("dark_level must be below bright_level")
         return self

@@ -69,3 +69,17 @@ def test_an_oversized_file_is_refused_before_parsing(tmp_path):
     f.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
     with pytest.raises(ConfigError, match="too large for a configuration file"):
         load_config(f, VisionConfig)
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("site: s\ndevice: d\ntracker: {low_threshold: 0.5, high_threshold: 0.3}\n" + CAMERA,
+     "low_threshold must not exceed high_threshold"),
+    ("site: s\ndevice: d\nlowlight: {min_spacing: 9}\n" + CAMERA, "min_spacing must not exceed max_spacing"),
+    ("site: s\ndevice: d\nlowlight: {min_lamp_area: 700}\n" + CAMERA, "min_lamp_area must not exceed max_lamp_area"),
+    ("site: s\ndevice: d\nmqtt: {reconnect_min_s: 50, reconnect_max_s: 30}\n" + CAMERA,
+     "reconnect_min_s must not exceed reconnect_max_s"),
+])
+def test_a_range_given_upside_down_is_an_error_naming_both_ends(tmp_path, text, expect):
+    r = check(tmp_path, text)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert expect in r.stderr, r.stderr
