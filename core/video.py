@@ -94,7 +94,8 @@ def _attach(name: str) -> shared_memory.SharedMemory:
 def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
     """Child process: open, report info, then decode into shared-memory slots until EOF or stop.
 
-    Messages to the parent (``conn_out``): ("info", w, h, fps, count), ("frame", index, slot, transform),
+    Messages to the parent (``conn_out``): ("info", w, h, fps, count), ("attached",) once it holds the
+    shared memory, ("frame", index, slot, transform),
     ("eof", n), ("error", index, text). From the parent (``conn_in``): ("go", frame_shm_names,
     tensor_shm_names), then free slot numbers, or None to stop.
     """
@@ -129,6 +130,7 @@ def _decoder_main(conn_in: Connection, conn_out: Connection) -> None:
         _, frame_names, tensor_names = msg
         frames = [_attach(n) for n in frame_names]
         tensors = [_attach(n) for n in tensor_names]
+        out.send(("attached",))  # the parent may now unlink the names: both processes hold the memory
         index = 0
         img = first
         while True:
@@ -243,6 +245,10 @@ class VideoReader:
                 self._tensor_bufs = [shared_memory.SharedMemory(create=True, size=tsize) for _ in range(slots)]
                 self._shm += self._tensor_bufs
             self._to_child.send(("go", [s.name for s in self._frame_bufs], [s.name for s in self._tensor_bufs]))
+            msg = self._get(open_timeout_s, "attaching the frame buffers")
+            if msg[0] == "error":
+                raise self._error(msg[1], msg[2])
+            self._unlink_names()  # nothing is left in /dev/shm even if this process is killed
             for i in range(slots):
                 self._to_child.send(i)
         except BaseException:
@@ -354,11 +360,8 @@ class VideoReader:
             self._proc = None
             self._to_child.close()
             self._from_child.close()
+        self._unlink_names()
         for s in self._shm:
-            try:
-                s.unlink()  # the name goes now; the memory goes when the last view of it does
-            except FileNotFoundError:
-                pass
             # Never unmap here: a caller may still hold the last frame's arrays, and numpy keeps no
             # buffer export that would stop an unmap, so reading them would crash the process. Drop our
             # handles instead; the mapping lives exactly as long as an array (or this object) uses it.
@@ -370,6 +373,14 @@ class VideoReader:
             os.unlink(self._stderr_path)
         except (OSError, AttributeError):
             pass
+
+    def _unlink_names(self) -> None:
+        """Remove the segments' names from /dev/shm; the memory goes when the last mapping of it does."""
+        for s in self._shm:
+            try:
+                s.unlink()
+            except FileNotFoundError:
+                pass  # unlinked already
 
     def __enter__(self) -> "VideoReader":
         return self

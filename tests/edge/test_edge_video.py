@@ -118,23 +118,50 @@ def test_a_hung_decoder_is_an_error_not_a_hang():
         srv.close()
 
 
-def test_frames_kept_after_close_stay_readable_and_nothing_is_left_in_dev_shm():
-    import gc
+def _segments() -> set[str]:
     from pathlib import Path
 
-    def segments():
-        return {p.name for p in Path("/dev/shm").glob("psm_*")}
+    return {p.name for p in Path("/dev/shm").glob("psm_*")}
 
-    before = segments()
+
+def test_frames_kept_after_close_stay_readable_and_nothing_is_left_in_dev_shm():
+    import gc
+
     pre = default_preprocess("picodet", 416, 416)
     with VideoReader(VIDEOS / "freeway_overpass.mp4", preprocess=pre) as r:
         frames = [fr for _, fr in zip(range(3), r)]
-        # this reader's segments only: another test process may create and free its own meanwhile
-        during = (segments() - before) & {s.name.lstrip("/") for s in r._shm}
+        names = {s.name.lstrip("/") for s in r._shm}
+        # the names go as soon as the decoder holds the memory: frames flow without any name in /dev/shm
+        assert len(names) >= 6 and not (_segments() & names)
     last = frames[-1]
     # the reader is closed: the views must not point at unmapped memory (that would crash this process)
     assert last.image.shape == (360, 640, 3) and float(last.image.mean()) > 0
     assert np.isfinite(last.tensor).all()
-    assert len(during) >= 6 and not (segments() & during)  # names unlinked at close
+    assert not (_segments() & names)
     del frames, last, r
     gc.collect()
+
+
+def test_a_killed_reader_leaves_nothing_in_dev_shm():
+    """A process killed (SIGKILL: power cut, OOM killer) while reading cannot clean up: its segments must
+    already be nameless, or each kill leaks frame buffers into /dev/shm (RAM) until the box reboots."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, time\n"
+        "from roadside.core.video import VideoReader\n"
+        f"r = VideoReader({str(VIDEOS / 'freeway_overpass.mp4')!r})\n"
+        "next(r)\n"
+        "print(json.dumps([s.name.lstrip('/') for s in r._shm]), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        names = set(json.loads(proc.stdout.readline()))
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert len(names) == 6
+    assert not (_segments() & names)
