@@ -354,6 +354,14 @@ class AdaptiveConfig(Strict):
     wait_weight: float = Field(0.01, ge=0, le=10)
     #: A stage whose oldest call has waited this long is served next whatever the queues say (s).
     max_wait_s: float = Field(120.0, ge=10, le=600)
+    #: A green that ends with at least ``cycle_failure_veh`` vehicles in lanes holding a standing queue (a
+    #: cycle failure) shows that the phase's demand is at least what the green could serve, whatever its counted
+    #: flow (which is what its greens let through): its flow ratio is taken as at least g / C (that green over
+    #: the time since the phase's previous green ended) in the Webster green that bounds the hold rule's
+    #: deferred share, until one of its greens ends without a failure. Off: the measured flows alone.
+    cycle_failure_bound: bool = True
+    #: Vehicles standing at the end of a green that make it a cycle failure (more than a turner or two).
+    cycle_failure_veh: float = Field(3.0, ge=1, le=100)
     #: A queue zone holds a standing queue when its oldest vehicle dwelt this much longer than free travel (s).
     queued_margin_s: float = Field(2.0, ge=0, le=60)
     #: Vehicles to assume per lane on a phase whose queue zone is missing or unreliable.

@@ -58,6 +58,10 @@ class AdaptivePolicy(Policy):
         self.served_at: dict[str, float] = {}
         #: phase -> per queue zone (lane), the other phases fed by the same zone, with their zone index
         self.queue_mates = self.lane_mates(cfg, "queue")
+        #: phase -> (its signal last tick, the start of its green, the end of its last green)
+        self._greens: dict[str, tuple[str | None, float | None, float | None]] = {}
+        #: phase -> lower bound of its flow ratio from its last green: g / C after a cycle failure, else 0
+        self.y_low: dict[str, float] = {}
 
     def stuck_behind(self, view: View, pid: str, current: str) -> float:
         """Vehicles of other phases stuck behind a vehicle of ``pid`` on a shared lane: a lane green for a
@@ -127,8 +131,10 @@ class AdaptivePolicy(Policy):
 
     def webster_green(self, view: View, sid: str) -> float:
         """The green Webster's formula gives stage ``sid`` for the measured flows and this junction's lost
-        time (:func:`~roadside.controller.policies.webster.webster_plan`)."""
-        flows = {p: view.inputs[p].flow_vph or 0.0 for p, ph in self.inter.phases.items() if ph.vehicle}
+        time (:func:`~roadside.controller.policies.webster.webster_plan`); a phase whose last green was a cycle
+        failure counts at least the flow that green could serve (:meth:`watch_cycle_failures`)."""
+        flows = {p: max(view.inputs[p].flow_vph or 0.0, self.y_low.get(p, 0.0) * ph.saturation_vph)
+                 for p, ph in self.inter.phases.items() if ph.vehicle}
         return webster_plan(self.inter, flows, self.cfg.timing.webster).greens[sid]
 
     def deferred_share(self, view: View, cur: str, service: list[tuple[float, float, float]]) -> float:
@@ -257,8 +263,37 @@ class AdaptivePolicy(Policy):
             old = self.recent_green.get(e.current)
             self.recent_green[e.current] = g if old is None else 0.7 * old + 0.3 * g
 
+    def watch_cycle_failures(self, view: View) -> None:
+        """At the end of each vehicle phase's green: was it a cycle failure (:meth:`cycle_failed`)? Then the
+        phase's flow ratio is at least g / C, its green over the time since its previous green ended (the
+        green ran at saturation flow, or less, and still left a standing queue); else no bound."""
+        for pid, ph in view.engine.envelope.phases.items():
+            if not self.inter.phases[pid].vehicle:
+                continue
+            seen, start, last_end = self._greens.get(pid, (None, None, None))
+            if ph.signal == "green":
+                start = ph.since
+            elif seen == "green" and start is not None:
+                if last_end is not None and view.now > last_end:
+                    failed = self.cycle_failed(view, pid)
+                    self.y_low[pid] = (view.now - start) / (view.now - last_end) if failed else 0.0
+                last_end = view.now
+            self._greens[pid] = (ph.signal, start, last_end)
+
+    def cycle_failed(self, view: View, pid: str) -> bool:
+        """At least ``cycle_failure_veh`` vehicles are in the phase's lanes that hold a standing queue (their
+        queue zone's oldest vehicle dwelt longer than free travel through it)."""
+        inp = view.inputs[pid]
+        if inp.queue is None or not inp.reliable:
+            return False
+        limit = self.travel[pid] + self.ac.queued_margin_s
+        standing = sum(qz[1] for qz in inp.queue_zones if qz is not None and qz[1] >= 1 and qz[2] > limit)
+        return standing >= self.ac.cycle_failure_veh
+
     def decide(self, view: View) -> Decision:
         self._learn(view)
+        if self.ac.cycle_failure_bound:
+            self.watch_cycle_failures(view)
         for pid in view.engine.envelope.phases:
             if self.being_served(view, pid) or pid not in self.served_at:
                 self.served_at[pid] = view.now

@@ -634,3 +634,47 @@ def test_a_yielding_left_that_finds_no_gap_is_not_served_by_the_green_and_its_wa
     engine.step(t + 1.0, Decision("NSL", "test"))
     t = _run_until(engine, t + 1.0, "NSL", 1.0)
     assert pol.being_served(_left_view(t, engine, 42.0), "nsl")
+
+
+def test_a_green_that_ends_with_a_standing_queue_raises_the_webster_green_above_the_measured_flows():
+    """Oversaturated, a phase's counted flow is what its greens let through, so Webster's green for the
+    measured flows (the hold rule's limit for a saturated green) is held at the policy's own short greens. A
+    green that ends with a standing queue of at least ``cycle_failure_veh`` (3) shows that demand is at least what
+    that green could serve: the phase's flow ratio is then at least g / C (its green over the time since its
+    previous green ended), and the Webster green grows; a green that clears its queue (or leaves a lone
+    turner) sets the bound back to nothing."""
+    from roadside.controller.engine import Decision
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies.base import View
+
+    cfg = parse_controller_config({"site": "s", "tick_s": 1.0, "timing": {"policy": "adaptive"}, "intersection": {
+        "phases": [_lane_phase("ns", [("n1", 1.0), ("n2", 1.0)]), _lane_phase("ew", [("e1", 1.0), ("e2", 1.0)])],
+        "stages": [{"id": "NS", "phases": ["ns"]}, {"id": "EW", "phases": ["ew"]}]}})
+    pol, engine, t = _policy_in_stage(cfg, "NS", 0.0)
+
+    def inputs(left_behind: float):
+        def phase(n):
+            return PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=2 * n, max_wait_s=60.0,
+                              flow_vph=300.0, presence_zones=[(True, 1.0, 1.0)] * 2,
+                              queue_zones=[(n >= 1, n, 60.0 if n >= 1 else 0.0)] * 2)
+        return {"ns": phase(left_behind), "ew": phase(left_behind)}
+
+    def run(seconds, target, left_behind):
+        nonlocal t
+        for _ in range(int(seconds)):
+            view = View(t, engine, inputs(left_behind))
+            pol.decide(view)
+            t += 1.0
+            engine.step(t, Decision(target, "test"))
+        return View(t, engine, inputs(left_behind))
+
+    view = run(15, None, 0.0)
+    plain = pol.webster_green(view, "NS")
+    run(40, "EW", 6.0)  # NS ends (at 15 s) with 12 vehicles standing; EW runs
+    view = run(30, "NS", 6.0)  # ... and NS again, which ends with its queue standing too
+    view = run(30, "EW", 6.0)
+    assert pol.y_low["ns"] > 0.2
+    assert pol.webster_green(view, "NS") > plain + 5
+    view = run(30, "NS", 0.5)
+    view = run(30, "EW", 0.5)  # greens that clear their queues: no bound
+    assert pol.y_low == {"ns": 0.0, "ew": 0.0} and pol.webster_green(view, "NS") == pytest.approx(plain)
