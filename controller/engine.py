@@ -158,7 +158,7 @@ class SignalEngine:
                 target = self.forced_target()
             if target is not None and target != self.current and (forced or self.can_change_to(target)):
                 reason = decision.reason if wanted_change else ""
-                if forced and not reason.startswith("max-out"):  # a policy may have said so already
+                if forced:
                     reason = f"max-out{'; ' + reason if reason else ''}"
                 change = StageChange(self.now, self.current, target, reason or "policy", forced,
                                      dict(decision.inputs), self.now - self.stage_green_since)

@@ -62,8 +62,8 @@ class Policy:
         if nxt is None:
             return Decision(walk=walk)  # rest in green: nobody else is waiting
         used = self.inputs_used(view, self.stages[cur].phases | self.inter.new_phases(cur, nxt))
-        if e.must_change():
-            return Decision(nxt, f"max-out; next {why_next}", walk, used)
+        if e.must_change():  # the engine labels the forced change "max-out"
+            return Decision(nxt, f"next {why_next}", walk, used)
         failsafe = self.failsafe_in(view, cur)
         if failsafe:
             if elapsed + 1e-9 >= self.fixed_green(cur):

@@ -76,7 +76,8 @@ def test_adaptive_beats_fixed_time_on_unbalanced_demand():
 @pytest.mark.parametrize("policy", ["actuated", "adaptive"])
 def test_a_max_out_says_so_once_and_names_the_next_stage(policy):
     """Oversaturated approaches keep their calls to max green; the audited reason says "max-out" once (the
-    policy and the engine both used to prefix it), followed by why that stage is next."""
+    policy and the engine both used to prefix it; the engine alone labels a forced change now), followed by why
+    that stage is next."""
     _, checker, sim = run(policy, {"ns": 2400, "nsl": 200, "ew": 2400, "ped_ew": 0}, duration=900)
     assert checker.violations == []
     maxouts = [d["reason"] for d in (e.detail for e in sim.events if e.type == "decision") if d["forced"]]
