@@ -106,7 +106,7 @@ class AdaptivePolicy(Policy):
             busy = inp.gap_s < self.inter.phases[pid].config.passage
             r = self.sat[pid] if busy else self.arrival_rate(view, pid)
             return r, r, self.sat[pid] if busy or inp.call else 0.0
-        travel, margin = self.travel[pid], self.ac.queued_margin_s
+        travel = self.travel[pid]
         lane_sat = self.sat[pid] / self.lanes[pid]
         lanes = list(zip(inp.presence_zones, inp.queue_zones))
         if not lanes or len(inp.presence_zones) != len(inp.queue_zones):
@@ -120,7 +120,7 @@ class AdaptivePolicy(Policy):
                 cap += lane_sat
             if self.head_stopped(view, pid, pz) or (pz is not None and self.held_for_red(view, pid, k)):
                 continue  # the vehicle at the stop bar stands: the lane serves nothing now
-            if n >= 1 and dwell > travel + margin:
+            if self.queue_stands(pid, n, dwell):
                 r = min(lane_sat, n / self.ac.step_s)
                 rate += r
             else:
@@ -286,9 +286,13 @@ class AdaptivePolicy(Policy):
         inp = view.inputs[pid]
         if inp.queue is None or not inp.reliable:
             return False
-        limit = self.travel[pid] + self.ac.queued_margin_s
-        standing = sum(qz[1] for qz in inp.queue_zones if qz is not None and qz[1] >= 1 and qz[2] > limit)
+        standing = sum(qz[1] for qz in inp.queue_zones if qz is not None and self.queue_stands(pid, qz[1], qz[2]))
         return standing >= self.ac.cycle_failure_veh
+
+    def queue_stands(self, pid: str, n: float, dwell: float) -> bool:
+        """A queue zone of ``pid`` with ``n`` vehicles whose oldest dwelt ``dwell`` holds a standing queue: its
+        oldest vehicle dwelt longer than free travel through it (plus ``queued_margin_s``)."""
+        return n >= 1 and dwell > self.travel[pid] + self.ac.queued_margin_s
 
     def decide(self, view: View) -> Decision:
         self._learn(view)
