@@ -199,12 +199,18 @@ def derive(net_file: str, tls_id: str | None = None, site: str = "sim", policy: 
     groups: dict[tuple, list[int]] = {}
     for i, pat in patterns.items():
         lk = links[i]
-        groups.setdefault((pat, lk.crossing or lk.from_edge, lk.crossing is not None), []).append(i)
+        # a link protected in one stage and yielding in another (a protected-permissive left) is its own
+        # signal group even where its greens coincide with the through movement's (a T-junction's main road
+        # keeps its through green in the left's protected stage): otherwise that stage serves nothing the
+        # others do not, and is never chosen
+        chars = tuple(st.chars.get(i) for st in stages)
+        mixed = chars if "G" in chars and "g" in chars else None
+        groups.setdefault((pat, mixed, lk.crossing or lk.from_edge, lk.crossing is not None), []).append(i)
     phase_links: dict[str, list[int]] = {}
     phase_kind: dict[str, str] = {}
     phase_pattern: dict[str, tuple[bool, ...]] = {}
     used: dict[str, int] = {}
-    for (pat, owner, is_ped), idxs in sorted(groups.items(), key=lambda kv: min(kv[1])):
+    for (pat, _, owner, is_ped), idxs in sorted(groups.items(), key=lambda kv: min(kv[1])):
         base = ("ped_" if is_ped else "") + ident(owner)
         k = used.get(base, 0)
         used[base] = k + 1

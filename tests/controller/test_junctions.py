@@ -226,23 +226,34 @@ def test_a_protected_left_stage_is_called_by_its_permissive_phase():
     assert inter.serves("NSL", "NS") == frozenset({"ns"})
 
 
-def test_a_protected_left_stage_is_served_when_called(tmp_path):
-    def protected_left(d):
-        return any(s.permissive for s in d.config.intersection.stages) and any(
-            not s.permissive and set(s.phases) <= {p for t in d.config.intersection.stages for p in t.permissive}
-            for s in d.config.intersection.stages)
-    info, d = first_case(tmp_path, lambda x: (x.left_mode == "protected-permissive" and len(x.legs) == 4)
-                         if hasattr(x, "legs") else protected_left(x))
-    left_stages = {s.id for s in d.config.intersection.stages
-                   if not s.permissive and set(s.phases) <= {p for t in d.config.intersection.stages for p in t.permissive}}
+def _protected_left_stages(d) -> set[str]:
+    """Stages that protect a phase another stage shows only permissively (yielding)."""
+    stages = d.config.intersection.stages
+    return {s.id for s in stages if any(p not in s.permissive and any(p in t.permissive for t in stages if t is not s)
+                                        for p in s.phases)}
+
+
+@pytest.mark.parametrize("legs", [4, 3])
+def test_a_protected_left_stage_is_served_when_called(tmp_path, legs):
+    # 3 legs: the main road's through movement stays green in its left's protected stage, so the left and the
+    # through are green in the same stages; they are two phases all the same (the left yields in one), or the
+    # protected stage serves nothing the main stage does not and is never chosen (case1016: adaptive 28.4 s
+    # -> 9.5 s, SUMO actuated 13.6 s)
+    info, d = first_case(tmp_path, lambda x: (x.left_mode == "protected-permissive" and len(x.legs) == legs)
+                         if hasattr(x, "legs") else bool(_protected_left_stages(x)))
+    left_stages = _protected_left_stages(d)
     log = tmp_path / "audit.jsonl"
     res = run_sim(SimSpec("actuated", net=info["net"], routes=info["routes"], duration_s=900, native_baselines=True,
                           audit_log=str(log)))
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    served = [e for e in events if e["type"] == "stage-green" and e["detail"]["stage"] in left_stages]
-    cycles = [e for e in events if e["type"] == "stage-green" and e["detail"]["stage"] == d.stages[0].id]
-    assert res["safety_violations"] == 0 and len(cycles) > 5
-    assert len(served) >= 0.3 * len(cycles)  # the left turners call it in most cycles; it is served
+    stages = {s.id: s for s in d.config.intersection.stages}
+    # the permissive green ends with left turners still waiting (their phase calls): the next stage protects them
+    called = [e["detail"] for e in events if e["type"] == "decision" and any(
+        e["detail"]["inputs"].get(p, {}).get("call") for p in stages[e["detail"]["from"]].permissive)]
+    protected_next = [x for x in called if set(stages[x["from"]].permissive) & set(stages[x["to"]].phases)
+                      and x["to"] in left_stages]
+    assert res["safety_violations"] == 0 and len(called) >= 5
+    assert len(protected_next) >= 0.8 * len(called), (len(protected_next), len(called))
 
 
 # -- cause 4: the adaptive policy under saturation ------------------------------------------------------
