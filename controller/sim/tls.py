@@ -6,7 +6,9 @@ green/yellow/red program.
   stage, as netconvert builds it).
 * **Phases** (signal groups) are the links with the same green pattern across the stages, split per
   approach edge (vehicles) or per crossing (pedestrians), so that each phase has its own detectors, flow
-  and saturation flow.
+  and saturation flow. A link protected (``G``) in one stage and yielding (``g``) in another (a
+  protected-permissive left) is a phase of its own even where it is green in the same stages as the through
+  movement (a T-junction's main road), or its protected stage would serve nothing new.
 * A link green (``G``/``g``) in *every* phase of the program, transitions included (a free turn), is a
   **continuous green**: it is not controlled at all (no phase, no timings, no monitor rule) and always
   shows its program's green.
