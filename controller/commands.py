@@ -91,6 +91,12 @@ def _sim_bench(args: argparse.Namespace) -> int:
     return bench_from_args(args)
 
 
+def _sim_compare(args: argparse.Namespace) -> int:
+    from roadside.controller.sim.compare import compare_from_args
+
+    return compare_from_args(args)
+
+
 def _add_sim_target(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("network (a shipped scenario, or your own SUMO files)")
     src.add_argument("--scenario", help="shipped scenario name (see `roadside sim scenarios`)")
@@ -176,4 +182,14 @@ def register(cli) -> None:
     _add_settings(bench)
     bench.add_argument("--out", help="directory for results.json, the markdown table and the plots")
     bench.add_argument("--plots", action="store_true", help="also draw queue/delay over time per scenario (PNG)")
+    cmp = cli.verb("sim", "compare", _sim_compare, help="what changed between two benchmark runs, case by case",
+                   description="Pair the simulations of two `roadside sim bench --out` runs by scenario and seed and "
+                               "print, per detection condition and controller, how many got better or worse in mean "
+                               "time loss, the summed change, the largest changes, and any new teleports or safety "
+                               "violations. Exit status 1 when the second run has more safety violations anywhere.")
+    cmp.add_argument("before", help="the first run's --out directory (or its results.json)")
+    cmp.add_argument("after", help="the second run's --out directory (or its results.json)")
+    cmp.add_argument("--tolerance", type=float, default=0.05,
+                     help="a change of at most this much mean time loss counts as the same (0.05 s)")
+    cmp.add_argument("--top", type=int, default=4, help="largest changes listed each way (4)")
 

@@ -36,7 +36,7 @@ def test_groups_are_the_packages_and_share_their_verbs():
     verbs = {g: {c[1] for c in cmds if len(c) == 2 and c[0] == g} for g in groups}
     assert {"run", "check", "replay", "bench"} <= verbs["edge"]
     assert {"run", "check"} <= verbs["controller"]
-    assert {"run", "bench"} <= verbs["sim"]
+    assert {"run", "bench", "compare"} <= verbs["sim"]
     assert "bench" in verbs["models"]
 
 
