@@ -174,6 +174,12 @@ def register(cli) -> None:
                             "net's own program")
     bench.add_argument("--seed", type=int, default=1, help="with --suite: the first junction seed (1)")
     bench.add_argument("--lefthand", action="store_true", help="with --suite: every junction left-hand traffic")
+    bench.add_argument("--where", action="append", metavar="KEY=VALUE",
+                       help="with --suite: only junctions with this trait, the first N from --seed on (repeatable, all "
+                            "must hold; VALUE may list alternatives: legs=4,5). Keys: legs, lefts (permissive, "
+                            "protected-permissive, protected), hand (left, right), turnarounds (on, off), pattern, mix, "
+                            "main_lanes, main_far_lane and side_far_lane (shared, exclusive), free_turns, crossings. "
+                            "For checking a change on fresh junctions of the layout it was found on")
     bench.add_argument("--baseline-intervals", choices=("program", "ours"), default="program",
                        help="with --suite: SUMO's programs keep the change intervals netconvert wrote (program, the "
                             "default: a city's existing timing) or get our controllers' (ours: with the ITE "

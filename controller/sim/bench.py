@@ -185,16 +185,18 @@ def native_baselines(baseline_intervals: str, clearances: str) -> bool:
 
 def suite_jobs(n: int, first_seed: int, duration_s: float, controllers, cases_dir: Path,
                lefthand: bool | None = None, clearances: str = "ite",
-               overrides: dict | None = None, baseline_intervals: str = "program"
+               overrides: dict | None = None, baseline_intervals: str = "program",
+               where: dict[str, set[str]] | None = None
                ) -> tuple[list[dict[str, Any]], dict[int, str]]:
     """Generate the suite's cases (seeds ``first_seed`` ...) and the simulations to run on them.
     ``baseline_intervals``: ``program``, SUMO's programs keep the yellow and red netconvert wrote (a city's
     existing timing, issue 10's comparison); ``ours``, they get our controllers' change intervals (with the ITE
-    ones, what SUMO's logic would do at the same intervals: a like-for-like comparison of the timing logic)."""
-    from roadside.controller.sim.generate import generate
+    ones, what SUMO's logic would do at the same intervals: a like-for-like comparison of the timing logic).
+    ``where``: only cases with these traits (:func:`~roadside.controller.sim.generate.pick_seeds`)."""
+    from roadside.controller.sim.generate import generate, pick_seeds
 
     jobs, described = [], {}
-    for seed in range(first_seed, first_seed + n):
+    for seed in pick_seeds(n, first_seed, where, lefthand):
         info = generate(seed, cases_dir / f"case{seed}", lefthand=lefthand, duration_s=duration_s)
         described[seed] = info["description"]
         for c in controllers:
@@ -300,10 +302,13 @@ def suite_from_args(args) -> int:
     clearances = args.clearances
     from roadside.controller.sim.runner import parse_settings
 
+    from roadside.controller.sim.generate import describe_where, parse_where
+
     settings = parse_settings(args.settings)
+    where = parse_where(args.where)
     baselines = args.baseline_intervals
     jobs, described = suite_jobs(args.suite, args.seed, duration, controllers, cases_dir, lefthand, clearances,
-                                 settings, baselines)
+                                 settings, baselines, where)
     processes = args.jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     results = run_jobs(jobs, processes)
@@ -312,7 +317,8 @@ def suite_from_args(args) -> int:
             f"{len(results)} simulations on {processes} process(es), {time.monotonic() - t0:.0f}s wall; our change "
             f"intervals: {clearances}; SUMO's programs' intervals: "
             + ("the program's" if native_baselines(baselines, clearances) else "ours (ITE)")
-            + (f"; settings: {json.dumps(settings)}" if settings else ""), ""]
+            + (f"; settings: {json.dumps(settings)}" if settings else "")
+            + (f"; where {describe_where(where)}" if where else ""), ""]
     text += [f"- case{s}: {d}" for s, d in described.items()] + [""] + lines
     print("\n".join(text))
     if out_dir:

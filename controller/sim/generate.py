@@ -387,6 +387,60 @@ def generate(seed: int, out: Path, lefthand: bool | None = None, duration_s: flo
     return info
 
 
+def traits(case: Case) -> dict[str, str]:
+    """What ``--where`` can select a case by (``roadside sim bench --suite N --where KEY=VALUE``)."""
+    def lane_kind(main: bool) -> str:
+        kinds = {lg.far_lane for lg in case.legs if lg.main == main}
+        return "shared" if "shared" in kinds else "exclusive"
+    return {"legs": str(len(case.legs)), "lefts": case.left_mode, "hand": "left" if case.lefthand else "right",
+            "turnarounds": "on" if case.turnarounds else "off", "pattern": case.pattern, "mix": case.mix,
+            "main_lanes": str(next(lg.through_lanes for lg in case.legs if lg.main)),
+            "main_far_lane": lane_kind(True), "side_far_lane": lane_kind(False),
+            "free_turns": str(sum(lg.kerb_lane == "free" for lg in case.legs)),
+            "crossings": str(sum(lg.crossing for lg in case.legs))}
+
+
+TRAITS = ("legs", "lefts", "hand", "turnarounds", "pattern", "mix", "main_lanes", "main_far_lane", "side_far_lane",
+          "free_turns", "crossings")
+
+
+def parse_where(items: list[str] | None) -> dict[str, set[str]]:
+    """``KEY=VALUE[,VALUE...]`` conditions (all must hold; a condition's values are alternatives)."""
+    where: dict[str, set[str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not value.strip():
+            raise GenerateError(f"--where {item!r}: expected KEY=VALUE[,VALUE...] (keys: {', '.join(TRAITS)})")
+        if key not in TRAITS:
+            raise GenerateError(f"--where {item!r}: unknown key {key!r} (keys: {', '.join(TRAITS)})")
+        where.setdefault(key, set()).update(v.strip() for v in value.split(",") if v.strip())
+    return where
+
+
+def describe_where(where: dict[str, set[str]]) -> str:
+    return " ".join(f"{k}={','.join(sorted(v))}" for k, v in where.items())
+
+
+def pick_seeds(n: int, first_seed: int, where: dict[str, set[str]] | None = None, lefthand: bool | None = None,
+               search: int | None = None) -> list[int]:
+    """The first ``n`` seeds from ``first_seed`` on whose case matches ``where`` (all of them without it). A case
+    is drawn without building it, so this is cheap; at most ``search`` seeds (default 200 per case, at least
+    2000) are looked at."""
+    if not where:
+        return list(range(first_seed, first_seed + n))
+    limit = search if search is not None else max(2000, 200 * n)
+    seeds = []
+    for seed in range(first_seed, first_seed + limit):
+        t = traits(draw(seed, lefthand))
+        if all(t[k] in vs for k, vs in where.items()):
+            seeds.append(seed)
+            if len(seeds) == n:
+                return seeds
+    raise GenerateError(f"--where {describe_where(where)}: only {len(seeds)} of {n} case(s) match in seeds {first_seed}-"
+                        f"{first_seed + limit - 1}")
+
+
 def _jsonable(case: Case) -> dict:
     d = asdict(case)
     d["demand_vph"] = {str(k): v for k, v in case.demand_vph.items()}

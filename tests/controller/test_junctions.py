@@ -296,6 +296,29 @@ def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_pat
     assert not math.isnan(summary["sumo-actuated"]["worst"])
 
 
+def test_suite_bench_where_runs_the_first_junctions_with_the_asked_layout(tmp_path):
+    """``--where``: fresh junctions of the layout a change was found on, the first N from --seed that have it."""
+    out = tmp_path / "suite"
+    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", "--seed", "1",
+                        "--where", "legs=3", "--where", "lefts=protected,protected-permissive", "--duration", "60",
+                        "--controllers", "fixed", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    seeds = sorted(x["seed"] for x in json.loads((out / "results.json").read_text()))
+    assert len(seeds) == 2 and "where legs=3 lefts=protected,protected-permissive" in r.stdout
+    for seed in range(1, seeds[-1] + 1):
+        case = json.loads((out / "cases" / f"case{seed}" / "case.json").read_text())["case"] if seed in seeds else None
+        drawn = draw(seed)
+        fits = len(drawn.legs) == 3 and drawn.left_mode != "permissive"
+        assert fits == (seed in seeds), seed  # chosen exactly when it fits: none skipped
+        if case is not None:
+            assert len(case["legs"]) == 3 and case["left_mode"] in ("protected", "protected-permissive")
+    for bad, msg in ((["--where", "leg=3"], "unknown key 'leg'"), (["--where", "legs"], "expected KEY=VALUE"),
+                     (["--where", "legs=7"], "only 0 of 2 case(s) match in seeds 1-2000")):
+        r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", *bad,
+                            "--controllers", "fixed"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_suite_bench_can_give_sumos_programs_our_change_intervals_for_a_like_for_like_comparison(tmp_path):
     """--baseline-intervals ours: SUMO's program runs with our ITE yellow/all-red/pedestrian clearance (as in
     the shipped scenarios), the same as run_sim with native_baselines off, and not as netconvert wrote it."""
