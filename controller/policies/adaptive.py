@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from roadside.controller.engine import Decision
 from roadside.controller.policies.base import STANDING_S, Policy, View
+from roadside.controller.policies.cycle_failures import CycleFailures
 from roadside.controller.policies.webster import webster_plan
 
 
@@ -50,7 +51,6 @@ class AdaptivePolicy(Policy):
         phases = self.inter.phases.values()
         self.sat = {p.id: p.saturation_vph / 3600.0 for p in phases}
         self.lanes = {p.id: p.config.lanes for p in phases}
-        self.travel = {p.id: p.config.detectors.queue_travel_s for p in phases}
         #: running average of each stage's actual greens (s)
         self.recent_green: dict[str, float] = {}
         self._last_change_t: float | None = None
@@ -58,10 +58,8 @@ class AdaptivePolicy(Policy):
         self.served_at: dict[str, float] = {}
         #: phase -> per queue zone (lane), the other phases fed by the same zone, with their zone index
         self.queue_mates = self.lane_mates(cfg, "queue")
-        #: phase -> (its signal last tick, the start of its green, the end of its last green)
-        self._greens: dict[str, tuple[str | None, float | None, float | None]] = {}
-        #: phase -> lower bound of its flow ratio from its last green: g / C after a cycle failure, else 0
-        self.y_low: dict[str, float] = {}
+        #: cycle failures: the lower bounds of the flow ratios in the Webster green (item 13)
+        self.failures = CycleFailures(cfg, inter)
 
     def stuck_behind(self, view: View, pid: str, current: str) -> float:
         """Vehicles of other phases stuck behind a vehicle of ``pid`` on a shared lane: a lane green for a
@@ -106,7 +104,7 @@ class AdaptivePolicy(Policy):
             busy = inp.gap_s < self.inter.phases[pid].config.passage
             r = self.sat[pid] if busy else self.arrival_rate(view, pid)
             return r, r, self.sat[pid] if busy or inp.call else 0.0
-        travel = self.travel[pid]
+        travel = self.failures.travel[pid]
         lane_sat = self.sat[pid] / self.lanes[pid]
         lanes = list(zip(inp.presence_zones, inp.queue_zones))
         if not lanes or len(inp.presence_zones) != len(inp.queue_zones):
@@ -120,7 +118,7 @@ class AdaptivePolicy(Policy):
                 cap += lane_sat
             if self.head_stopped(view, pid, pz) or (pz is not None and self.held_for_red(view, pid, k)):
                 continue  # the vehicle at the stop bar stands: the lane serves nothing now
-            if self.queue_stands(pid, n, dwell):
+            if self.failures.queue_stands(pid, n, dwell):
                 r = min(lane_sat, n / self.ac.step_s)
                 rate += r
             else:
@@ -132,9 +130,9 @@ class AdaptivePolicy(Policy):
     def webster_green(self, view: View, sid: str) -> float:
         """The green Webster's formula gives stage ``sid`` for the measured flows and this junction's lost
         time (:func:`~roadside.controller.policies.webster.webster_plan`); a phase whose last green was a cycle
-        failure counts at least the flow that green could serve (:meth:`watch_cycle_failures`)."""
-        flows = {p: max(view.inputs[p].flow_vph or 0.0, self.y_low.get(p, 0.0) * ph.saturation_vph)
-                 for p, ph in self.inter.phases.items() if ph.vehicle}
+        failure counts at least the flow that green could serve (:class:`CycleFailures`)."""
+        flows = self.failures.bound({p: view.inputs[p].flow_vph or 0.0 for p, ph in self.inter.phases.items()
+                                     if ph.vehicle})
         return webster_plan(self.inter, flows, self.cfg.timing.webster).greens[sid]
 
     def deferred_share(self, view: View, cur: str, service: list[tuple[float, float, float]]) -> float:
@@ -263,41 +261,15 @@ class AdaptivePolicy(Policy):
             old = self.recent_green.get(e.current)
             self.recent_green[e.current] = g if old is None else 0.7 * old + 0.3 * g
 
-    def watch_cycle_failures(self, view: View) -> None:
-        """At the end of each vehicle phase's green: was it a cycle failure (:meth:`cycle_failed`)? Then the
-        phase's flow ratio is at least g / C, its green over the time since its previous green ended (the
-        green ran at saturation flow, or less, and still left a standing queue); else no bound."""
-        for pid, ph in view.engine.envelope.phases.items():
-            if not self.inter.phases[pid].vehicle:
-                continue
-            seen, start, last_end = self._greens.get(pid, (None, None, None))
-            if ph.signal == "green":
-                start = ph.since
-            elif seen == "green" and start is not None:
-                if last_end is not None and view.now > last_end:
-                    failed = self.cycle_failed(view, pid)
-                    self.y_low[pid] = (view.now - start) / (view.now - last_end) if failed else 0.0
-                last_end = view.now
-            self._greens[pid] = (ph.signal, start, last_end)
-
-    def cycle_failed(self, view: View, pid: str) -> bool:
-        """At least ``cycle_failure_veh`` vehicles are in the phase's lanes that hold a standing queue (their
-        queue zone's oldest vehicle dwelt longer than free travel through it)."""
-        inp = view.inputs[pid]
-        if inp.queue is None or not inp.reliable:
-            return False
-        standing = sum(qz[1] for qz in inp.queue_zones if qz is not None and self.queue_stands(pid, qz[1], qz[2]))
-        return standing >= self.ac.cycle_failure_veh
-
-    def queue_stands(self, pid: str, n: float, dwell: float) -> bool:
-        """A queue zone of ``pid`` with ``n`` vehicles whose oldest dwelt ``dwell`` holds a standing queue: its
-        oldest vehicle dwelt longer than free travel through it (plus ``queued_margin_s``)."""
-        return n >= 1 and dwell > self.travel[pid] + self.ac.queued_margin_s
+    @property
+    def y_low(self) -> dict[str, float]:
+        """phase -> lower bound of its flow ratio from its last green (:class:`CycleFailures`)."""
+        return self.failures.y_low
 
     def decide(self, view: View) -> Decision:
         self._learn(view)
         if self.ac.cycle_failure_bound:
-            self.watch_cycle_failures(view)
+            self.failures.watch(view)
         for pid in view.engine.envelope.phases:
             if self.being_served(view, pid) or pid not in self.served_at:
                 self.served_at[pid] = view.now

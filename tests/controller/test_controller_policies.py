@@ -7,6 +7,7 @@ import pytest
 from helpers.controller import checker_for, make_config
 from helpers.queue_sim import QueueSim
 from roadside.controller.intersection import Intersection
+from roadside.controller.policies.webster import webster_plan
 
 BALANCED = {"ns": 700, "nsl": 150, "ew": 700, "ped_ew": 60}
 UNBALANCED = {"ns": 1300, "nsl": 100, "ew": 250, "ped_ew": 20}
@@ -59,10 +60,19 @@ def test_webster_follows_the_measured_flows_in_bounded_steps():
     assert pol.flows["ns"] == pytest.approx(UNBALANCED["ns"], rel=0.35)
     plans = [e for e in sim.events if e.type == "plan"]
     assert len(plans) > 5  # the retained plan is republished as it adapts
-    # bounded change: between consecutive cycles no stage green moved more than max_green_change_s
+    # the power-up plan until flows are measured; the first plan from measured flows in full (the power-up plan
+    # measured nothing); then bounded change: between consecutive cycles no stage green moves more than
+    # max_green_change_s
     step = sim.cfg.timing.webster.max_green_change_s
-    history = [d["inputs"]["plan"] for d in (e.detail for e in sim.events if e.type == "decision")
-               if "plan" in d["inputs"] and d["to"] == "NS"]
+    inter = Intersection.of(sim.cfg)
+    cycles = [d["inputs"] for d in (e.detail for e in sim.events if e.type == "decision")
+              if "plan" in d["inputs"] and d["to"] == "NS"]
+    first = next(i for i, c in enumerate(cycles) if any(v is not None for v in c["flows_vph"].values()))
+    assert all(c["plan"] == PLAN for c in cycles[:first])
+    target = webster_plan(inter, {k: v or 0.0 for k, v in cycles[first]["flows_vph"].items()}, sim.cfg.timing.webster)
+    assert cycles[first]["plan"] == pytest.approx({s: round(g, 1) for s, g in target.greens.items()}, abs=0.3)
+    assert max(abs(cycles[first]["plan"][s] - PLAN[s]) for s in PLAN) > step  # a jump the steps would not allow
+    history = [c["plan"] for c in cycles[first:]]
     for a, b in zip(history, history[1:]):
         assert all(abs(a[s] - b[s]) <= step + 1e-6 for s in a)
 
