@@ -1,8 +1,10 @@
 """Webster control: Webster's optimum cycle and green split (F. V. Webster, *Traffic Signal Settings*,
 1958), recomputed from the measured flows once per cycle, smoothly: flows are smoothed exponentially, and
-no stage's green moves by more than ``max_green_change_s`` per cycle. The first plan from measured flows
-replaces the power-up plan (the fixed plan, which measured nothing) at once: stepping from it 4 s per cycle
-ran the shipped ``city`` scenario for some eight minutes on its 42 s default greens.
+no stage's green moves by more than ``max_green_change_s`` per cycle, once the flow window
+(``detection.flow_window_s``) has filled. Until then the flows are the window's means (the mean of every count
+so far) and the greens follow the plan in full: the power-up plan (the fixed plan) measured nothing, and
+stepping from it 4 s per cycle ran the shipped ``city`` scenario for some eight minutes on its 42 s default
+greens.
 
 The formula (:func:`webster_plan`): ``C0 = (1.5 L + 5) / (1 - Y)``, with L the lost time per cycle (change
 intervals plus start-up lost time of every stage) and Y the sum over stages of the critical flow ratio
@@ -70,8 +72,8 @@ class WebsterPolicy(FixedTimePolicy):
         self.cycle_s: float | None = None
         self.why = "fixed plan until flows are measured"
         self.last_target: dict[str, float] = {}
-        #: a plan from measured flows has been applied (before it, the power-up plan runs)
-        self.measured = False
+        #: when the first counts arrived (None: not yet; the power-up plan runs)
+        self.first_counts_t: float | None = None
 
     def decide(self, view: View) -> Decision:
         d = super().decide(view)
@@ -84,24 +86,29 @@ class WebsterPolicy(FixedTimePolicy):
         ws = self.cfg.timing.webster
         dt = view.now - self.last_update if self.last_update is not None else 0.0
         self.last_update = view.now
+        filling = self.first_counts_t is None or view.now - self.first_counts_t < self.cfg.detection.flow_window_s
         for pid in self.flows:
             inp = view.inputs[pid]
             if inp.reliable and inp.flow_vph is not None:
-                self.flows[pid] = smooth(self.flows[pid], inp.flow_vph, dt, ws.flow_smoothing_s)
+                if self.first_counts_t is None:
+                    self.first_counts_t = view.now
+                # while the flow window fills, its mean is the mean of every count so far: the best estimate
+                # there is (smoothed from its first bin, that bin would weigh 60% for five minutes)
+                self.flows[pid] = inp.flow_vph if filling else smooth(self.flows[pid], inp.flow_vph, dt,
+                                                                      ws.flow_smoothing_s)
         if all(f is None for f in self.flows.values()):
             return
         plan = webster_plan(self.inter, {k: v or 0.0 for k, v in self.flows.items()}, ws)
         self.cycle_s = plan.cycle_s
         self.last_target = plan.greens
-        first = not self.measured
-        self.measured = True
         for s, target in plan.greens.items():
             g = self.greens[s]
-            step = target - g if first else max(-ws.max_green_change_s, min(ws.max_green_change_s, target - g))
+            step = target - g if filling else max(-ws.max_green_change_s, min(ws.max_green_change_s, target - g))
             self.greens[s] = self.stages[s].clamp(g + step)
-        self.why = (f"Webster from smoothed flows: Y={plan.flow_ratio_sum:.2f}, L={plan.lost_time_s:.0f}s, "
-                    f"C0={plan.cycle_s:.0f}s; " + ("the first measured plan, in full" if first else
-                                                  f"greens move at most {ws.max_green_change_s:g}s per cycle"))
+        self.why = (f"Webster from {'the flow window so far' if filling else 'smoothed flows'}: "
+                    f"Y={plan.flow_ratio_sum:.2f}, L={plan.lost_time_s:.0f}s, C0={plan.cycle_s:.0f}s; "
+                    + ("the plan in full while the flow window fills" if filling else
+                       f"greens move at most {ws.max_green_change_s:g}s per cycle"))
 
     def flow_summary(self) -> dict[str, float | None]:
         return {k: None if v is None else round(v) for k, v in self.flows.items()}

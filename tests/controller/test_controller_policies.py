@@ -60,21 +60,55 @@ def test_webster_follows_the_measured_flows_in_bounded_steps():
     assert pol.flows["ns"] == pytest.approx(UNBALANCED["ns"], rel=0.35)
     plans = [e for e in sim.events if e.type == "plan"]
     assert len(plans) > 5  # the retained plan is republished as it adapts
-    # the power-up plan until flows are measured; the first plan from measured flows in full (the power-up plan
-    # measured nothing); then bounded change: between consecutive cycles no stage green moves more than
-    # max_green_change_s
+    # the power-up plan until flows are measured; while the flow window fills, the Webster plan of the window's
+    # flows in full (the power-up plan measured nothing); then bounded change: between consecutive cycles no stage
+    # green moves more than max_green_change_s
     step = sim.cfg.timing.webster.max_green_change_s
+    window = sim.cfg.detection.flow_window_s
     inter = Intersection.of(sim.cfg)
-    cycles = [d["inputs"] for d in (e.detail for e in sim.events if e.type == "decision")
-              if "plan" in d["inputs"] and d["to"] == "NS"]
-    first = next(i for i, c in enumerate(cycles) if any(v is not None for v in c["flows_vph"].values()))
-    assert all(c["plan"] == PLAN for c in cycles[:first])
-    target = webster_plan(inter, {k: v or 0.0 for k, v in cycles[first]["flows_vph"].items()}, sim.cfg.timing.webster)
-    assert cycles[first]["plan"] == pytest.approx({s: round(g, 1) for s, g in target.greens.items()}, abs=0.3)
-    assert max(abs(cycles[first]["plan"][s] - PLAN[s]) for s in PLAN) > step  # a jump the steps would not allow
-    history = [c["plan"] for c in cycles[first:]]
+    cycles = [(e.t, e.detail["inputs"]) for e in sim.events
+              if e.type == "decision" and "plan" in e.detail["inputs"] and e.detail["to"] == "NS"]
+    first = next(i for i, (_, c) in enumerate(cycles) if any(v is not None for v in c["flows_vph"].values()))
+    settled = next(i for i, (t, _) in enumerate(cycles) if t - cycles[first][0] >= window)
+    assert settled > first + 1
+    assert all(c["plan"] == PLAN for _, c in cycles[:first])
+    for _, c in cycles[first:settled]:
+        target = webster_plan(inter, {k: v or 0.0 for k, v in c["flows_vph"].items()}, sim.cfg.timing.webster)
+        assert c["plan"] == pytest.approx({s: round(g, 1) for s, g in target.greens.items()}, abs=0.3)
+    assert max(abs(cycles[first][1]["plan"][s] - PLAN[s]) for s in PLAN) > step  # a jump steps would not allow
+    history = [c["plan"] for _, c in cycles[settled - 1:]]
     for a, b in zip(history, history[1:]):
         assert all(abs(a[s] - b[s]) <= step + 1e-6 for s in a)
+
+
+def test_webster_takes_the_flow_windows_mean_until_the_window_has_filled_then_smooths():
+    """While the flow window (300 s) fills, its mean is the mean of every count so far, the best estimate there is:
+    Webster takes it as it is (smoothed from its first bin, that bin would weigh 60% for five minutes) and its
+    greens follow the plan in full. Once the window has filled, flows are smoothed and greens move in steps."""
+    from roadside.controller.inputs import PhaseInput
+    from roadside.controller.policies import make_policy
+    from roadside.controller.policies.base import View
+    from roadside.controller.engine import SignalEngine
+
+    cfg = make_config(timing={"policy": "webster", "fixed": {"greens": PLAN}})
+    inter = Intersection.of(cfg)
+    pol = make_policy(cfg, inter)
+    engine = SignalEngine(inter, 1.0, 0.0, first_stage="NS")
+
+    def view(t, flows):
+        return View(t, engine, {p: PhaseInput(reliable=True, problems=[], call=True, gap_s=0.0, queue=None,
+                                              max_wait_s=0.0, flow_vph=flows.get(p)) for p in inter.phases})
+    low, high = {"ns": 300.0, "nsl": 50.0, "ew": 900.0}, {"ns": 1300.0, "nsl": 100.0, "ew": 250.0}
+    pol.recompute(view(60.0, low))
+    assert pol.flows == low and pol.greens == pytest.approx(webster_plan(inter, low, cfg.timing.webster).greens)
+    pol.recompute(view(150.0, high))  # 90 s after the first counts: the window's mean, the plan in full
+    assert pol.flows == high and pol.greens == pytest.approx(webster_plan(inter, high, cfg.timing.webster).greens)
+    pol.recompute(view(400.0, low))  # the window has filled: smoothed, and at most 4 s per cycle
+    assert all(high[p] > pol.flows[p] > low[p] or high[p] < pol.flows[p] < low[p] for p in low)
+    step = cfg.timing.webster.max_green_change_s
+    before = webster_plan(inter, high, cfg.timing.webster).greens
+    assert all(abs(pol.greens[s] - before[s]) <= step + 1e-9 for s in before)
+    assert any(abs(pol.greens[s] - before[s]) == pytest.approx(step) for s in before)
 
 
 def test_adaptive_beats_fixed_time_on_unbalanced_demand():
