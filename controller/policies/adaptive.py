@@ -261,11 +261,6 @@ class AdaptivePolicy(Policy):
             old = self.recent_green.get(e.current)
             self.recent_green[e.current] = g if old is None else 0.7 * old + 0.3 * g
 
-    @property
-    def y_low(self) -> dict[str, float]:
-        """phase -> lower bound of its flow ratio from its last green (:class:`CycleFailures`)."""
-        return self.failures.y_low
-
     def decide(self, view: View) -> Decision:
         self._learn(view)
         if self.ac.cycle_failure_bound:

@@ -300,9 +300,8 @@ def suite_from_args(args) -> int:
     cases_dir = (out_dir / "cases") if out_dir else Path(tempfile.mkdtemp(prefix="roadside-suite-"))
     lefthand = True if args.lefthand else None
     clearances = args.clearances
-    from roadside.controller.sim.runner import parse_settings
-
     from roadside.controller.sim.generate import describe_where, parse_where
+    from roadside.controller.sim.runner import parse_settings
 
     settings = parse_settings(args.settings)
     where = parse_where(args.where)

@@ -46,6 +46,11 @@ def load_results(path: Path) -> dict[tuple[str, str, str, int], dict[str, Any]]:
     return out
 
 
+def run_name(scenario: str, seed: int) -> str:
+    """A suite case (its seed is in its name) or a shipped scenario and its seed."""
+    return scenario if scenario.startswith("case") else f"{scenario} seed {seed}"
+
+
 @dataclass
 class Change:
     detection: str
@@ -83,7 +88,7 @@ def compare(before: dict, after: dict) -> list[Change]:
             continue
         tb, ta = float(b["mean_time_loss_s"]), float(a["mean_time_loss_s"])
         ch.pairs.append((round(ta - tb, 3), sc, seed, tb, ta))
-        name = sc if sc.startswith("case") else f"{sc} seed {seed}"
+        name = run_name(sc, seed)
         if a["teleports"] > b["teleports"]:
             ch.new_teleports.append(f"{name} {b['teleports']} -> {a['teleports']}")
         if a["safety_violations"] > b["safety_violations"]:
@@ -94,8 +99,7 @@ def compare(before: dict, after: dict) -> list[Change]:
 def report(changes: list[Change], tol: float = 0.05, top: int = 4) -> str:
     """Markdown: one line per (detection, controller)."""
     def fmt(ps):
-        return ", ".join((sc if sc.startswith("case") else f"{sc} seed {seed}") + f" {b:.1f} -> {a:.1f}"
-                         for _, sc, seed, b, a in ps[:top]) or "-"
+        return ", ".join(f"{run_name(sc, seed)} {b:.1f} -> {a:.1f}" for _, sc, seed, b, a in ps[:top]) or "-"
     lines = []
     for ch in changes:
         better, worse = ch.better(tol), ch.worse(tol)

@@ -22,7 +22,7 @@ from roadside.core.payloads import PresenceMessage, ZoneState
 
 sumo = pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
-from roadside.controller.sim.generate import LEFT_MODES, PATTERNS, draw, generate  # noqa: E402
+from roadside.controller.sim.generate import LEFT_MODES, PATTERNS, TRAITS, draw, generate, traits  # noqa: E402
 from roadside.controller.sim.monitor import SafetyMonitor  # noqa: E402
 from roadside.controller.sim.runner import SimSpec, run_sim  # noqa: E402
 from roadside.controller.sim.tls import NetworkError, derive, program_intervals  # noqa: E402
@@ -305,6 +305,7 @@ def test_suite_bench_where_runs_the_first_junctions_with_the_asked_layout(tmp_pa
     assert r.returncode == 0, r.stderr
     seeds = sorted(x["seed"] for x in json.loads((out / "results.json").read_text()))
     assert len(seeds) == 2 and "where legs=3 lefts=protected,protected-permissive" in r.stdout
+    assert set(traits(draw(1))) == set(TRAITS)  # every key --where accepts is a trait a case has
     for seed in range(1, seeds[-1] + 1):
         case = json.loads((out / "cases" / f"case{seed}" / "case.json").read_text())["case"] if seed in seeds else None
         drawn = draw(seed)
@@ -711,8 +712,8 @@ def test_a_green_that_ends_with_a_standing_queue_raises_the_webster_green_above_
     run(40, "EW", 6.0)  # NS ends (at 15 s) with 12 vehicles standing; EW runs
     view = run(30, "NS", 6.0)  # ... and NS again, which ends with its queue standing too
     view = run(30, "EW", 6.0)
-    assert pol.y_low["ns"] > 0.2
+    assert pol.failures.y_low["ns"] > 0.2
     assert pol.webster_green(view, "NS") > plain + 5
     view = run(30, "NS", 0.5)
     view = run(30, "EW", 0.5)  # greens that clear their queues: no bound
-    assert pol.y_low == {"ns": 0.0, "ew": 0.0} and pol.webster_green(view, "NS") == pytest.approx(plain)
+    assert pol.failures.y_low == {"ns": 0.0, "ew": 0.0} and pol.webster_green(view, "NS") == pytest.approx(plain)
