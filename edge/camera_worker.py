@@ -36,13 +36,17 @@ def utc(epoch: float) -> datetime:
 
 
 class Coverage:
-    """The spans of wall-clock time during which a camera delivered frames (for partial bins)."""
+    """The spans of wall-clock time during which a camera delivered frames (for partial bins), from ``since``
+    on: after a layout switch, a frame captured before the switch but counted after it covers nothing earlier."""
 
-    def __init__(self, gap_s: float):
+    def __init__(self, gap_s: float, since: float | None = None):
         self.gap_s = gap_s
+        self.since = since
         self.spans: list[list[float]] = []
 
     def frame(self, t: float) -> None:
+        if self.since is not None:
+            t = max(t, self.since)
         if self.spans and 0 <= t - self.spans[-1][1] <= self.gap_s:
             self.spans[-1][1] = t
         elif not self.spans or t > self.spans[-1][1]:
@@ -140,7 +144,7 @@ class CameraWorker:
         if self.pipeline is not None:
             self._emit(self.pipeline.relayout(vision, now))
             # the new configuration was observed from now on: its first bins are partial
-            self.coverage = Coverage(self.coverage.gap_s)
+            self.coverage = Coverage(self.coverage.gap_s, since=now)
         elif self._bins is not None:  # no frame yet: the open (empty) bins close, new ones have the new lines
             self._emit(self._bins.close_until(now, final=True))
             self._bins = IntervalBins(vision.counting.bins_s, [ln.id for ln in vision.lines])

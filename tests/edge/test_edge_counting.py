@@ -293,3 +293,21 @@ def test_between_detections_the_tracker_predicts_and_counting_follows():
     odd = [f for f in anchors if f % 2 and f > 6]
     assert odd and all(abs(anchors[f] - (43 + 6 * f)) < 3 for f in odd), anchors  # predictions between the detections
     assert [(e.direction, e.frame) for e in events] == [("forward", 10)]
+
+
+def test_coverage_after_a_layout_switch_starts_at_the_switch_not_at_an_earlier_captured_frame():
+    """The first frame counted on a new layout may have been captured before the switch (it waited in the
+    source while the layout changed): the new layout's first bin is still observed only from the switch on
+    (so it is reported partial), and frames from then on extend that span as usual."""
+    from roadside.edge.camera_worker import Coverage
+
+    switch = 100.40
+    cov = Coverage(gap_s=2.0, since=switch)
+    for t in (100.25, 100.5, 100.75, 101.0):  # the first one captured 0.15 s before the switch
+        cov.frame(t)
+    assert cov.observed(100.0, 101.0) == pytest.approx(1.0 - 0.40)
+    assert cov.observed(101.0, 102.0) == 0.0
+    plain = Coverage(gap_s=2.0)  # no switch: a camera's frames cover from its first frame on
+    for t in (100.25, 100.5, 101.0):
+        plain.frame(t)
+    assert plain.observed(100.0, 101.0) == pytest.approx(0.75)
