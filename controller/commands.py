@@ -198,4 +198,7 @@ def register(cli) -> None:
     cmp.add_argument("--tolerance", type=float, default=0.05,
                      help="a change of at most this much mean time loss counts as the same (0.05 s)")
     cmp.add_argument("--top", type=int, default=4, help="largest changes listed each way (4)")
+    cmp.add_argument("--by-scenario", action="store_true",
+                     help="also a table per scenario: mean loss before and after over the paired seeds, the mean and "
+                          "median change, seeds better and worse (for the shipped scenarios over many seeds)")
 

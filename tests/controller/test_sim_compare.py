@@ -81,3 +81,38 @@ def test_compare_says_what_is_wrong_with_a_run_it_cannot_read(two_runs, tmp_path
     (tmp_path / "results.json").write_text(json.dumps([]))
     r = _cli("compare", str(before), str(tmp_path))
     assert r.returncode == 2 and "no simulation in common" in r.stderr
+
+
+def test_compare_by_scenario_gives_the_paired_mean_change_and_its_interval_over_the_seeds(tmp_path):
+    """Two real runs of a shipped scenario over three seeds (adaptive as shipped, and with a very different hold
+    rule): the per-scenario table pairs them seed by seed, with the mean change, its 95 % interval (Student's t
+    with 2 degrees of freedom: 4.303) and the median change, all as the two results files give them."""
+    import statistics
+
+    common = ["bench", "--scenarios", "peak", "--controllers", "adaptive", "--seeds", "3", "--duration", "240",
+              "--jobs", "2"]
+    assert _cli(*common, "--out", str(tmp_path / "before")).returncode == 0
+    r = _cli(*common, "--set", "timing.adaptive.hold_bias=4", "--set", "timing.adaptive.free_flow_weight=1",
+             "--out", str(tmp_path / "after"))
+    assert r.returncode == 0, r.stderr
+    r = _cli("compare", str(tmp_path / "before"), str(tmp_path / "after"), "--by-scenario")
+    assert r.returncode == 0, r.stderr
+    seeds = {}
+    for run in ("before", "after"):
+        for x in json.loads((tmp_path / run / "results.json").read_text()):
+            seeds.setdefault(x["seed"], {})[run] = x["mean_time_loss_s"]
+    assert sorted(seeds) == [1, 2, 3]
+    d = [round(v["after"] - v["before"], 3) for v in seeds.values()]
+    assert any(abs(x) > 0.05 for x in d), d  # the settings changed something
+    mean, half = statistics.fmean(d), 4.303 * statistics.stdev(d) / 3 ** 0.5
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("| peak |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:2] == ["peak", "3"]
+    assert float(cells[2]) == pytest.approx(statistics.fmean(v["before"] for v in seeds.values()), abs=0.006)
+    assert float(cells[3]) == pytest.approx(statistics.fmean(v["after"] for v in seeds.values()), abs=0.006)
+    assert float(cells[4]) == pytest.approx(mean, abs=0.006)
+    lo, hi = (float(x) for x in cells[5].split(" .. "))
+    assert lo == pytest.approx(mean - half, abs=0.006) and hi == pytest.approx(mean + half, abs=0.006)
+    assert float(cells[6]) == pytest.approx(statistics.median(d), abs=0.006)
+    assert cells[7:] == [str(sum(x < -0.05 for x in d)), str(sum(x > 0.05 for x in d))]
+    assert "adaptive, perfect detection:" in r.stdout
