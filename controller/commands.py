@@ -97,6 +97,12 @@ def _sim_compare(args: argparse.Namespace) -> int:
     return compare_from_args(args)
 
 
+def _sim_losses(args: argparse.Namespace) -> int:
+    from roadside.controller.sim.losses import losses_from_args
+
+    return losses_from_args(args)
+
+
 def _add_sim_target(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("network (a shipped scenario, or your own SUMO files)")
     src.add_argument("--scenario", help="shipped scenario name (see `roadside sim scenarios`)")
@@ -201,4 +207,14 @@ def register(cli) -> None:
     cmp.add_argument("--by-scenario", action="store_true",
                      help="also a table per scenario: mean loss before and after over the paired seeds, the mean and "
                           "median change, seeds better and worse (for the shipped scenarios over many seeds)")
+    losses = cli.verb("sim", "losses", _sim_losses, help="where a controller loses, approach by approach",
+                      description="For each simulation of a `roadside sim bench --out` run in which the controller is "
+                                  "worse than the baseline, or beyond --best-ratio times the best SUMO program: each "
+                                  "approach's part of the difference (they add up to it), with its leg's layout on a "
+                                  "generated junction.")
+    losses.add_argument("run", help="a `sim bench --out` directory (or its results.json)")
+    losses.add_argument("--controller", default="adaptive", help="the controller to look at (adaptive)")
+    losses.add_argument("--against", default="sumo-actuated", help="the baseline (sumo-actuated)")
+    losses.add_argument("--best-ratio", type=float, default=1.10,
+                        help="also list simulations beyond this times the best SUMO program (1.10, the target)")
 

@@ -358,8 +358,9 @@ def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d
         "max_queue_veh": max((q for _, q in queue_series), default=0),
         "teleports": teleports,
         "safety_violations": len(monitor.violations),
-        "mean_time_loss_by_approach": {e: round(statistics.fmean(t["time_loss"] for t in trips if t["from"] == e), 1)
+        "mean_time_loss_by_approach": {e: round(statistics.fmean(t["time_loss"] for t in trips if t["from"] == e), 2)
                                        for e in sorted({t["from"] for t in trips})},
+        "vehicles_by_approach": {e: sum(t["from"] == e for t in trips) for e in sorted({t["from"] for t in trips})},
         "violations_by_rule": rules,
         "tls": d.tls_id,
         "stages": len(d.stages),
