@@ -217,4 +217,7 @@ def register(cli) -> None:
     losses.add_argument("--against", default="sumo-actuated", help="the baseline (sumo-actuated)")
     losses.add_argument("--best-ratio", type=float, default=1.10,
                         help="also list simulations beyond this times the best SUMO program (1.10, the target)")
+    losses.add_argument("--by-layout", action="store_true",
+                        help="instead: the parts summed over every simulation by the approach's leg layout (its far "
+                             "and kerb turn lanes and crossing), with the approaches worse and better")
 

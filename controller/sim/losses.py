@@ -6,7 +6,9 @@ An approach's part of the difference is its vehicles' share of the controller's 
 the baseline, ``n_a x m_a / N - n'_a x m'_a / N'``, so the parts add up to the difference of the two means (to the
 rounding of the per-approach means). On a generated junction (``--suite``) each approach is described by its leg's
 layout from the case's ``case.json``: main or side road, through lanes, whether its far and kerb turns have their
-own lanes, and a crossing. A loss concentrated on one kind of approach points at one mechanism.
+own lanes, and a crossing. A loss concentrated on one kind of approach points at one mechanism; ``--by-layout``
+sums the parts over every simulation of the run by the layout of the approach's leg (its far and kerb turns and
+crossing), to see whether it is.
 """
 from __future__ import annotations
 
@@ -33,33 +35,55 @@ def approach_parts(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, floa
     return {k: round(a.get(k, 0.0) - b.get(k, 0.0), 2) for k in sorted(set(a) | set(b))}
 
 
-def leg_layout(run_dir: Path, scenario: str) -> dict[str, str]:
-    """Approach edge (``in<leg>``) -> a description of its leg, for a generated case; {} for a shipped scenario."""
+def leg_layout(run_dir: Path, scenario: str, kind_only: bool = False) -> dict[str, str]:
+    """Approach edge (``in<leg>``) -> a description of its leg, for a generated case; {} for a shipped scenario.
+    ``kind_only``: only its turn lanes and crossing (the groups of ``--by-layout``)."""
     f = run_dir / "cases" / scenario / "case.json"
     if not f.exists():
         return {}
     try:
         legs = json.loads(f.read_text())["case"]["legs"]
+        out = {}
+        for leg in legs:
+            kind = f"far turn {leg['far_lane']}, kerb turn {leg['kerb_lane']}{', crossing' if leg.get('crossing') else ''}"
+            out[f"in{leg['index']}"] = kind if kind_only else \
+                f"{'main' if leg['main'] else 'side'} road, {leg['through_lanes']} through lane(s), {kind}"
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CompareError(f"{f}: not a generated case description ({e})") from e
-    out = {}
-    for leg in legs:
-        turns = f"far turn {leg['far_lane']}, kerb turn {leg['kerb_lane']}"
-        out[f"in{leg['index']}"] = (f"{'main' if leg['main'] else 'side'} road, {leg['through_lanes']} through "
-                                    f"lane(s), {turns}{', crossing' if leg.get('crossing') else ''}")
     return out
 
 
-def report(run_dir: Path, controller: str, against: str, best_ratio: float) -> str:
-    results = load_results(run_dir)
+def _paired(results: dict, controller: str, against: str):
+    """(detection, scenario, seed, the controller's result, the baseline's, every result of that simulation)."""
     runs: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
     for (det, ctrl, sc, seed), r in results.items():
         runs.setdefault((det, sc, seed), {})[ctrl] = r
-    lines = []
     for (det, sc, seed), by in sorted(runs.items()):
-        if controller not in by or against not in by:
-            continue
-        ours, base = by[controller], by[against]
+        if controller in by and against in by:
+            yield det, sc, seed, by[controller], by[against], by
+
+
+def by_layout(run_dir: Path, controller: str, against: str, tol: float = 0.05) -> str:
+    """Markdown: the approaches' parts summed over every simulation of the run, by their leg's turn lanes and
+    crossing, with how many approaches got more (worse) or less (better) loss than the baseline."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for det, sc, _, ours, base, _ in _paired(load_results(run_dir), controller, against):
+        kinds = leg_layout(run_dir, sc, kind_only=True)
+        for a, part in approach_parts(ours, base).items():
+            groups.setdefault((det, kinds.get(a, "(no layout: a shipped scenario)")), []).append(part)
+    if not groups:
+        return f"no simulation has both {controller} and {against}"
+    out = [f"{controller} against {against}, each approach's part of the difference, by its leg's layout:", "",
+           "| detection | layout | approaches | summed part (s) | worse | better |", "|---|---|---:|---:|---:|---:|"]
+    for (det, kind), parts in sorted(groups.items()):
+        out.append(f"| {det} | {kind} | {len(parts)} | {sum(parts):+.1f} | {sum(p > tol for p in parts)} | "
+                   f"{sum(p < -tol for p in parts)} |")
+    return "\n".join(out)
+
+
+def report(run_dir: Path, controller: str, against: str, best_ratio: float) -> str:
+    lines = []
+    for det, sc, seed, ours, base, by in _paired(load_results(run_dir), controller, against):
         best = min((by[p]["mean_time_loss_s"] for p in SUMO_PROGRAMS if p in by), default=None)
         m, mb = ours["mean_time_loss_s"], base["mean_time_loss_s"]
         beyond_best = best is not None and best > 0 and m > best_ratio * best
@@ -82,5 +106,8 @@ def report(run_dir: Path, controller: str, against: str, best_ratio: float) -> s
 
 
 def losses_from_args(args) -> int:
-    print(report(Path(args.run), args.controller, args.against, args.best_ratio))
+    if args.by_layout:
+        print(by_layout(Path(args.run), args.controller, args.against))
+    else:
+        print(report(Path(args.run), args.controller, args.against, args.best_ratio))
     return 0

@@ -61,3 +61,22 @@ def test_nothing_to_show_is_said_and_a_run_without_approach_counts_is_refused(ru
     (tmp_path / "results.json").write_text(json.dumps(rows))
     r = _cli("losses", str(tmp_path), "--best-ratio", "0")
     assert r.returncode == 2 and "no vehicles_by_approach in the result" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_by_layout_sums_every_approachs_part_by_its_legs_turn_lanes(run):
+    rows = {(x["controller"], x["scenario"]): x for x in json.loads((run / "results.json").read_text())}
+    r = _cli("losses", str(run), "--by-layout")
+    assert r.returncode == 0, r.stderr
+    table = [ln.strip("|").split("|") for ln in r.stdout.splitlines() if ln.startswith("| perfect |")]
+    groups = {c[1].strip(): (int(c[2]), float(c[3]), int(c[4]), int(c[5])) for c in table}
+    kinds = {}
+    for case in ("case5", "case6"):
+        for leg in json.loads((run / "cases" / case / "case.json").read_text())["case"]["legs"]:
+            if f"in{leg['index']}" in rows[("adaptive", case)]["vehicles_by_approach"]:
+                k = f"far turn {leg['far_lane']}, kerb turn {leg['kerb_lane']}" + (", crossing" if leg["crossing"] else "")
+                kinds[k] = kinds.get(k, 0) + 1
+    assert {k: v[0] for k, v in groups.items()} == kinds  # every approach of both junctions, in its leg's group
+    total = sum(rows[("adaptive", c)]["mean_time_loss_s"] - rows[("sumo-actuated", c)]["mean_time_loss_s"]
+                for c in ("case5", "case6"))
+    assert sum(v[1] for v in groups.values()) == pytest.approx(total, abs=0.05 * len(groups) + 0.05)
+    assert all(w + b <= n for n, _, w, b in groups.values())
