@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from helpers.controller import sim_cli
+
 pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +17,9 @@ def two_runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("compare")
     common = ["bench", "--suite", "2", "--seed", "5", "--duration", "150", "--controllers", "adaptive", "sumo-actuated",
               "--jobs", "2"]
-    r = _cli(*common, "--out", str(d / "before"))
+    r = sim_cli(*common, "--out", str(d / "before"))
     assert r.returncode == 0, r.stderr
-    r = _cli(*common, "--set", "timing.adaptive.hold_bias=4", "--set", "timing.adaptive.free_flow_weight=1",
+    r = sim_cli(*common, "--set", "timing.adaptive.hold_bias=4", "--set", "timing.adaptive.free_flow_weight=1",
              "--out", str(d / "after"))
     assert r.returncode == 0, r.stderr
     return d / "before", d / "after"
@@ -35,7 +31,7 @@ def _losses(run):
 
 def test_compare_pairs_the_runs_case_by_case(two_runs):
     before, after = two_runs
-    r = _cli("compare", str(before), str(after))
+    r = sim_cli("compare", str(before), str(after))
     assert r.returncode == 0, r.stderr
     lines = {ln.split(",")[0][2:]: ln for ln in r.stdout.splitlines()}
     assert set(lines) == {"adaptive", "sumo-actuated"}
@@ -60,26 +56,26 @@ def test_compare_fails_on_new_safety_violations_and_names_the_case(two_runs, tmp
         if x["controller"] == "adaptive" and x["scenario"] == "case6":
             x["safety_violations"] += 2
     (tmp_path / "results.json").write_text(json.dumps(rows))
-    r = _cli("compare", str(before), str(tmp_path / "results.json"))
+    r = sim_cli("compare", str(before), str(tmp_path / "results.json"))
     assert r.returncode == 1
     assert "MORE SAFETY VIOLATIONS: case6 0 -> 2" in r.stdout
 
 
 def test_compare_says_what_is_wrong_with_a_run_it_cannot_read(two_runs, tmp_path):
     before, _ = two_runs
-    r = _cli("compare", str(before), str(tmp_path))
+    r = sim_cli("compare", str(before), str(tmp_path))
     assert r.returncode == 2 and f"{tmp_path / 'results.json'}: no such file" in r.stderr
     bad = tmp_path / "truncated.json"
     bad.write_text((before / "results.json").read_text()[:200])
-    r = _cli("compare", str(before), str(bad))
+    r = sim_cli("compare", str(before), str(bad))
     assert r.returncode == 2 and f"{bad}: not readable as JSON" in r.stderr and "Traceback" not in r.stderr
     rows = json.loads((before / "results.json").read_text())
     del rows[1]["teleports"]
     (tmp_path / "results.json").write_text(json.dumps(rows))
-    r = _cli("compare", str(before), str(tmp_path))
+    r = sim_cli("compare", str(before), str(tmp_path))
     assert r.returncode == 2 and "result 1 lacks teleports" in r.stderr
     (tmp_path / "results.json").write_text(json.dumps([]))
-    r = _cli("compare", str(before), str(tmp_path))
+    r = sim_cli("compare", str(before), str(tmp_path))
     assert r.returncode == 2 and "no simulation in common" in r.stderr
 
 
@@ -91,11 +87,11 @@ def test_compare_by_scenario_gives_the_paired_mean_change_and_its_interval_over_
 
     common = ["bench", "--scenarios", "peak", "--controllers", "adaptive", "--seeds", "3", "--duration", "240",
               "--jobs", "2"]
-    assert _cli(*common, "--out", str(tmp_path / "before")).returncode == 0
-    r = _cli(*common, "--set", "timing.adaptive.hold_bias=4", "--set", "timing.adaptive.free_flow_weight=1",
+    assert sim_cli(*common, "--out", str(tmp_path / "before")).returncode == 0
+    r = sim_cli(*common, "--set", "timing.adaptive.hold_bias=4", "--set", "timing.adaptive.free_flow_weight=1",
              "--out", str(tmp_path / "after"))
     assert r.returncode == 0, r.stderr
-    r = _cli("compare", str(tmp_path / "before"), str(tmp_path / "after"), "--by-scenario")
+    r = sim_cli("compare", str(tmp_path / "before"), str(tmp_path / "after"), "--by-scenario")
     assert r.returncode == 0, r.stderr
     seeds = {}
     for run in ("before", "after"):

@@ -3,24 +3,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
+from helpers.controller import sim_cli
+
 pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Two generated junctions (seeds 5, 6; 300 s), adaptive and SUMO's programs."""
     d = tmp_path_factory.mktemp("losses") / "run"
-    r = _cli("bench", "--suite", "2", "--seed", "5", "--duration", "300", "--controllers", "adaptive",
+    r = sim_cli("bench", "--suite", "2", "--seed", "5", "--duration", "300", "--controllers", "adaptive",
              "sumo-static", "sumo-actuated", "--jobs", "2", "--out", str(d))
     assert r.returncode == 0, r.stderr
     return d
@@ -28,7 +24,7 @@ def run(tmp_path_factory):
 
 def test_the_approach_parts_add_up_to_the_difference_and_name_each_legs_layout(run):
     rows = {(x["controller"], x["scenario"]): x for x in json.loads((run / "results.json").read_text())}
-    r = _cli("losses", str(run), "--best-ratio", "0")  # every simulation is beyond 0 x the best program
+    r = sim_cli("losses", str(run), "--best-ratio", "0")  # every simulation is beyond 0 x the best program
     assert r.returncode == 0, r.stderr
     blocks = re.split(r"^- ", r.stdout, flags=re.M)[1:]
     assert [b.split(",")[0] for b in blocks] == ["case5", "case6"]
@@ -53,19 +49,19 @@ def test_the_approach_parts_add_up_to_the_difference_and_name_each_legs_layout(r
 
 
 def test_nothing_to_show_is_said_and_a_run_without_approach_counts_is_refused(run, tmp_path):
-    r = _cli("losses", str(run), "--controller", "sumo-actuated", "--against", "sumo-actuated", "--best-ratio", "1e9")
+    r = sim_cli("losses", str(run), "--controller", "sumo-actuated", "--against", "sumo-actuated", "--best-ratio", "1e9")
     assert r.returncode == 0 and "sumo-actuated is nowhere worse than sumo-actuated" in r.stdout
     rows = json.loads((run / "results.json").read_text())
     for x in rows:
         del x["vehicles_by_approach"]
     (tmp_path / "results.json").write_text(json.dumps(rows))
-    r = _cli("losses", str(tmp_path), "--best-ratio", "0")
+    r = sim_cli("losses", str(tmp_path), "--best-ratio", "0")
     assert r.returncode == 2 and "no vehicles_by_approach in the result" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_by_layout_sums_every_approachs_part_by_its_legs_turn_lanes(run):
     rows = {(x["controller"], x["scenario"]): x for x in json.loads((run / "results.json").read_text())}
-    r = _cli("losses", str(run), "--by-layout")
+    r = sim_cli("losses", str(run), "--by-layout")
     assert r.returncode == 0, r.stderr
     table = [ln.strip("|").split("|") for ln in r.stdout.splitlines() if ln.startswith("| perfect |")]
     groups = {c[1].strip(): (int(c[2]), float(c[3]), int(c[4]), int(c[5])) for c in table}

@@ -3,6 +3,8 @@ checker for it, fast real-time configurations, and over MQTT a stand-in edge box
 payloads and a listener recording what the controller publishes."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -204,3 +206,9 @@ def serving(cfg: ControllerConfig, port: int, edge: bool = True, **service):
         if box is not None:
             box.close()
         listener.close()
+
+
+def sim_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``roadside sim ARGS`` in a child process, its output captured."""
+    return subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", *args], capture_output=True, text=True,
+                          timeout=timeout)
