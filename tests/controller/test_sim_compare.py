@@ -10,7 +10,6 @@ from helpers.controller import sim_cli
 pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
 
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """The same two junctions (seeds 5, 6; 150 s), adaptive with its defaults and with a very different hold rule."""

@@ -11,7 +11,6 @@ from helpers.controller import sim_cli
 pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
 
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Two generated junctions (seeds 5, 6; 300 s), adaptive and SUMO's programs."""
