@@ -16,9 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from roadside.controller.sim.bench import SUMO_BASELINES
 from roadside.controller.sim.compare import CompareError, load_results, run_name
-
-SUMO_PROGRAMS = ("sumo-static", "sumo-actuated", "sumo-delay-based")
 
 
 def approach_parts(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
@@ -84,7 +83,7 @@ def by_layout(run_dir: Path, controller: str, against: str, tol: float = 0.05) -
 def report(run_dir: Path, controller: str, against: str, best_ratio: float) -> str:
     lines = []
     for det, sc, seed, ours, base, by in _paired(load_results(run_dir), controller, against):
-        best = min((by[p]["mean_time_loss_s"] for p in SUMO_PROGRAMS if p in by), default=None)
+        best = min((by[p]["mean_time_loss_s"] for p in SUMO_BASELINES if p in by), default=None)
         m, mb = ours["mean_time_loss_s"], base["mean_time_loss_s"]
         beyond_best = best is not None and best > 0 and m > best_ratio * best
         if m <= mb and not beyond_best:

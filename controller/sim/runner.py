@@ -343,6 +343,9 @@ def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d
     losses = sorted(t["time_loss"] for t in trips)
     waits = [t["waiting"] for t in trips]
     p95 = losses[min(len(losses) - 1, int(math.ceil(0.95 * len(losses))) - 1)] if losses else 0.0
+    by_approach: dict[str, list[float]] = {}  # approach edge -> its vehicles' time losses
+    for t in sorted(trips, key=lambda t: t["from"]):
+        by_approach.setdefault(t["from"], []).append(t["time_loss"])
     rules: dict[str, int] = {}
     for v in monitor.violations:
         rules[v.rule] = rules.get(v.rule, 0) + 1
@@ -358,9 +361,8 @@ def _metrics(trips, queue_series, teleports, arrived, monitor, spec, duration, d
         "max_queue_veh": max((q for _, q in queue_series), default=0),
         "teleports": teleports,
         "safety_violations": len(monitor.violations),
-        "mean_time_loss_by_approach": {e: round(statistics.fmean(t["time_loss"] for t in trips if t["from"] == e), 2)
-                                       for e in sorted({t["from"] for t in trips})},
-        "vehicles_by_approach": {e: sum(t["from"] == e for t in trips) for e in sorted({t["from"] for t in trips})},
+        "mean_time_loss_by_approach": {e: round(statistics.fmean(ls), 2) for e, ls in by_approach.items()},
+        "vehicles_by_approach": {e: len(ls) for e, ls in by_approach.items()},
         "violations_by_rule": rules,
         "tls": d.tls_id,
         "stages": len(d.stages),
