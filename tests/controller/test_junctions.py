@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers.controller import checker_for, make_config
+from helpers.controller import checker_for, make_config, sim_cli
 from helpers.queue_sim import QueueSim
 from roadside.controller.config import parse_controller_config
 from roadside.controller.engine import Decision, SignalEngine
@@ -61,8 +59,7 @@ def test_generator_covers_the_layouts_and_is_deterministic(tmp_path):
     assert (tmp_path / "a" / "routes.rou.xml").read_text() == (tmp_path / "b" / "routes.rou.xml").read_text()
     assert program(a["net"]) == program(b["net"]) and a["description"] == b["description"]
     # --lefthand forces left-hand traffic, and netconvert builds it so
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "generate", "--seed", "7", "--lefthand",
-                        "--out", str(tmp_path / "lh")], capture_output=True, text=True, timeout=120)
+    r = sim_cli("generate", "--seed", "7", "--lefthand", "--out", str(tmp_path / "lh"), timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert "left-hand" in out["description"]
@@ -279,9 +276,9 @@ def test_adaptive_greens_grow_with_a_standing_queue():
 # -- the suite benchmark, tiny ---------------------------------------------------------------------------
 def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_path):
     out = tmp_path / "suite"
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", "--seed", "5",
-                        "--duration", "150", "--controllers", "sumo-static", "sumo-actuated", "adaptive",
-                        "--jobs", "2", "--out", str(out), "--plots"], capture_output=True, text=True, timeout=300)
+    r = sim_cli("bench", "--suite", "2", "--seed", "5",
+                "--duration", "150", "--controllers", "sumo-static", "sumo-actuated", "adaptive",
+                "--jobs", "2", "--out", str(out), "--plots", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "| case5 |" in r.stdout and "| case6 |" in r.stdout and "**Target check**" in r.stdout
     summary = json.loads((out / "summary.json").read_text())
@@ -299,9 +296,9 @@ def test_suite_bench_runs_ours_and_sumos_programs_on_generated_junctions(tmp_pat
 def test_suite_bench_where_runs_the_first_junctions_with_the_asked_layout(tmp_path):
     """``--where``: fresh junctions of the layout a change was found on, the first N from --seed that have it."""
     out = tmp_path / "suite"
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", "--seed", "1",
-                        "--where", "legs=3", "--where", "lefts=protected,protected-permissive", "--duration", "60",
-                        "--controllers", "fixed", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    r = sim_cli("bench", "--suite", "2", "--seed", "1",
+                "--where", "legs=3", "--where", "lefts=protected,protected-permissive", "--duration", "60",
+                "--controllers", "fixed", "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stderr
     seeds = sorted(x["seed"] for x in json.loads((out / "results.json").read_text()))
     assert len(seeds) == 2 and "where legs=3 lefts=protected,protected-permissive" in r.stdout
@@ -315,8 +312,7 @@ def test_suite_bench_where_runs_the_first_junctions_with_the_asked_layout(tmp_pa
             assert len(case["legs"]) == 3 and case["left_mode"] in ("protected", "protected-permissive")
     for bad, msg in ((["--where", "leg=3"], "unknown key 'leg'"), (["--where", "legs"], "expected KEY=VALUE"),
                      (["--where", "legs=7"], "only 0 of 2 case(s) match in seeds 1-2000")):
-        r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "2", *bad,
-                            "--controllers", "fixed"], capture_output=True, text=True, timeout=120)
+        r = sim_cli("bench", "--suite", "2", *bad, "--controllers", "fixed", timeout=120)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
@@ -328,9 +324,9 @@ def test_suite_bench_can_give_sumos_programs_our_change_intervals_for_a_like_for
     runs = {}
     for mode in ("program", "ours"):
         out = tmp_path / mode
-        r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "1", "--seed", "6",
-                            "--duration", "300", "--controllers", "sumo-static", "--baseline-intervals", mode,
-                            "--jobs", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+        r = sim_cli("bench", "--suite", "1", "--seed", "6",
+                    "--duration", "300", "--controllers", "sumo-static", "--baseline-intervals", mode,
+                    "--jobs", "1", "--out", str(out), timeout=300)
         assert r.returncode == 0, r.stderr
         assert ("ours (ITE)" in r.stdout) == (mode == "ours")
         runs[mode] = json.loads((out / "results.json").read_text())[0]
@@ -380,11 +376,10 @@ def test_program_clearances_are_the_generated_nets_own(tmp_path):
 
 def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path):
     info = generate(6, tmp_path / "case6", duration_s=240)  # 4 legs, protected lefts, 3 crossings
-    base = [sys.executable, "-m", "roadside.core.cli", "sim", "run", "--net", info["net"], "--routes", info["routes"],
-            "--controller", "adaptive", "--mode", "inproc", "--duration", "240"]
+    base = ["run", "--net", info["net"], "--routes", info["routes"], "--controller", "adaptive", "--mode", "inproc",
+            "--duration", "240"]
     audit = tmp_path / "audit.jsonl"
-    r = subprocess.run(base + ["--clearances", "program", "--audit-log", str(audit)], capture_output=True, text=True,
-                       timeout=240)
+    r = sim_cli(*base, "--clearances", "program", "--audit-log", str(audit), timeout=240)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["safety_violations"] == 0  # the monitor checks the configured intervals
     # the controller ran with the program's intervals: from each accepted change to the next stage's green
@@ -402,7 +397,7 @@ def test_sim_run_with_the_programs_own_clearances_is_safe_and_uses_them(tmp_path
     assert len(gaps) >= 5 and max(gaps) <= most + 1.0 and min(gaps) <= 3.0 + 1.0, gaps
     ite = derive(info["net"]).config.intersection.phases
     assert min(p.yellow + p.red_clearance for p in ite if p.kind == "vehicle") > 3.0 + 1.0
-    r = subprocess.run(base + ["--clearances", "city"], capture_output=True, text=True, timeout=60)
+    r = sim_cli(*base, "--clearances", "city", timeout=60)
     assert r.returncode == 2 and "--clearances" in r.stderr
 
 

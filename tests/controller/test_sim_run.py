@@ -4,10 +4,10 @@ scenarios belong to `roadside sim bench`."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from helpers.controller import sim_cli
 
 pytest.importorskip("libsumo", reason="SUMO is not installed (pip install 'roadside[sim]')")
 
@@ -66,17 +66,15 @@ def test_degraded_detection_still_safe():
 
 
 def test_cli_run_and_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "peak", "--controller",
-                        "sumo-delay-based", "--duration", "120"], capture_output=True, text=True, timeout=120)
+    r = sim_cli("run", "--scenario", "peak", "--controller", "sumo-delay-based", "--duration", "120", timeout=120)
     assert r.returncode == 0, r.stderr
     assert KEYS <= set(json.loads(r.stdout))
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "nope", "--controller",
-                        "fixed"], capture_output=True, text=True, timeout=60)
+    r = sim_cli("run", "--scenario", "nope", "--controller", "fixed", timeout=60)
     assert r.returncode == 2 and "unknown scenario 'nope'" in r.stderr
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--scenarios", "balanced",
-                        "--controllers", "adaptive", "sumo-actuated", "--seeds", "1", "--duration", "120",
-                        "--out", str(out), "--plots"], capture_output=True, text=True, timeout=300)
+    r = sim_cli("bench", "--scenarios", "balanced",
+                "--controllers", "adaptive", "sumo-actuated", "--seeds", "1", "--duration", "120",
+                "--out", str(out), "--plots", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "| balanced | ours: adaptive |" in r.stdout and (out / "balanced.png").stat().st_size > 10000
 
@@ -85,13 +83,12 @@ def test_set_reaches_our_controller_and_a_bad_setting_stops_before_any_simulatio
     """`--set KEY=VALUE` (sim run and sim bench) puts a setting into the derived configuration of our
     controllers: the audit log shows the setting at work. A misspelt key or a bad value is named, exit 2."""
     log = tmp_path / "audit.jsonl"
-    base = [sys.executable, "-m", "roadside.core.cli", "sim", "run", "--scenario", "unbalanced", "--controller",
-            "adaptive", "--duration", "300", "--mode", "inproc"]
+    base = ["run", "--scenario", "unbalanced", "--controller", "adaptive", "--duration", "300", "--mode", "inproc"]
     reasons = {}
     for wait in (None, 15):
         log = tmp_path / f"{wait}.jsonl"
         extra = ["--set", f"timing.adaptive.max_wait_s={wait}"] if wait else []
-        r = subprocess.run(base + ["--audit-log", str(log)] + extra, capture_output=True, text=True, timeout=300)
+        r = sim_cli(*base, "--audit-log", str(log), *extra, timeout=300)
         assert r.returncode == 0, r.stderr
         events = [json.loads(line) for line in log.read_text().splitlines()]
         reasons[wait] = [e["detail"]["reason"] for e in events if e["type"] == "decision"]
@@ -100,8 +97,7 @@ def test_set_reaches_our_controller_and_a_bad_setting_stops_before_any_simulatio
     for bad, said in (("timing.adaptive.wait_weigh=0.02", "timing.adaptive.wait_weigh: unknown key"),
                       ("timing.adaptive.wait_weight=abc", "timing.adaptive.wait_weight: Input should be a valid number"),
                       ("wait_weight", "expected KEY=VALUE")):
-        for verb in (base, [sys.executable, "-m", "roadside.core.cli", "sim", "bench", "--suite", "1", "--out",
-                            str(tmp_path / "never")]):
-            r = subprocess.run(verb + ["--set", bad], capture_output=True, text=True, timeout=60)
+        for verb in (base, ["bench", "--suite", "1", "--out", str(tmp_path / "never")]):
+            r = sim_cli(*verb, "--set", bad, timeout=60)
             assert r.returncode == 2 and said in r.stderr, (bad, r.stderr)
     assert not (tmp_path / "never").exists()  # nothing was generated or run
